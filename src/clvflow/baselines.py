@@ -1,0 +1,526 @@
+"""Classic CLV baselines: BG/NBD x Gamma-Gamma and the historical spend-rate formula.
+
+Pure functions over numpy arrays / pandas DataFrames, fitted by maximum likelihood with
+numpy + scipy.
+
+- BG/NBD: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to
+  the Pareto/NBD Model", Marketing Science 24(2).
+- Gamma-Gamma: Fader, Hardie & Lee (2005), "RFM and CLV: Using Iso-Value Curves for Customer
+  Base Analysis", Journal of Marketing Research 42(4); Fader & Hardie (2013), "The Gamma-Gamma
+  Model of Monetary Value".
+
+BG/NBD inputs follow the usual convention: `frequency` = number of repeat purchases (purchase
+days after the first one), `t_x` = time of the last purchase and `T` = end of the observation
+period, both measured from the first purchase, all in one time unit of the caller's choice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special
+
+logger = logging.getLogger(__name__)
+
+ArrayLike = np.ndarray | pd.Series | Sequence[float]
+
+BASELINE_COLUMNS = ["customer_id", "p_active", "expected_spend"]
+"""Output columns of the baseline predictors, in order."""
+
+DAYS_PER_WEEK = 7.0
+
+# Log-parameter box for the optimiser: parameters in [1e-6, 1e6] of the data's units.
+_LOG_BOUND = np.log(1e6)
+
+
+@dataclass(frozen=True)
+class BgNbdParams:
+    """Fitted BG/NBD parameters (`alpha` in the time unit of the data it was fitted on)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+
+
+@dataclass(frozen=True)
+class GammaGammaParams:
+    """Fitted Gamma-Gamma spend parameters (`gamma` in the currency of the data)."""
+
+    p: float
+    q: float
+    gamma: float
+    log_likelihood: float
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _as_1d(values: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{name} has non-finite values at positions {bad[:5].tolist()}")
+    return arr
+
+
+def _first_rows(mask: np.ndarray) -> list[int]:
+    return np.flatnonzero(mask)[:5].tolist()
+
+
+def _check_same_length(**arrays: np.ndarray) -> None:
+    lengths = {name: arr.shape[0] for name, arr in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"inputs must have the same length, got {lengths}")
+
+
+def _check_rft(
+    frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate (frequency, t_x, T) and return them as float arrays."""
+    x = _as_1d(frequency, "frequency")
+    tx = _as_1d(t_x, "t_x")
+    t_end = _as_1d(T, "T")
+    _check_same_length(frequency=x, t_x=tx, T=t_end)
+    if (x < 0).any():
+        raise ValueError(f"frequency must be >= 0; negative at positions {_first_rows(x < 0)}")
+    if (x != np.round(x)).any():
+        raise ValueError(
+            f"frequency must be whole numbers; fractional at positions {_first_rows(x != np.round(x))}"
+        )
+    if (tx < 0).any():
+        raise ValueError(f"t_x must be >= 0; negative at positions {_first_rows(tx < 0)}")
+    if (tx > t_end).any():
+        raise ValueError(
+            f"t_x must be <= T (last purchase inside the observation period); "
+            f"t_x > T at positions {_first_rows(tx > t_end)}"
+        )
+    return x, tx, t_end
+
+
+def _check_horizon(horizon: float, name: str = "horizon") -> float:
+    if not np.isfinite(horizon) or horizon <= 0:
+        raise ValueError(f"{name} must be a positive number, got {horizon!r}")
+    return float(horizon)
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisation helper
+# --------------------------------------------------------------------------------------------
+
+
+def _fit_log_params(
+    neg_ll: Callable[[np.ndarray], float], starts: Sequence[Sequence[float]], what: str
+) -> np.ndarray:
+    """Minimise `neg_ll` over log-parameters with bounded L-BFGS-B from several starts.
+
+    Returns the best log-parameter vector; raises ValueError if no start converges to a finite
+    value. Deterministic: the starts are fixed by the caller.
+    """
+    best: optimize.OptimizeResult | None = None
+    for start in starts:
+        x0 = np.log(np.asarray(start, dtype=float))
+        bounds = [(-_LOG_BOUND, _LOG_BOUND)] * x0.size
+        res = optimize.minimize(
+            neg_ll,
+            x0,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
+        )
+        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
+        raise ValueError(f"{what} fit failed: no start reached a finite log-likelihood")
+    if np.any(np.abs(best.x) >= _LOG_BOUND - 1e-6):
+        logger.warning(
+            "%s fit: a parameter reached the search bound (log-params %s); the data may not "
+            "identify the model",
+            what,
+            np.round(best.x, 3).tolist(),
+        )
+    return best.x
+
+
+# --------------------------------------------------------------------------------------------
+# BG/NBD
+# --------------------------------------------------------------------------------------------
+
+
+def _bgnbd_log_lik(
+    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """Per-customer BG/NBD log-likelihood (FHL 2005, eq. 6), stable via log-sum-exp."""
+    log_a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    log_a2 = (
+        special.gammaln(a + b)
+        + special.gammaln(b + x)
+        - special.gammaln(b)
+        - special.gammaln(a + b + x)
+    )
+    log_a3 = -(r + x) * np.log(alpha + T)
+    repeat = x > 0
+    log_a4 = np.full_like(x, -np.inf)
+    # b + x - 1 > 0 whenever x >= 1, so the log is defined on the masked rows.
+    log_a4[repeat] = (
+        np.log(a) - np.log(b + x[repeat] - 1.0) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
+    )
+    return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
+
+
+def fit_bgnbd(frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdParams:
+    """Fit BG/NBD by maximum likelihood.
+
+    Args:
+        frequency: repeat purchases per customer (whole numbers >= 0).
+        t_x: time of the last purchase since the first one (0 if frequency is 0).
+        T: length of the observation period since the first purchase (>= t_x).
+            `t_x` and `T` share one time unit (e.g. weeks); `alpha` comes out in that unit.
+
+    Returns:
+        BgNbdParams with r, alpha, a, b and the total log-likelihood at the optimum.
+
+    Raises:
+        ValueError: on invalid input, or when no customer has a repeat purchase (the dropout
+            process is then not identified).
+    """
+    x, tx, t_end = _check_rft(frequency, t_x, T)
+    if x.size == 0:
+        raise ValueError("cannot fit BG/NBD on zero customers")
+    if not (x > 0).any():
+        raise ValueError("cannot fit BG/NBD: no customer has a repeat purchase (frequency > 0)")
+    n = x.size
+
+    def neg_ll(log_params: np.ndarray) -> float:
+        r, alpha, a, b = np.exp(log_params)
+        value = -_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum() / n
+        return float(value) if np.isfinite(value) else 1e300
+
+    # alpha carries the time unit: scale its starts by the mean observation period.
+    scale = float(t_end.mean()) if t_end.mean() > 0 else 1.0
+    starts = [
+        (1.0, scale, 1.0, 1.0),
+        (0.5, 0.1 * scale, 0.5, 2.0),
+        (2.0, 2.0 * scale, 2.0, 5.0),
+    ]
+    r, alpha, a, b = np.exp(_fit_log_params(neg_ll, starts, "BG/NBD"))
+    ll = float(_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum())
+    logger.info("BG/NBD fit: r=%.4f alpha=%.4f a=%.4f b=%.4f LL=%.2f", r, alpha, a, b, ll)
+    return BgNbdParams(float(r), float(alpha), float(a), float(b), ll)
+
+
+def _odds_dead(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x) for repeat customers, 0 otherwise."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    odds = np.zeros_like(x)
+    rep = x > 0
+    log_odds = (
+        np.log(a)
+        - np.log(b + x[rep] - 1.0)
+        + (r + x[rep]) * (np.log(alpha + T[rep]) - np.log(alpha + t_x[rep]))
+    )
+    odds[rep] = np.exp(np.minimum(log_odds, 700.0))
+    return odds
+
+
+def bgnbd_prob_alive(
+    params: BgNbdParams, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> np.ndarray:
+    """P(customer still alive at T | history) under BG/NBD (FHL 2005, eq. 13).
+
+    Args:
+        params: fitted BG/NBD parameters (time unit of `t_x`, `T` must match the fit).
+        frequency, t_x, T: customer histories as in `fit_bgnbd`.
+
+    Returns:
+        Array of probabilities in (0, 1]; exactly 1 for customers with frequency 0.
+
+    Raises:
+        ValueError: on invalid input.
+    """
+    x, tx, t_end = _check_rft(frequency, t_x, T)
+    return 1.0 / (1.0 + _odds_dead(params, x, tx, t_end))
+
+
+def bgnbd_expected_purchases(
+    params: BgNbdParams, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike, horizon: float
+) -> np.ndarray:
+    """Conditional expected number of purchases in (T, T + horizon] (FHL 2005, eq. 10).
+
+    Args:
+        params: fitted BG/NBD parameters.
+        frequency, t_x, T: customer histories as in `fit_bgnbd`.
+        horizon: window length (> 0), same time unit as `T`.
+
+    Returns:
+        Array of expected purchase counts (>= 0).
+
+    Raises:
+        ValueError: on invalid input or a non-positive horizon.
+    """
+    x, tx, t_end = _check_rft(frequency, t_x, T)
+    horizon = _check_horizon(horizon)
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    z = horizon / (alpha + t_end + horizon)
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, z)
+    decay = np.exp((r + x) * (np.log(alpha + t_end) - np.log(alpha + t_end + horizon)))
+    numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - decay * hyp)
+    expected = numerator / (1.0 + _odds_dead(params, x, tx, t_end))
+    bad = ~np.isfinite(expected)
+    if bad.any():
+        raise ValueError(
+            f"BG/NBD expected purchases are not finite at positions {_first_rows(bad)} "
+            f"(params {params}); hyp2f1 failed for these histories"
+        )
+    return np.maximum(expected, 0.0)
+
+
+def bgnbd_prob_active(
+    params: BgNbdParams, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike, horizon: float
+) -> np.ndarray:
+    """P(at least one purchase in (T, T + horizon] | history) under BG/NBD.
+
+    Dropout happens only right after a purchase, so a customer alive at T who makes no purchase
+    in the window stays alive through it; given alive, lambda ~ Gamma(r + x, alpha + T). Hence
+    P(no purchase) = 1 - P(alive) + P(alive) * ((alpha + T) / (alpha + T + horizon))^(r + x).
+
+    Args:
+        params: fitted BG/NBD parameters.
+        frequency, t_x, T: customer histories as in `fit_bgnbd`.
+        horizon: window length (> 0), same time unit as `T`.
+
+    Returns:
+        Array of probabilities in [0, 1).
+
+    Raises:
+        ValueError: on invalid input or a non-positive horizon.
+    """
+    x, tx, t_end = _check_rft(frequency, t_x, T)
+    horizon = _check_horizon(horizon)
+    p_alive = 1.0 / (1.0 + _odds_dead(params, x, tx, t_end))
+    log_ratio = np.log(params.alpha + t_end) - np.log(params.alpha + t_end + horizon)
+    # 1 - ratio^(r+x), computed without cancellation for short windows.
+    p_buy_if_alive = -np.expm1((params.r + x) * log_ratio)
+    return p_alive * p_buy_if_alive
+
+
+# --------------------------------------------------------------------------------------------
+# Gamma-Gamma
+# --------------------------------------------------------------------------------------------
+
+
+def _check_spend(frequency: ArrayLike, monetary: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    x = _as_1d(frequency, "frequency")
+    m = _as_1d(monetary, "monetary")
+    _check_same_length(frequency=x, monetary=m)
+    if (x < 0).any():
+        raise ValueError(f"frequency must be >= 0; negative at positions {_first_rows(x < 0)}")
+    return x, m
+
+
+def _gamma_gamma_log_lik(
+    p: float, q: float, gamma: float, x: np.ndarray, m: np.ndarray
+) -> np.ndarray:
+    """Per-customer log-density of the mean spend m over x transactions (Fader & Hardie 2013)."""
+    return (
+        special.gammaln(p * x + q)
+        - special.gammaln(p * x)
+        - special.gammaln(q)
+        + q * np.log(gamma)
+        + (p * x - 1.0) * np.log(m)
+        + p * x * np.log(x)
+        - (p * x + q) * np.log(gamma + x * m)
+    )
+
+
+def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGammaParams:
+    """Fit the Gamma-Gamma spend model by maximum likelihood on customers with frequency > 0.
+
+    Args:
+        frequency: repeat purchases per customer (rows with 0 are ignored).
+        monetary: mean spend per repeat purchase (currency units); must be > 0 where
+            frequency > 0.
+
+    Returns:
+        GammaGammaParams with p, q, gamma and the log-likelihood over the repeat customers.
+
+    Raises:
+        ValueError: on mismatched lengths, negative frequency, non-positive monetary value of a
+            repeat customer, or when there is no repeat customer.
+    """
+    x, m = _check_spend(frequency, monetary)
+    repeat = x > 0
+    if not repeat.any():
+        raise ValueError(
+            "cannot fit Gamma-Gamma: no customer has a repeat purchase (frequency > 0)"
+        )
+    bad = repeat & (m <= 0)
+    if bad.any():
+        raise ValueError(
+            f"monetary must be > 0 for customers with frequency > 0; found {int(bad.sum())} "
+            f"at positions {_first_rows(bad)}; drop or floor them before fitting"
+        )
+    x, m = x[repeat], m[repeat]
+    n = x.size
+
+    def neg_ll(log_params: np.ndarray) -> float:
+        p, q, gamma = np.exp(log_params)
+        value = -_gamma_gamma_log_lik(p, q, gamma, x, m).sum() / n
+        return float(value) if np.isfinite(value) else 1e300
+
+    # gamma carries the currency unit: scale its starts by the mean spend.
+    scale = float(m.mean())
+    starts = [(1.0, 1.0, scale), (5.0, 3.0, 0.5 * scale), (2.0, 5.0, 2.0 * scale)]
+    p, q, gamma = np.exp(_fit_log_params(neg_ll, starts, "Gamma-Gamma"))
+    ll = float(_gamma_gamma_log_lik(p, q, gamma, x, m).sum())
+    if q <= 1.0:
+        logger.warning("Gamma-Gamma fit: q=%.4f <= 1, the population mean spend is infinite", q)
+    logger.info("Gamma-Gamma fit: p=%.4f q=%.4f gamma=%.4f LL=%.2f", p, q, gamma, ll)
+    return GammaGammaParams(float(p), float(q), float(gamma), ll)
+
+
+def gamma_gamma_expected_spend(
+    params: GammaGammaParams, frequency: ArrayLike, monetary: ArrayLike
+) -> np.ndarray:
+    """Conditional expected mean spend per transaction: (p(gamma + x m)) / (p x + q - 1).
+
+    Args:
+        params: fitted Gamma-Gamma parameters (q > 1).
+        frequency: repeat purchases per customer (>= 0).
+        monetary: observed mean spend per repeat purchase (ignored where frequency is 0).
+
+    Returns:
+        Array of expected spend per transaction; the population mean p*gamma/(q-1) for
+        customers with frequency 0.
+
+    Raises:
+        ValueError: on invalid input, or q <= 1 (infinite population mean).
+    """
+    x, m = _check_spend(frequency, monetary)
+    p, q, gamma = params.p, params.q, params.gamma
+    if q <= 1.0:
+        raise ValueError(f"Gamma-Gamma q must be > 1 for a finite expected spend, got q={q}")
+    m = np.where(x > 0, m, 0.0)
+    return p * (gamma + x * m) / (p * x + q - 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Baseline predictors over a feature table
+# --------------------------------------------------------------------------------------------
+
+_FEATURE_COLUMNS = [
+    "customer_id",
+    "n_purchase_days",
+    "frequency",
+    "t_x_days",
+    "T_days",
+    "mean_repeat_spend",
+    "total_spend",
+]
+
+
+def _check_features(features: pd.DataFrame, horizon_days: int) -> None:
+    missing = [c for c in _FEATURE_COLUMNS if c not in features.columns]
+    if missing:
+        raise ValueError(
+            f"feature table lacks columns {missing}; build it with clvflow.features.build_features"
+        )
+    _check_horizon(horizon_days, "horizon_days")
+
+
+def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """BG/NBD x Gamma-Gamma predictions for the window [as_of, as_of + horizon_days).
+
+    Fits BG/NBD (in weeks: t_x_days/7, T_days/7) on every customer with a purchase day and
+    Gamma-Gamma on the repeat customers with positive `mean_repeat_spend`, both on this same
+    feature table (history before its as_of only). Then
+    p_active = P(at least one purchase in the window) and
+    expected_spend = expected purchases in the window x expected spend per purchase.
+    Customers without a purchase day (e.g. returns only) get p_active = expected_spend = 0.
+
+    Args:
+        features: table from `clvflow.features.build_features` (one row per customer).
+        horizon_days: window length in days (> 0).
+
+    Returns:
+        DataFrame with columns customer_id, p_active, expected_spend (rows as in `features`).
+
+    Raises:
+        ValueError: on missing columns, a bad horizon, or data the models cannot be fitted on.
+    """
+    _check_features(features, horizon_days)
+    buyers = features["n_purchase_days"].to_numpy(dtype=float) > 0
+    sub = features.loc[buyers]
+    x = sub["frequency"].to_numpy(dtype=float)
+    t_x_weeks = sub["t_x_days"].to_numpy(dtype=float) / DAYS_PER_WEEK
+    T_weeks = sub["T_days"].to_numpy(dtype=float) / DAYS_PER_WEEK
+    horizon_weeks = horizon_days / DAYS_PER_WEEK
+    monetary = sub["mean_repeat_spend"].to_numpy(dtype=float)
+
+    bg = fit_bgnbd(x, t_x_weeks, T_weeks)
+    fit_rows = (x > 0) & (monetary > 0)
+    if (x > 0).sum() > fit_rows.sum():
+        logger.info(
+            "Gamma-Gamma fit skips %d repeat customers with non-positive mean spend",
+            int((x > 0).sum() - fit_rows.sum()),
+        )
+    gg = fit_gamma_gamma(x[fit_rows], monetary[fit_rows])
+
+    p_active = np.zeros(len(features))
+    expected_spend = np.zeros(len(features))
+    p_active[buyers] = bgnbd_prob_active(bg, x, t_x_weeks, T_weeks, horizon_weeks)
+    purchases = bgnbd_expected_purchases(bg, x, t_x_weeks, T_weeks, horizon_weeks)
+    spend = gamma_gamma_expected_spend(gg, x, np.maximum(monetary, 0.0))
+    expected_spend[buyers] = purchases * spend
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].to_numpy(),
+            "p_active": p_active,
+            "expected_spend": expected_spend,
+        }
+    )
+
+
+def historical_baseline(features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """Textbook "average order value x purchase frequency x lifespan" baseline.
+
+    With observed_days = max(T_days + 1, 1) (days from the first purchase day through
+    as_of - 1, both included):
+        expected_spend = max(total_spend, 0) / observed_days * horizon_days
+        p_active = 1 - exp(-n_purchase_days / observed_days * horizon_days)
+    i.e. the historical spend rate and purchase-day rate per day, projected over the window
+    and (for p_active) treated as a Poisson rate. Customers without a purchase day get 0.
+
+    Args:
+        features: table from `clvflow.features.build_features` (one row per customer).
+        horizon_days: window length in days (> 0).
+
+    Returns:
+        DataFrame with columns customer_id, p_active, expected_spend (rows as in `features`).
+
+    Raises:
+        ValueError: on missing columns or a bad horizon.
+    """
+    _check_features(features, horizon_days)
+    t_days = features["T_days"].to_numpy(dtype=float)
+    observed_days = np.maximum(np.nan_to_num(t_days, nan=0.0) + 1.0, 1.0)
+    n_days = np.nan_to_num(features["n_purchase_days"].to_numpy(dtype=float), nan=0.0)
+    total = np.nan_to_num(features["total_spend"].to_numpy(dtype=float), nan=0.0)
+    expected_spend = np.maximum(total, 0.0) / observed_days * horizon_days
+    p_active = -np.expm1(-n_days / observed_days * horizon_days)
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].to_numpy(),
+            "p_active": p_active,
+            "expected_spend": expected_spend,
+        }
+    )

@@ -1,0 +1,107 @@
+"""Training set: stacked snapshots of (features at C0, labels after C0) before a cutoff.
+
+Snapshot dates are ``C0 = cutoff - horizon_days - k * spacing_days`` for k = 0 .. n_snapshots - 1,
+so every label window ``[C0, C0 + horizon_days)`` ends on or before the cutoff. Nothing dated on or
+after the cutoff is even looked at.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from clvflow.features import build_features
+from clvflow.labels import build_labels, validate_horizon
+from clvflow.timeutil import DateLike, to_day
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_dates(
+    first_day: pd.Timestamp,
+    cutoff: DateLike,
+    horizon_days: int,
+    n_snapshots: int,
+    spacing_days: int,
+) -> list[pd.Timestamp]:
+    """Snapshot dates, latest first, that have at least one day of history before them.
+
+    Raises:
+        ValueError: not even the latest snapshot has history (history too short for the horizon).
+    """
+    if n_snapshots < 1 or spacing_days < 1:
+        raise ValueError(
+            f"n_snapshots and spacing_days must be >= 1 (got {n_snapshots}, {spacing_days})"
+        )
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon = pd.Timedelta(days=validate_horizon(horizon_days))
+    first = pd.Timestamp(first_day).normalize()
+    dates = [cutoff_day - horizon - pd.Timedelta(days=k * spacing_days) for k in range(n_snapshots)]
+    usable = [d for d in dates if d > first]
+    if not usable:
+        have = (cutoff_day - first).days
+        raise ValueError(
+            f"history too short for horizon_days={horizon_days}: the data before the cutoff "
+            f"{cutoff_day.date()} start on {first.date()} ({have} days), but training needs a "
+            f"label window of {horizon_days} days after some history. Use a shorter horizon "
+            f"(< {have} days) or a later cutoff."
+        )
+    if len(usable) < n_snapshots:
+        log.warning(
+            "only %d of %d snapshots fit in the history; using %s",
+            len(usable),
+            n_snapshots,
+            [d.date().isoformat() for d in usable],
+        )
+    return usable
+
+
+def build_training_set(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    n_snapshots: int = 4,
+    spacing_days: int = 30,
+) -> pd.DataFrame:
+    """Stacked feature/label rows from snapshots whose label windows end by ``cutoff``.
+
+    Args:
+        tx: transactions table.
+        cutoff: date; only transactions dated before it are used.
+        horizon_days: label window length in days.
+        n_snapshots: number of snapshot dates.
+        spacing_days: days between consecutive snapshot dates.
+
+    Returns:
+        DataFrame: ``snapshot_date``, ``customer_id``, features, ``active``, ``spend``; latest
+        snapshot first.
+
+    Raises:
+        ValueError: no transaction before the cutoff, or history too short for the horizon.
+    """
+    cutoff_day = to_day(cutoff, "cutoff")
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    if past.empty:
+        raise ValueError(
+            f"no transaction before the cutoff {cutoff_day.date()}: the data start on "
+            f"{tx['timestamp'].min().date()}. Use a later cutoff."
+        )
+    dates = snapshot_dates(
+        past["timestamp"].min(), cutoff_day, horizon_days, n_snapshots, spacing_days
+    )
+    parts = []
+    for as_of in dates:
+        features = build_features(past, as_of)
+        labels = build_labels(past, as_of, horizon_days)
+        rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
+        rows.insert(0, "snapshot_date", as_of)
+        parts.append(rows)
+        log.info(
+            "snapshot %s: %d customers, %.1f%% active",
+            as_of.date(),
+            len(rows),
+            100 * rows["active"].mean(),
+        )
+    return pd.concat(parts, ignore_index=True)
