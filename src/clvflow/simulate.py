@@ -1,0 +1,419 @@
+"""Seeded, vectorised simulator of retail purchase logs with known ground truth.
+
+Generative story (a BG/NBD x lognormal-spend process; times are timezone-naive, ``start`` and
+``as_of`` are midnights, all durations in days):
+
+1. Acquisition: customer ``i`` makes a first purchase at ``start + u_i * (as_of - start)`` with
+   ``u_i ~ Beta(1, acquisition_shape)`` (1 = uniform, > 1 = front-loaded: more old customers).
+2. Purchase rate: ``rate_i ~ Gamma(rate_shape, mean = 1 / mean_days_between_purchases)`` purchases
+   per day; while alive, repeat purchases form a Poisson process with that rate.
+3. Dropout: ``dropout_i ~ Beta(dropout_a, dropout_b)``; right after each repeat purchase the
+   customer becomes inactive for good with probability ``dropout_i`` (BG/NBD convention: never
+   straight after the first purchase). Purchases are simulated up to ``as_of + horizon_days``.
+4. Order value: per-customer mean ``mean_order_value_i ~ Gamma(order_value_shape,
+   mean = order_value_mean)``; an order is free (amount 0) with probability ``zero_amount_prob``,
+   otherwise lognormal with log-sd ``order_value_sigma``, scaled so that its expectation (zeros
+   included) is ``mean_order_value_i``; rounded to cents.
+5. Split baskets: with probability ``split_prob`` an order of at least 1.00 is written as 2 or 3
+   rows the same calendar day (later seconds) whose amounts sum to the order value.
+6. Returns: with probability ``return_prob`` a non-free order gets one return row 1 to
+   ``return_max_delay_days`` days later, amount ``-fraction * order value`` with fraction
+   ``~ Uniform(0.2, 1.0)`` (at least 0.01); returns dated on or after ``as_of + horizon_days`` are
+   not exported.
+
+Truth per customer (all acquired before ``as_of``): the latent draws, ``alive_at_as_of``, the
+realised window labels ``active``/``spend`` over ``[as_of, as_of + horizon_days)`` computed from the
+exported rows exactly as in docs/EVALUATION.md, and two oracles given the latent state at ``as_of``:
+
+- ``p_active_oracle = alive * (1 - exp(-rate * H))``: exact (an alive customer is alive until their
+  first purchase in the window).
+- ``expected_spend = alive * (1 - exp(-rate * dropout * H)) / dropout * mean_order_value *
+  (1 - return_prob * 0.6)``: the expected number of purchases in the window is exact (BG/NBD,
+  memoryless); the spend is a tight approximation that ignores returns crossing the window edges
+  (orders before ``as_of`` returned inside it, window orders returned after it) and the floor at 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400
+_RETURN_FRACTION_LOW, _RETURN_FRACTION_HIGH = 0.2, 1.0
+_MEAN_RETURN_FRACTION = (_RETURN_FRACTION_LOW + _RETURN_FRACTION_HIGH) / 2
+_MIN_SPLIT_ORDER_VALUE = 1.0
+
+TRANSACTION_COLUMNS = ("customer_id", "timestamp", "amount")
+TRUTH_COLUMNS = (
+    "customer_id",
+    "first_purchase",
+    "purchase_rate_per_day",
+    "dropout_prob",
+    "mean_order_value",
+    "alive_at_as_of",
+    "active",
+    "spend",
+    "expected_spend",
+    "p_active_oracle",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Simulation:
+    """Simulated purchase log and the ground truth it was drawn from.
+
+    transactions: ``customer_id`` (str), ``timestamp`` (datetime64[ns], naive, seconds resolution),
+        ``amount`` (float64; negative = return), sorted by timestamp, all dated
+        ``< as_of + horizon_days``.
+    truth: one row per customer (columns ``TRUTH_COLUMNS``), sorted by ``customer_id``.
+    """
+
+    transactions: pd.DataFrame
+    truth: pd.DataFrame
+    as_of: pd.Timestamp
+    horizon_days: int
+
+
+def simulate(
+    n_customers: int = 10_000,
+    *,
+    start: str | dt.date = "2022-01-01",
+    as_of: str | dt.date = "2024-01-01",
+    horizon_days: int = 180,
+    seed: int = 0,
+    acquisition_shape: float = 2.0,
+    mean_days_between_purchases: float = 30.0,
+    rate_shape: float = 0.6,
+    dropout_a: float = 1.0,
+    dropout_b: float = 60.0,
+    order_value_mean: float = 50.0,
+    order_value_shape: float = 3.0,
+    order_value_sigma: float = 0.6,
+    zero_amount_prob: float = 0.002,
+    split_prob: float = 0.05,
+    return_prob: float = 0.03,
+    return_max_delay_days: int = 30,
+    id_prefix: str = "C",
+) -> Simulation:
+    """Simulate a purchase log with known per-customer truth (see the module docstring).
+
+    Args:
+        n_customers: number of customers, all acquired in ``[start, as_of)``.
+        start, as_of: midnights (str, date or Timestamp; timezone-naive), ``start < as_of``.
+        horizon_days: length of the label window ``[as_of, as_of + horizon_days)``, in days.
+        seed: seed of the numpy generator; the same seed gives identical frames.
+        Other keyword arguments set the generative story (module docstring).
+
+    Returns:
+        A ``Simulation``.
+
+    Raises:
+        ValueError: an argument is out of range (the message names it).
+    """
+    args = dict(locals())  # the arguments, by name, for validation and the draws
+    start_ts, as_of_ts = _to_midnight("start", start), _to_midnight("as_of", as_of)
+    _validate(n_customers, start_ts, as_of_ts, horizon_days, args)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    as_of_sec = (as_of_ts - start_ts) // pd.Timedelta(seconds=1)
+    end_sec = as_of_sec + horizon_days * SECONDS_PER_DAY
+
+    cust = _draw_customers(rng, n_customers, as_of_sec, args)
+    order_cust, order_sec, alive = _draw_orders(rng, cust, as_of_sec, end_sec)
+    order_amount = _draw_order_values(
+        rng, cust["mean_order_value"][order_cust], order_value_sigma, zero_amount_prob
+    )
+    row_cust, row_sec, row_amount = _write_rows(
+        rng,
+        order_cust,
+        order_sec,
+        order_amount,
+        end_sec,
+        split_prob,
+        return_prob,
+        return_max_delay_days,
+    )
+    del order_cust, order_sec, order_amount
+
+    ids = _customer_ids(n_customers, id_prefix)
+    truth = _truth_frame(
+        ids,
+        cust,
+        alive,
+        row_cust,
+        row_sec,
+        row_amount,
+        start_ts,
+        as_of_sec,
+        horizon_days,
+        return_prob,
+    )
+    transactions = _transactions_frame(ids, row_cust, row_sec, row_amount, start_ts)
+    logger.info(
+        "simulated %d customers, %d transactions in %.1f s",
+        n_customers,
+        len(transactions),
+        time.perf_counter() - t0,
+    )
+    return Simulation(transactions, truth, as_of_ts, horizon_days)
+
+
+def _to_midnight(name: str, value: str | dt.date) -> pd.Timestamp:
+    """Parse a naive midnight; raise ValueError naming ``name`` otherwise."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}={value!r} is not a date") from err
+    if ts is pd.NaT or ts.tzinfo is not None or ts != ts.normalize():
+        raise ValueError(f"{name}={value!r} must be a timezone-naive midnight (a day)")
+    return ts
+
+
+def _validate(
+    n_customers: int, start: pd.Timestamp, as_of: pd.Timestamp, horizon_days: int, args: dict
+) -> None:
+    """Check argument ranges; raise ValueError naming the first bad one."""
+    if not isinstance(n_customers, (int, np.integer)) or n_customers < 1:
+        raise ValueError(f"n_customers must be an integer >= 1, got {n_customers!r}")
+    if start >= as_of:
+        raise ValueError(f"start ({start.date()}) must be before as_of ({as_of.date()})")
+    for name in ("horizon_days", "return_max_delay_days"):
+        if not isinstance(args[name], (int, np.integer)) or args[name] < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {args[name]!r}")
+    positive = (
+        "acquisition_shape",
+        "mean_days_between_purchases",
+        "rate_shape",
+        "dropout_a",
+        "dropout_b",
+        "order_value_mean",
+        "order_value_shape",
+        "order_value_sigma",
+    )
+    for name in positive:
+        if not np.isfinite(args[name]) or args[name] <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {args[name]!r}")
+    if not isinstance(args["id_prefix"], str) or not args["id_prefix"].isascii():
+        raise ValueError(f"id_prefix must be an ASCII string, got {args['id_prefix']!r}")
+    for name in ("zero_amount_prob", "split_prob", "return_prob"):
+        if not 0 <= args[name] < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {args[name]!r}")
+
+
+def _draw_customers(
+    rng: np.random.Generator, n: int, as_of_sec: int, args: dict
+) -> dict[str, np.ndarray]:
+    """Draw each customer's first-purchase second (since start) and latent parameters."""
+    first_sec = (rng.beta(1.0, args["acquisition_shape"], n) * as_of_sec).astype(np.int64)
+    rate = rng.gamma(
+        args["rate_shape"], 1.0 / (args["rate_shape"] * args["mean_days_between_purchases"]), n
+    )
+    dropout = np.clip(rng.beta(args["dropout_a"], args["dropout_b"], n), 1e-9, 1.0)
+    mean_value = rng.gamma(
+        args["order_value_shape"], args["order_value_mean"] / args["order_value_shape"], n
+    )
+    return {
+        "first_sec": np.minimum(first_sec, as_of_sec - 1),
+        "rate": rate,
+        "dropout": dropout,
+        "mean_order_value": mean_value,
+    }
+
+
+def _draw_orders(
+    rng: np.random.Generator, cust: dict[str, np.ndarray], as_of_sec: int, end_sec: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw all orders (first + repeat purchases) up to ``end_sec``.
+
+    Repeat purchases of customer i are the first ``m = min(N, K)`` points of a Poisson process on
+    ``(0, L)``, with ``N ~ Poisson(rate * L)`` and ``K ~ Geometric(dropout)`` (the purchase after
+    which they drop out). The first m of N uniform order statistics are ``S_j / (S_m + G)`` with
+    ``S`` cumulative unit exponentials and ``G ~ Gamma(N - m + 1)``, so only kept points are drawn.
+
+    Returns:
+        (customer index, second since start, alive_at_as_of per customer); orders grouped by
+        customer, first purchases first.
+    """
+    n = len(cust["rate"])
+    first_sec = cust["first_sec"]
+    span_days = (end_sec - first_sec) / SECONDS_PER_DAY
+    n_poisson = rng.poisson(cust["rate"] * span_days)
+    n_until_dropout = rng.geometric(cust["dropout"])
+    n_repeat = np.minimum(n_poisson, n_until_dropout)
+
+    rep_cust = np.repeat(np.arange(n), n_repeat)
+    csum = np.cumsum(rng.standard_exponential(int(n_repeat.sum())))
+    ends = np.cumsum(n_repeat)
+    padded = np.concatenate(([0.0], csum))
+    before_group = padded[ends - n_repeat]
+    last_in_group = padded[ends] - before_group
+    del padded
+    denom = last_in_group + rng.standard_gamma(n_poisson - n_repeat + 1.0)
+    frac = (csum - before_group[rep_cust]) / denom[rep_cust]
+    rep_sec = first_sec[rep_cust] + (frac * (end_sec - first_sec)[rep_cust]).astype(np.int64)
+    rep_sec = np.minimum(rep_sec, end_sec - 1)
+
+    # Alive at as_of iff the purchase that causes dropout has not happened before as_of.
+    n_repeat_before = np.bincount(rep_cust[rep_sec < as_of_sec], minlength=n)
+    alive = n_repeat_before < n_until_dropout
+    order_cust = np.concatenate((np.arange(n), rep_cust))
+    order_sec = np.concatenate((first_sec, rep_sec))
+    return order_cust, order_sec, alive
+
+
+def _draw_order_values(
+    rng: np.random.Generator, mean_value: np.ndarray, sigma: float, zero_prob: float
+) -> np.ndarray:
+    """Draw order values (cents) whose expectation, zeros included, is ``mean_value``."""
+    lognormal = rng.lognormal(-0.5 * sigma**2, sigma, len(mean_value))
+    value = np.round(mean_value / (1.0 - zero_prob) * lognormal, 2)
+    value[rng.random(len(value)) < zero_prob] = 0.0
+    return value
+
+
+def _write_rows(
+    rng: np.random.Generator,
+    order_cust: np.ndarray,
+    order_sec: np.ndarray,
+    order_amount: np.ndarray,
+    end_sec: int,
+    split_prob: float,
+    return_prob: float,
+    return_max_delay_days: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn orders into export rows: split some baskets, add return rows."""
+    n_orders = len(order_cust)
+    is_split = (rng.random(n_orders) < split_prob) & (order_amount >= _MIN_SPLIT_ORDER_VALUE)
+    split_idx = np.flatnonzero(is_split)
+    n_parts = rng.integers(2, 4, len(split_idx))
+    part_order = np.repeat(split_idx, n_parts)
+    part_group = np.repeat(np.arange(len(split_idx)), n_parts)
+    is_first_part = np.diff(part_group, prepend=-1) != 0
+    # Weights in [0.5, 1.5] keep every part >= ~11% of the order, so parts stay positive.
+    weight = 0.5 + rng.random(len(part_order))
+    share = weight / np.bincount(part_group, weights=weight)[part_group]
+    part_amount = np.round(order_amount[part_order] * share, 2)
+    rest = np.bincount(part_group, weights=np.where(is_first_part, 0.0, part_amount))
+    part_amount[is_first_part] = np.round(order_amount[split_idx] - rest, 2)
+    # Extra parts later the same calendar day (start is a midnight, so sec % day = time of day).
+    to_midnight = SECONDS_PER_DAY - order_sec[part_order] % SECONDS_PER_DAY
+    part_sec = order_sec[part_order] + np.where(
+        is_first_part, 0, rng.integers(0, to_midnight, dtype=np.int64)
+    )
+
+    ret_idx = np.flatnonzero((rng.random(n_orders) < return_prob) & (order_amount > 0))
+    ret_sec = order_sec[ret_idx] + rng.integers(
+        SECONDS_PER_DAY, return_max_delay_days * SECONDS_PER_DAY + 1, len(ret_idx)
+    )
+    fraction = rng.uniform(_RETURN_FRACTION_LOW, _RETURN_FRACTION_HIGH, len(ret_idx))
+    ret_amount = -np.maximum(0.01, np.round(fraction * order_amount[ret_idx], 2))
+    keep = ret_sec < end_sec
+
+    whole = ~is_split
+    row_cust = np.concatenate(
+        (order_cust[whole], order_cust[part_order], order_cust[ret_idx][keep])
+    )
+    row_sec = np.concatenate((order_sec[whole], part_sec, ret_sec[keep]))
+    row_amount = np.concatenate((order_amount[whole], part_amount, ret_amount[keep]))
+    return row_cust, row_sec, row_amount
+
+
+def _customer_ids(n: int, prefix: str) -> np.ndarray:
+    """Ids ``prefix`` + zero-padded 1..n (at least 7 digits), as fixed-width bytes (``S<k>``)."""
+    width = max(7, len(str(n)))
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    number = np.arange(1, n + 1, dtype=np.int64)[:, None]
+    digits = (number // powers % 10 + ord("0")).astype(np.uint8)
+    head = np.broadcast_to(np.frombuffer(prefix.encode("ascii"), np.uint8), (n, len(prefix)))
+    chars = np.ascontiguousarray(np.hstack((head, digits)))
+    return chars.view(f"S{chars.shape[1]}").ravel()
+
+
+def _string_array(fixed: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Fixed-width ASCII bytes as a pandas ``str`` array, built on one arrow buffer (no copies)."""
+    n, width = len(fixed), fixed.dtype.itemsize
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(fixed))]
+    return pd.array(pa.Array.from_buffers(pa.large_string(), n, buffers), dtype="str")
+
+
+def _truth_frame(
+    ids: np.ndarray,
+    cust: dict[str, np.ndarray],
+    alive: np.ndarray,
+    row_cust: np.ndarray,
+    row_sec: np.ndarray,
+    row_amount: np.ndarray,
+    start: pd.Timestamp,
+    as_of_sec: int,
+    horizon_days: int,
+    return_prob: float,
+) -> pd.DataFrame:
+    """Per-customer truth: latent draws, realised window labels and oracle expectations."""
+    n = len(alive)
+    in_window = row_sec >= as_of_sec
+    n_bought = np.bincount(row_cust[in_window & (row_amount >= 0)], minlength=n)
+    net = np.bincount(row_cust[in_window], weights=row_amount[in_window], minlength=n)
+    rate, dropout = cust["rate"], cust["dropout"]
+    expected_purchases = -np.expm1(-rate * dropout * horizon_days) / dropout
+    net_order_value = cust["mean_order_value"] * (1.0 - return_prob * _MEAN_RETURN_FRACTION)
+    return pd.DataFrame(
+        {
+            "customer_id": _string_array(ids),
+            "first_purchase": _timestamps(start, cust["first_sec"]),
+            "purchase_rate_per_day": rate,
+            "dropout_prob": dropout,
+            "mean_order_value": cust["mean_order_value"],
+            "alive_at_as_of": alive,
+            "active": (n_bought > 0).astype(np.int64),
+            "spend": np.maximum(np.round(net, 2), 0.0),
+            "expected_spend": np.where(alive, expected_purchases * net_order_value, 0.0),
+            "p_active_oracle": np.where(alive, -np.expm1(-rate * horizon_days), 0.0),
+        }
+    )
+
+
+def _transactions_frame(
+    ids: np.ndarray,
+    row_cust: np.ndarray,
+    row_sec: np.ndarray,
+    row_amount: np.ndarray,
+    start: pd.Timestamp,
+) -> pd.DataFrame:
+    """The export: rows sorted by timestamp (stable), as a real log would be."""
+    order = _stable_argsort(row_sec)
+    return pd.DataFrame(
+        {
+            "customer_id": _string_array(ids[row_cust[order]]),
+            "timestamp": _timestamps(start, row_sec[order]),
+            "amount": row_amount[order],
+        },
+        copy=False,
+    )
+
+
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative int64 keys.
+
+    Packs (key, position) into one int64 and sorts that with the default sort, ~3x faster than a
+    stable argsort; falls back to the latter when the bits do not fit.
+    """
+    n_bits = max(int(len(key) - 1).bit_length(), 1)
+    if len(key) == 0 or int(key.max()).bit_length() + n_bits > 62:
+        return np.argsort(key, kind="stable")
+    packed = (key << n_bits) | np.arange(len(key), dtype=np.int64)
+    packed.sort()
+    return packed & ((1 << n_bits) - 1)
+
+
+def _timestamps(start: pd.Timestamp, sec: np.ndarray) -> np.ndarray:
+    """``start`` + ``sec`` seconds as naive datetime64[ns]."""
+    return (start.as_unit("ns").value + sec * 1_000_000_000).view("datetime64[ns]")

@@ -1,0 +1,177 @@
+"""Tests for clvflow.simulate: schema, determinism, label consistency, oracle calibration."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvflow.simulate import TRANSACTION_COLUMNS, TRUTH_COLUMNS, Simulation, simulate
+
+N_LARGE = 50_000
+
+
+@pytest.fixture(scope="module")
+def sim() -> Simulation:
+    """One default-settings simulation shared by the data and model-behaviour tests."""
+    return simulate(N_LARGE, seed=7)
+
+
+def _window_labels(tx: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """Labels computed the plain pandas way, as docs/EVALUATION.md defines them."""
+    end = as_of + pd.Timedelta(days=horizon_days)
+    window = tx[(tx["timestamp"] >= as_of) & (tx["timestamp"] < end)]
+    purchases = window[window["amount"] >= 0].groupby("customer_id").size()
+    net = window.groupby("customer_id")["amount"].sum()
+    labels = pd.DataFrame({"n_purchases": purchases, "spend": net.clip(lower=0)}).fillna(0)
+    return labels.assign(active=(labels["n_purchases"] > 0).astype(np.int64))
+
+
+# --- code tests ------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_frames() -> None:
+    a, b = simulate(2_000, seed=3), simulate(2_000, seed=3)
+    pd.testing.assert_frame_equal(a.transactions, b.transactions)
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+
+
+def test_different_seeds_differ() -> None:
+    a, b = simulate(2_000, seed=3), simulate(2_000, seed=4)
+    assert not a.truth["first_purchase"].equals(b.truth["first_purchase"])
+    assert not a.transactions.equals(b.transactions)
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    ["2024-01-01", dt.date(2024, 1, 1), dt.datetime(2024, 1, 1), pd.Timestamp("2024-01-01")],
+)
+def test_date_forms_are_equivalent(as_of: object) -> None:
+    ref = simulate(500, as_of="2024-01-01", seed=1)
+    got = simulate(500, as_of=as_of, seed=1)
+    assert got.as_of == pd.Timestamp("2024-01-01")
+    pd.testing.assert_frame_equal(got.transactions, ref.transactions)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_customers": 0}, "n_customers"),
+        ({"n_customers": 2.5}, "n_customers"),
+        ({"start": "2024-01-01", "as_of": "2024-01-01"}, "start"),
+        ({"start": "2024-06-01", "as_of": "2024-01-01"}, "start"),
+        ({"horizon_days": 0}, "horizon_days"),
+        ({"as_of": "2024-01-01 12:00"}, "as_of"),
+        ({"start": "not a date"}, "start"),
+        ({"as_of": pd.Timestamp("2024-01-01", tz="UTC")}, "as_of"),
+        ({"return_prob": 1.5}, "return_prob"),
+        ({"rate_shape": 0.0}, "rate_shape"),
+        ({"id_prefix": "Ç"}, "id_prefix"),
+    ],
+)
+def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
+    kwargs = {"n_customers": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        simulate(**kwargs)
+
+
+def test_single_customer_and_no_extras() -> None:
+    one = simulate(1, seed=0)
+    assert len(one.truth) == 1 and len(one.transactions) >= 1
+    plain = simulate(2_000, zero_amount_prob=0, split_prob=0, return_prob=0, seed=0)
+    assert (plain.transactions["amount"] > 0).all()
+
+
+# --- data tests ------------------------------------------------------------------------------
+
+
+def test_schema_and_dtypes(sim: Simulation) -> None:
+    tx, truth = sim.transactions, sim.truth
+    assert tuple(tx.columns) == TRANSACTION_COLUMNS
+    assert tuple(truth.columns) == TRUTH_COLUMNS
+    assert pd.api.types.is_string_dtype(tx["customer_id"])
+    assert tx["timestamp"].dtype == np.dtype("datetime64[ns]")
+    assert tx["amount"].dtype == np.float64
+    assert truth["first_purchase"].dtype == np.dtype("datetime64[ns]")
+    assert truth["alive_at_as_of"].dtype == bool
+    assert len(truth) == N_LARGE and truth["customer_id"].is_unique
+    assert set(tx["customer_id"].unique()) == set(truth["customer_id"])
+    assert sim.as_of == pd.Timestamp("2024-01-01") and sim.horizon_days == 180
+    assert not tx.isna().any().any() and not truth.isna().any().any()
+
+
+def test_rows_dated_in_range_with_seconds(sim: Simulation) -> None:
+    ts = sim.transactions["timestamp"]
+    assert ts.min() >= pd.Timestamp("2022-01-01")
+    assert ts.max() < sim.as_of + pd.Timedelta(days=sim.horizon_days)
+    assert (ts.astype("int64") % 1_000_000_000 == 0).all()
+    assert ts.dt.hour.nunique() == 24
+    assert ts.is_monotonic_increasing
+    assert not sim.transactions["customer_id"].is_monotonic_increasing
+
+
+def test_first_purchase_is_first_row(sim: Simulation) -> None:
+    first = sim.transactions.groupby("customer_id")["timestamp"].min()
+    truth = sim.truth.set_index("customer_id")
+    pd.testing.assert_series_equal(
+        truth["first_purchase"], first.reindex(truth.index), check_names=False
+    )
+    assert (truth["first_purchase"] < sim.as_of).all()
+
+
+def test_ids_keep_leading_zeros(sim: Simulation) -> None:
+    assert sim.truth["customer_id"].iloc[0] == "C0000001"
+    assert sim.transactions["customer_id"].str.fullmatch(r"C\d{7}").all()
+    digits = simulate(20, id_prefix="", seed=0)
+    assert digits.truth["customer_id"].iloc[1] == "0000002"
+    assert digits.transactions["customer_id"].str.fullmatch(r"\d{7}").all()
+
+
+def test_same_day_rows_returns_and_free_orders_present(sim: Simulation) -> None:
+    tx = sim.transactions
+    day = tx["timestamp"].dt.normalize()
+    purchases = tx["amount"] >= 0
+    same_day = tx[purchases].groupby([tx["customer_id"], day]).size()
+    assert 0.02 < (same_day > 1).mean() < 0.2
+    assert 0.01 < (tx["amount"] < 0).mean() < 0.05
+    assert (tx["amount"] == 0).any()
+    assert tx["amount"].round(2).eq(tx["amount"]).all()
+
+
+def test_size_per_customer(sim: Simulation) -> None:
+    assert 15 <= len(sim.transactions) / N_LARGE <= 25
+
+
+def test_truth_labels_match_transactions(sim: Simulation) -> None:
+    truth = sim.truth.set_index("customer_id")
+    direct = _window_labels(sim.transactions, sim.as_of, sim.horizon_days)
+    direct = direct.reindex(truth.index, fill_value=0)
+    np.testing.assert_array_equal(truth["active"], direct["active"])
+    np.testing.assert_allclose(truth["spend"], direct["spend"], atol=1e-6)
+    assert truth["active"].between(0, 1).all() and (truth["spend"] >= 0).all()
+
+
+# --- model-behaviour tests -------------------------------------------------------------------
+
+
+def test_dead_customers_never_buy(sim: Simulation) -> None:
+    truth = sim.truth
+    assert truth.loc[~truth["alive_at_as_of"], "active"].eq(0).all()
+    assert truth.loc[~truth["alive_at_as_of"], "expected_spend"].eq(0).all()
+
+
+def test_oracle_ranks_spend(sim: Simulation) -> None:
+    truth = sim.truth.iloc[:20_000]
+    spearman = truth["expected_spend"].rank().corr(truth["spend"].rank())
+    assert spearman > 0.5
+
+
+def test_oracle_is_calibrated(sim: Simulation) -> None:
+    truth = sim.truth
+    agg_bias = truth["expected_spend"].sum() / truth["spend"].sum() - 1
+    assert abs(agg_bias) < 0.03
+    assert truth["p_active_oracle"].mean() == pytest.approx(truth["active"].mean(), abs=0.01)
+    high = truth["p_active_oracle"] > 0.9
+    assert truth.loc[high, "active"].mean() > 0.85
