@@ -437,15 +437,89 @@ def _check_features(features: pd.DataFrame, horizon_days: int) -> None:
     _check_horizon(horizon_days, "horizon_days")
 
 
+@dataclass(frozen=True)
+class BtydFit:
+    """BG/NBD (time unit: weeks) and Gamma-Gamma parameters fitted on one feature table."""
+
+    bgnbd: BgNbdParams
+    gamma_gamma: GammaGammaParams
+
+
+#: Columns added by :func:`btyd_predictions` (model features and the baseline's outputs).
+BTYD_PREDICTION_COLUMNS = [
+    "bg_p_alive",
+    "bg_expected_purchases",
+    "bg_p_active",
+    "gg_expected_spend",
+    "bg_expected_spend",
+]
+
+
+def fit_btyd(features: pd.DataFrame) -> BtydFit:
+    """Fit BG/NBD (weeks: t_x_days/7, T_days/7) on every customer with a purchase day and
+    Gamma-Gamma on the repeat customers with positive `mean_repeat_spend`.
+
+    Args:
+        features: table from `clvflow.features.build_features` (history before its as_of only).
+
+    Raises:
+        ValueError: on missing columns or data the models cannot be fitted on.
+    """
+    _check_features(features, 1)
+    buyers = features["n_purchase_days"].to_numpy(dtype=float) > 0
+    sub = features.loc[buyers]
+    x = sub["frequency"].to_numpy(dtype=float)
+    monetary = sub["mean_repeat_spend"].to_numpy(dtype=float)
+    bg = fit_bgnbd(
+        x,
+        sub["t_x_days"].to_numpy(dtype=float) / DAYS_PER_WEEK,
+        sub["T_days"].to_numpy(dtype=float) / DAYS_PER_WEEK,
+    )
+    fit_rows = (x > 0) & (monetary > 0)
+    if (x > 0).sum() > fit_rows.sum():
+        logger.info(
+            "Gamma-Gamma fit skips %d repeat customers with non-positive mean spend",
+            int((x > 0).sum() - fit_rows.sum()),
+        )
+    return BtydFit(bg, fit_gamma_gamma(x[fit_rows], monetary[fit_rows]))
+
+
+def btyd_predictions(fit: BtydFit, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """BTYD predictions for the window [as_of, as_of + horizon_days) of each customer.
+
+    Columns (rows as in `features`): `bg_p_alive`, `bg_expected_purchases` (purchase days),
+    `bg_p_active` (P(at least one purchase)), `gg_expected_spend` (per purchase) and
+    `bg_expected_spend` = expected purchases x expected spend per purchase. Customers without a
+    purchase day (e.g. returns only) get 0 everywhere.
+    """
+    _check_features(features, horizon_days)
+    buyers = features["n_purchase_days"].to_numpy(dtype=float) > 0
+    sub = features.loc[buyers]
+    x = sub["frequency"].to_numpy(dtype=float)
+    t_x_weeks = sub["t_x_days"].to_numpy(dtype=float) / DAYS_PER_WEEK
+    T_weeks = sub["T_days"].to_numpy(dtype=float) / DAYS_PER_WEEK
+    horizon_weeks = horizon_days / DAYS_PER_WEEK
+    monetary = np.maximum(sub["mean_repeat_spend"].to_numpy(dtype=float), 0.0)
+    out = pd.DataFrame(0.0, index=features.index, columns=BTYD_PREDICTION_COLUMNS)
+    purchases = bgnbd_expected_purchases(fit.bgnbd, x, t_x_weeks, T_weeks, horizon_weeks)
+    spend = gamma_gamma_expected_spend(fit.gamma_gamma, x, monetary)
+    out.loc[buyers, "bg_p_alive"] = bgnbd_prob_alive(fit.bgnbd, x, t_x_weeks, T_weeks)
+    out.loc[buyers, "bg_expected_purchases"] = purchases
+    out.loc[buyers, "bg_p_active"] = bgnbd_prob_active(
+        fit.bgnbd, x, t_x_weeks, T_weeks, horizon_weeks
+    )
+    out.loc[buyers, "gg_expected_spend"] = spend
+    out.loc[buyers, "bg_expected_spend"] = purchases * spend
+    return out
+
+
 def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """BG/NBD x Gamma-Gamma predictions for the window [as_of, as_of + horizon_days).
 
-    Fits BG/NBD (in weeks: t_x_days/7, T_days/7) on every customer with a purchase day and
-    Gamma-Gamma on the repeat customers with positive `mean_repeat_spend`, both on this same
-    feature table (history before its as_of only). Then
-    p_active = P(at least one purchase in the window) and
-    expected_spend = expected purchases in the window x expected spend per purchase.
-    Customers without a purchase day (e.g. returns only) get p_active = expected_spend = 0.
+    Both models are fitted on this same feature table (history before its as_of only, see
+    :func:`fit_btyd`); p_active = P(at least one purchase in the window) and expected_spend =
+    expected purchases in the window x expected spend per purchase. Customers without a purchase
+    day (e.g. returns only) get p_active = expected_spend = 0.
 
     Args:
         features: table from `clvflow.features.build_features` (one row per customer).
@@ -458,34 +532,12 @@ def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.
         ValueError: on missing columns, a bad horizon, or data the models cannot be fitted on.
     """
     _check_features(features, horizon_days)
-    buyers = features["n_purchase_days"].to_numpy(dtype=float) > 0
-    sub = features.loc[buyers]
-    x = sub["frequency"].to_numpy(dtype=float)
-    t_x_weeks = sub["t_x_days"].to_numpy(dtype=float) / DAYS_PER_WEEK
-    T_weeks = sub["T_days"].to_numpy(dtype=float) / DAYS_PER_WEEK
-    horizon_weeks = horizon_days / DAYS_PER_WEEK
-    monetary = sub["mean_repeat_spend"].to_numpy(dtype=float)
-
-    bg = fit_bgnbd(x, t_x_weeks, T_weeks)
-    fit_rows = (x > 0) & (monetary > 0)
-    if (x > 0).sum() > fit_rows.sum():
-        logger.info(
-            "Gamma-Gamma fit skips %d repeat customers with non-positive mean spend",
-            int((x > 0).sum() - fit_rows.sum()),
-        )
-    gg = fit_gamma_gamma(x[fit_rows], monetary[fit_rows])
-
-    p_active = np.zeros(len(features))
-    expected_spend = np.zeros(len(features))
-    p_active[buyers] = bgnbd_prob_active(bg, x, t_x_weeks, T_weeks, horizon_weeks)
-    purchases = bgnbd_expected_purchases(bg, x, t_x_weeks, T_weeks, horizon_weeks)
-    spend = gamma_gamma_expected_spend(gg, x, np.maximum(monetary, 0.0))
-    expected_spend[buyers] = purchases * spend
+    pred = btyd_predictions(fit_btyd(features), features, horizon_days)
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
-            "p_active": p_active,
-            "expected_spend": expected_spend,
+            "p_active": pred["bg_p_active"].to_numpy(),
+            "expected_spend": pred["bg_expected_spend"].to_numpy(),
         }
     )
 

@@ -1,0 +1,345 @@
+"""The CLV model: an XGBoost churn classifier and an XGBoost spend regressor on BTYD-augmented
+features, combined into P(active) and expected spend over the horizon.
+
+Design (chosen by backtest, see README "Model"):
+- Inputs are the feature table of :mod:`clvflow.features` plus BG/NBD x Gamma-Gamma predictions
+  (:func:`clvflow.baselines.btyd_predictions`). BTYD parameters are fitted per training snapshot
+  on that snapshot's history, and, for scoring, on the history before the training cutoff; they
+  travel inside the model.
+- Churn: binary logistic booster predicting ``active`` in the window, started from the BG/NBD
+  log-odds (``base_margin``), so the booster learns corrections to a model that already knows how
+  activity decays with age; then Platt-calibrated on the latest snapshot (held out).
+- Spend: hurdle model. E[spend | active] by a gamma-deviance booster (log link) on the active
+  rows, started from log Gamma-Gamma expected spend; expected_spend = p_active x that.
+- Early stopping and calibration use the latest snapshot as validation (a later time slice than
+  the rows trained on), never the evaluation window; the boosters are then refitted on all
+  snapshots with the number of trees early stopping chose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.linear_model import LogisticRegression
+
+from clvflow.baselines import BTYD_PREDICTION_COLUMNS, BtydFit, btyd_predictions, fit_btyd
+from clvflow.features import FEATURE_COLUMNS
+from clvflow.labels import validate_horizon
+
+log = logging.getLogger(__name__)
+
+#: Output columns of :meth:`ClvModel.predict` (the start of the scores table).
+PREDICTION_COLUMNS = ["customer_id", "p_active", "expected_spend_if_active", "expected_spend"]
+
+#: Features whose values grow with customer age. Scoring populations are older than the
+#: training snapshots (whose label windows must end before the cutoff), so trees would
+#: extrapolate these badly; the model leaves them to the BTYD inputs, which model ageing.
+AGE_CUMULATIVE_FEATURES = frozenset(
+    {
+        "tenure_days",
+        "n_purchase_days",
+        "frequency",
+        "t_x_days",
+        "T_days",
+        "total_spend",
+        "gross_spend",
+        "purchase_days_365d",
+        "spend_365d",
+        "return_amount",
+        "n_return_days",
+    }
+)
+
+MODEL_INPUT_COLUMNS: list[str] = [
+    *[c for c in FEATURE_COLUMNS if c not in AGE_CUMULATIVE_FEATURES],
+    *BTYD_PREDICTION_COLUMNS,
+]
+
+_EPS = 1e-6
+
+
+@dataclass
+class ModelParams:
+    """Hyperparameters (all logged to MLflow)."""
+
+    n_estimators: int = 400
+    learning_rate: float = 0.03
+    max_depth: int = 3
+    min_child_weight: float = 10.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 40
+    calibrate: bool = True
+    seed: int = 0
+    n_jobs: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def booster_kwargs(self) -> dict[str, Any]:
+        return dict(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            min_child_weight=self.min_child_weight,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            random_state=self.seed,
+            n_jobs=self.n_jobs,
+            tree_method="hist",
+        )
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype="float64"), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _log_spend(s: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(s, dtype="float64"), 1.0))
+
+
+class NotFittedError(RuntimeError):
+    """The model was used before :meth:`ClvModel.fit`."""
+
+
+class ClvModel:
+    """Churn + spend model for one horizon. Hyperparameters in ``__init__``, fitted state in
+    attributes ending in ``_``; ``fit`` returns ``self``."""
+
+    def __init__(self, horizon_days: int, params: ModelParams | None = None) -> None:
+        self.horizon_days = validate_horizon(horizon_days)
+        self.params = params or ModelParams()
+
+    # ---- fitting -------------------------------------------------------------------------
+    def fit(self, training_set: pd.DataFrame, cutoff_features: pd.DataFrame) -> ClvModel:
+        """Fit on stacked snapshots.
+
+        Args:
+            training_set: from :func:`clvflow.training_set.build_training_set` (features,
+                ``snapshot_date``, ``active``, ``spend``).
+            cutoff_features: features as of the training cutoff; the BTYD parameters used at
+                scoring are fitted on them (history before the cutoff only).
+        """
+        p = self.params
+        rows = self._with_btyd_per_snapshot(training_set)
+        snapshots = sorted(rows["snapshot_date"].unique())
+        latest = (rows["snapshot_date"] == snapshots[-1]).to_numpy()
+        holdout = latest if len(snapshots) > 1 else None
+
+        n_churn, n_spend = p.n_estimators, p.n_estimators
+        calibrator = None
+        if holdout is not None:
+            churn_v, n_churn = self._fit_churn(rows[~holdout], rows[holdout])
+            spend_v, n_spend = self._fit_spend(rows[~holdout], rows[holdout])
+            if p.calibrate:
+                valid = rows.loc[holdout]
+                raw = churn_v.predict(
+                    xgb.DMatrix(
+                        valid[MODEL_INPUT_COLUMNS], base_margin=_logit(valid["bg_p_active"])
+                    ),
+                    output_margin=True,
+                    iteration_range=(0, n_churn),
+                )
+                calibrator = LogisticRegression(C=1e6).fit(
+                    raw.reshape(-1, 1), rows.loc[holdout, "active"].to_numpy()
+                )
+        self.churn_booster_, _ = self._fit_churn(rows, None, n_churn)
+        self.spend_booster_, _ = self._fit_spend(rows, None, n_spend)
+        self.calibrator_ = calibrator
+        self.btyd_ = fit_btyd(cutoff_features)
+        self.n_trees_ = {"churn": n_churn, "spend": n_spend}
+        self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
+        self.feature_columns_ = list(FEATURE_COLUMNS)
+        log.info(
+            "fitted on %d rows from %d snapshots; trees churn=%d spend=%d; calibrated=%s",
+            len(rows),
+            len(snapshots),
+            n_churn,
+            n_spend,
+            calibrator is not None,
+        )
+        return self
+
+    def _with_btyd_per_snapshot(self, training_set: pd.DataFrame) -> pd.DataFrame:
+        parts = []
+        for _, snap in training_set.groupby("snapshot_date", sort=True):
+            btyd = btyd_predictions(fit_btyd(snap), snap, self.horizon_days)
+            parts.append(pd.concat([snap, btyd], axis=1))
+        return pd.concat(parts)
+
+    def _fit_churn(
+        self, train: pd.DataFrame, valid: pd.DataFrame | None, n_trees: int | None = None
+    ) -> tuple[xgb.Booster, int]:
+        return self._train(
+            {"objective": "binary:logistic", "eval_metric": "logloss"},
+            train,
+            train["active"].to_numpy(),
+            _logit(train["bg_p_active"]),
+            valid,
+            None if valid is None else valid["active"].to_numpy(),
+            None if valid is None else _logit(valid["bg_p_active"]),
+            n_trees,
+        )
+
+    def _fit_spend(
+        self, train: pd.DataFrame, valid: pd.DataFrame | None, n_trees: int | None = None
+    ) -> tuple[xgb.Booster, int]:
+        train = train[train["active"] == 1]
+        valid = None if valid is None else valid[valid["active"] == 1]
+        return self._train(
+            {"objective": "reg:gamma", "eval_metric": "gamma-deviance"},
+            train,
+            np.maximum(train["spend"].to_numpy(), 0.01),
+            _log_spend(train["gg_expected_spend"]),
+            valid,
+            None if valid is None else np.maximum(valid["spend"].to_numpy(), 0.01),
+            None if valid is None else _log_spend(valid["gg_expected_spend"]),
+            n_trees,
+        )
+
+    def _train(self, objective, train, y, margin, valid, y_valid, margin_valid, n_trees):
+        p = self.params
+        kwargs = p.booster_kwargs()
+        params = {
+            "eta": kwargs["learning_rate"],
+            "max_depth": kwargs["max_depth"],
+            "min_child_weight": kwargs["min_child_weight"],
+            "subsample": kwargs["subsample"],
+            "colsample_bytree": kwargs["colsample_bytree"],
+            "lambda": kwargs["reg_lambda"],
+            "seed": kwargs["random_state"],
+            "nthread": kwargs["n_jobs"],
+            "tree_method": "hist",
+            **objective,
+            **p.extra,
+        }
+        dtrain = xgb.DMatrix(train[MODEL_INPUT_COLUMNS], label=y, base_margin=margin)
+        if valid is None:
+            booster = xgb.train(params, dtrain, num_boost_round=n_trees or p.n_estimators)
+            return booster, n_trees or p.n_estimators
+        dvalid = xgb.DMatrix(valid[MODEL_INPUT_COLUMNS], label=y_valid, base_margin=margin_valid)
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=p.n_estimators,
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=p.early_stopping_rounds,
+            verbose_eval=False,
+        )
+        return booster, int(booster.best_iteration) + 1
+
+    # ---- prediction ----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "churn_booster_"):
+            raise NotFittedError("ClvModel is not fitted yet: call fit() or load a saved model")
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """P(active) and expected spend in the horizon for each row of a feature table.
+
+        Args:
+            features: ``customer_id`` + ``FEATURE_COLUMNS`` (as of the scoring date).
+
+        Returns:
+            DataFrame with ``PREDICTION_COLUMNS``, rows in input order.
+
+        Raises:
+            ValueError: feature columns missing.
+        """
+        self._check_fitted()
+        missing = [c for c in ["customer_id", *self.feature_columns_] if c not in features.columns]
+        if missing:
+            raise ValueError(
+                f"feature table lacks the model's feature column(s) {missing}; build it with "
+                "clvflow.features.build_features (same clvflow version as the model)"
+            )
+        btyd = btyd_predictions(self.btyd_, features, self.horizon_days)
+        x = pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
+        dm = xgb.DMatrix(x[MODEL_INPUT_COLUMNS], base_margin=_logit(x["bg_p_active"]))
+        margin = self.churn_booster_.predict(dm, output_margin=True)
+        if self.calibrator_ is not None:
+            p_active = self.calibrator_.predict_proba(margin.reshape(-1, 1))[:, 1]
+        else:
+            p_active = 1.0 / (1.0 + np.exp(-margin))
+        dm_spend = xgb.DMatrix(
+            x[MODEL_INPUT_COLUMNS], base_margin=_log_spend(x["gg_expected_spend"])
+        )
+        spend_if_active = np.maximum(self.spend_booster_.predict(dm_spend), 0.0)
+        no_purchase = x["n_purchase_days"].to_numpy() <= 0
+        p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
+        return pd.DataFrame(
+            {
+                "customer_id": x["customer_id"].astype("str").to_numpy(),
+                "p_active": p_active.astype("float64"),
+                "expected_spend_if_active": spend_if_active.astype("float64"),
+                "expected_spend": (p_active * spend_if_active).astype("float64"),
+            }
+        )
+
+    def feature_importance(self) -> dict[str, pd.Series]:
+        """Total gain per model input for each booster."""
+        self._check_fitted()
+        out = {}
+        for name, booster in (("churn", self.churn_booster_), ("spend", self.spend_booster_)):
+            gain = booster.get_score(importance_type="total_gain")
+            out[name] = pd.Series(gain, dtype="float64").sort_values(ascending=False)
+        return out
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write the fitted model to ``directory`` (joblib boosters + JSON metadata).
+
+        Returns:
+            The files written.
+        """
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        files = {
+            "churn_booster.joblib": self.churn_booster_,
+            "spend_booster.joblib": self.spend_booster_,
+            "calibrator.joblib": self.calibrator_,
+        }
+        for name, obj in files.items():
+            joblib.dump(obj, d / name)
+        meta = {
+            "horizon_days": self.horizon_days,
+            "params": asdict(self.params),
+            "btyd": {
+                "bgnbd": asdict(self.btyd_.bgnbd),
+                "gamma_gamma": asdict(self.btyd_.gamma_gamma),
+            },
+            "n_trees": self.n_trees_,
+            "snapshots": self.snapshots_,
+            "feature_columns": self.feature_columns_,
+            "model_input_columns": MODEL_INPUT_COLUMNS,
+        }
+        (d / "model.json").write_text(json.dumps(meta, indent=2))
+        return [d / n for n in [*files, "model.json"]]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ClvModel:
+        """Load a model written by :meth:`save`."""
+        from clvflow.baselines import BgNbdParams, GammaGammaParams
+
+        d = Path(directory)
+        meta = json.loads((d / "model.json").read_text())
+        model = cls(meta["horizon_days"], ModelParams(**meta["params"]))
+        model.churn_booster_ = joblib.load(d / "churn_booster.joblib")
+        model.spend_booster_ = joblib.load(d / "spend_booster.joblib")
+        model.calibrator_ = joblib.load(d / "calibrator.joblib")
+        model.btyd_ = BtydFit(
+            BgNbdParams(**meta["btyd"]["bgnbd"]), GammaGammaParams(**meta["btyd"]["gamma_gamma"])
+        )
+        model.n_trees_ = meta["n_trees"]
+        model.snapshots_ = meta["snapshots"]
+        model.feature_columns_ = meta["feature_columns"]
+        return model
