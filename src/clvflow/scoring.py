@@ -54,15 +54,17 @@ def score_features(
     """
     horizon = model.horizon_days
     pred = model.predict(features)
+    p_active = pred["p_active"].to_numpy("float64")
+    spend_if_active = pred["expected_spend_if_active"].to_numpy("float64")
     scores = pd.DataFrame(
         {
             "customer_id": pred["customer_id"],
             "as_of": pd.Timestamp(as_of).normalize(),
             "horizon_days": horizon,
-            "p_active": pred["p_active"],
-            "p_churn": 1.0 - pred["p_active"],
-            "expected_spend_if_active": pred["expected_spend_if_active"],
-            "expected_spend": pred["expected_spend"],
+            "p_active": p_active,
+            "p_churn": 1.0 - p_active,
+            "expected_spend_if_active": spend_if_active,
+            "expected_spend": p_active * spend_if_active,
         }
     )
     scores["clv"] = horizon_clv(
