@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
+# Train on the embedded CDNOW data through the MLproject (backtest, refit, log, register, export).
 run: venv
-	$(BIN)/clvflow features --transactions cdnow --as-of 1998-01-01 --output out/cdnow_features_1998-01-01.parquet
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	  $(BIN)/mlflow run . --env-manager local --experiment-name clvflow
 
 # The HTML report test renders in headless Chromium (Debian package); install it when missing.
 browser:

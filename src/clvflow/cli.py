@@ -76,6 +76,193 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- train / backtest ----------------------------------------------------------------------
+
+
+def _typed(kind: str, convert, check, rule: str):
+    """An argparse type: ``convert`` the text, then require ``check`` (else say ``rule``)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise argparse.ArgumentTypeError(f"invalid {kind} value: {text!r} ({rule})") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range ({rule})")
+        return value
+
+    parse.__name__ = kind
+    return parse
+
+
+def _whole(text: str) -> int:
+    value = float(text)
+    if value != int(value):
+        raise ValueError(text)
+    return int(value)
+
+
+POSITIVE_INT = _typed("int", _whole, lambda v: v >= 1, "a whole number >= 1")
+NON_NEGATIVE_INT = _typed("int", _whole, lambda v: v >= 0, "a whole number >= 0")
+POSITIVE_FLOAT = _typed("float", float, lambda v: 0 < v < float("inf"), "a number > 0")
+MARGIN = _typed("float", float, lambda v: 0 < v <= 1, "a share of revenue in (0, 1]")
+DISCOUNT = _typed("float", float, lambda v: 0 <= v < 1, "a yearly rate in [0, 1), e.g. 0.1")
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+BOOL = _typed("bool", lambda t: _BOOLS[t.strip().lower()], lambda v: True, "true or false")
+
+
+def _optional_date(text: str):
+    """A date, or None for an empty value (MLproject passes unset parameters as '')."""
+    from clvflow.timeutil import to_day
+
+    if not text.strip():
+        return None
+    try:
+        return to_day(text, "date")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_job_args(p: argparse.ArgumentParser, *, cutoff_required: bool) -> None:
+    """Flags shared by train and backtest (defaults from ModelParams / SnapshotSettings)."""
+    from clvflow.models import ModelParams
+    from clvflow.training import SnapshotSettings
+
+    mp, snap = ModelParams(), SnapshotSettings()
+    add_transaction_args(p)
+    p.add_argument(  # replaces the plain flag: MLproject passes booleans as values
+        "--drop-duplicates",
+        type=BOOL,
+        nargs="?",
+        const=True,
+        default=False,
+        help="drop exact duplicate rows (default: keep); also --drop-duplicates true/false",
+    )
+    p.add_argument(
+        "--cutoff",
+        type=_optional_date,
+        required=cutoff_required,
+        default=None,
+        help="date YYYY-MM-DD; only transactions before it are used"
+        + ("" if cutoff_required else " (default: the day after the last transaction)"),
+    )
+    p.add_argument("--horizon-days", type=POSITIVE_INT, required=True, help="window length, days")
+    p.add_argument("--experiment-name", default=None, help="MLflow experiment (default clvflow)")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=mp.seed, help="random seed")
+    h = p.add_argument_group("model")
+    h.add_argument("--n-estimators", type=POSITIVE_INT, default=mp.n_estimators)
+    h.add_argument("--learning-rate", type=POSITIVE_FLOAT, default=mp.learning_rate)
+    h.add_argument("--max-depth", type=POSITIVE_INT, default=mp.max_depth)
+    h.add_argument(
+        "--n-jobs", type=POSITIVE_INT, default=mp.n_jobs, help="XGBoost threads (1 on busy cores)"
+    )
+    h.add_argument("--n-snapshots", type=POSITIVE_INT, default=snap.n_snapshots)
+    h.add_argument("--snapshot-spacing-days", type=POSITIVE_INT, default=snap.spacing_days)
+    h.add_argument("--margin", type=MARGIN, default=1.0, help="share of revenue kept, for CLV")
+    h.add_argument(
+        "--annual-discount-rate", type=DISCOUNT, default=0.0, help="yearly discount rate for CLV"
+    )
+
+
+def _blank_to_none(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name, None) == "":
+            setattr(args, name, None)
+
+
+def _job_settings(args: argparse.Namespace):
+    """JobSettings from parsed flags (the flags as given are logged too)."""
+    import os
+    from pathlib import Path
+
+    from clvflow.models import ModelParams
+    from clvflow.pipeline import JobSettings, data_name
+    from clvflow.training import SnapshotSettings
+
+    _blank_to_none(args, "quantity_col", "unit_price_col", "quality_report", "export_dir")
+    skip = ("func", "command", "verbose", "experiment_name")  # the run's experiment says it
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    register_as = getattr(args, "register_as", None) or "clvflow"
+    return JobSettings(
+        horizon_days=args.horizon_days,
+        cutoff=args.cutoff,
+        params=ModelParams(
+            n_estimators=args.n_estimators,
+            learning_rate=args.learning_rate,
+            max_depth=args.max_depth,
+            n_jobs=args.n_jobs,
+            seed=args.seed,
+        ),
+        snapshots=SnapshotSettings(args.n_snapshots, args.snapshot_spacing_days),
+        margin=args.margin,
+        annual_discount_rate=args.annual_discount_rate,
+        experiment_name=args.experiment_name
+        or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+        or "clvflow",
+        data_name=data_name(args.transactions),
+        register_as=register_as,
+        export_dir=Path(args.export_dir) if getattr(args, "export_dir", None) else None,
+        flag_params=flags,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from clvflow import pipeline
+
+    settings = _job_settings(args)
+    tx, report = read_transactions(args, as_of=settings.cutoff)
+    outcome = pipeline.train(tx, report, settings)
+    reg = outcome.registration
+    start = (outcome.cutoff - pd.Timedelta(days=settings.horizon_days)).date()
+    print(f"Backtest at {start}: the {settings.horizon_days} days before {outcome.cutoff.date()}")
+    print(pipeline.format_evaluation_table(outcome.table))
+    aliases = "candidate, champion" if reg.promoted else "candidate"
+    print(f"model: {reg.name} version {reg.version} ({aliases}); MLflow run {outcome.run_id}")
+    if not reg.promoted:
+        print(
+            f"champion stays version {reg.previous_champion} "
+            f"(spend_gini_norm {reg.previous_score:.4f} >= {reg.score:.4f})"
+        )
+    print(f"bundle: {outcome.bundle_dir}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from clvflow import pipeline
+
+    settings = _job_settings(args)
+    tx, report = read_transactions(args, as_of=settings.cutoff)
+    outcome = pipeline.backtest(tx, report, settings)
+    start = outcome.cutoff.date()
+    print(f"Backtest at {start}, window of {settings.horizon_days} days from {start}:")
+    print(pipeline.format_evaluation_table(outcome.table))
+    print(f"MLflow run {outcome.run_id}")
+    return 0
+
+
+def add_job_parsers(sub) -> None:
+    """The ``train`` and ``backtest`` subcommands."""
+    p = sub.add_parser(
+        "train",
+        help="backtest, fit, log to MLflow, register and export a model",
+        conflict_handler="resolve",
+    )
+    _add_job_args(p, cutoff_required=False)
+    p.add_argument("--export-dir", default=None, help="bundle folder (default models/<name>/)")
+    p.add_argument("--register-as", default="clvflow", help="registered model name")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "backtest",
+        help="out-of-time backtest at a cutoff vs baselines (printed and logged to MLflow)",
+        conflict_handler="resolve",
+    )
+    _add_job_args(p, cutoff_required=True)
+    p.set_defaults(func=cmd_backtest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clvflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -87,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output .csv or .parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_features)
+
+    add_job_parsers(sub)
+    from clvflow import cli_score
+
+    cli_score.add_commands(sub)
     return parser
 
 

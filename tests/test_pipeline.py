@@ -1,0 +1,211 @@
+"""End to end: ``clvflow train`` / ``clvflow backtest`` against a temporary MLflow sqlite store on a
+small simulated log (one training for the whole module; small boosters, two snapshots)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from clvflow import bundle, tracking
+from clvflow.cli import main
+from clvflow.evaluation import METRIC_NAMES
+from clvflow.features import build_features
+from clvflow.models import ModelParams
+from clvflow.scoring import SCORE_COLUMNS, score_features
+from clvflow.simulate import simulate
+from clvflow.training import SnapshotSettings, fit_model
+
+pytestmark = pytest.mark.slow
+
+NAME = "clvtest"
+HORIZON = 90
+# One XGBoost thread: with two on shared, busy cores OpenMP contention makes boosting ~20x slower.
+FAST = ["--n-estimators", "20", "--n-snapshots", "2", "--n-jobs", "1"]
+FAST += ["--horizon-days", str(HORIZON)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """Simulated log as parquet, one ``clvflow train`` run; yields what the tests inspect."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    tx = simulate(3000, seed=1).transactions
+    path = tmp / "tx.parquet"
+    tx.to_parquet(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        argv = ["train", "--transactions", str(path), *FAST, "--seed", "0"]
+        argv += ["--export-dir", str(tmp / "bundle"), "--register-as", NAME]
+        argv += ["--experiment-name", NAME]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = main(argv)
+        client = mlflow.MlflowClient()
+        runs = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
+        yield {
+            "rc": rc,
+            "out": out.getvalue(),
+            "tmp": tmp,
+            "tx": tx,
+            "path": path,
+            "client": client,
+            "run": runs[0],
+        }
+
+
+@pytest.fixture(scope="module")
+def features(trained) -> pd.DataFrame:
+    cutoff = pd.Timestamp(trained["run"].data.params["cutoff"])
+    return build_features(trained["tx"], cutoff)
+
+
+def test_train_succeeds_and_prints_the_evaluation_table(trained):
+    assert trained["rc"] == 0
+    run = trained["run"]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"train tx h{HORIZON} cutoff {run.data.params['cutoff']}"
+    out = trained["out"]
+    assert (
+        "| method | gini_norm | top_decile | rmse | mae | agg_bias | roc_auc | pr_auc | brier |"
+        in out
+    )
+    assert f"{NAME} version 1 (candidate, champion)" in out
+
+
+def test_logged_params_metrics_and_dataset(trained):
+    run = trained["run"]
+    params, metrics = run.data.params, run.data.metrics
+    for key in ("cutoff", "backtest_cutoff", "horizon_days", "seed", "n_estimators", "max_depth"):
+        assert key in params
+    assert params["n_estimators"] == "20" and params["n_snapshots"] == "2"
+    assert params["n_jobs"] == "1" and params["min_child_weight"]  # all ModelParams fields
+    assert params["data_source"] == str(trained["path"])
+    for name in METRIC_NAMES:
+        assert name in metrics or name == "spend_spearman"
+        for prefix in ("baseline_bgnbd_", "baseline_historical_"):
+            assert f"{prefix}{name}" in metrics or name == "spend_spearman"
+    for count in ("n_customers_scored", "n_training_rows", "n_transactions", "promoted"):
+        assert count in metrics
+    (dataset_input,) = run.inputs.dataset_inputs
+    tags = {t.key: t.value for t in dataset_input.tags}
+    assert tags["mlflow.data.context"] == "training"
+    assert tags["sha256"] == params["data_sha256"] == run.data.tags["data_sha256"]
+
+
+def test_logged_artifacts_and_models(trained):
+    client, run_id = trained["client"], trained["run"].info.run_id
+    local = Path(client.download_artifacts(run_id, "", str(trained["tmp"] / "artifacts")))
+    files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    for name in (
+        "data_quality.json",
+        "plots/gain_curve.png",
+        "plots/reliability_curve.png",
+        "plots/decile_table.png",
+        "plots/feature_importance_churn.png",
+        "plots/feature_importance_spend.png",
+        "tables/decile_table.csv",
+        "tables/decile_table.json",
+    ):
+        assert name in files
+    models = mlflow.search_logged_models(
+        experiment_ids=[trained["run"].info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        output_format="list",
+    )
+    assert sorted(m.name for m in models) == ["churn", "clv_model", "spend"]
+    assert str(trained["tmp"]) in trained["run"].info.artifact_uri  # beside the sqlite store
+
+
+def test_registered_with_candidate_and_champion(trained):
+    client, run_id = trained["client"], trained["run"].info.run_id
+    for alias in ("candidate", "champion"):
+        mv = client.get_model_version_by_alias(NAME, alias)
+        assert (str(mv.version), mv.run_id) == ("1", run_id)
+    assert trained["run"].data.tags["promoted"] == "true"
+
+
+def test_champion_changes_only_for_a_better_gini(trained):
+    client, run = trained["client"], trained["run"]
+    uri = client.get_model_version(NAME, "1").source  # the logged clv_model (models:/m-...)
+    gini = run.data.metrics["spend_gini_norm"]
+    worse = tracking.register_candidate(uri, NAME, gini - 0.1)
+    assert not worse.promoted and worse.previous_champion == "1"
+    assert str(client.get_model_version_by_alias(NAME, "candidate").version) == worse.version
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    better = tracking.register_candidate(uri, NAME, gini + 0.1)
+    assert better.promoted
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == better.version
+    client.set_registered_model_alias(NAME, "champion", "1")  # restore for the other tests
+
+
+def test_pyfunc_returns_scores_and_matches_the_bundle(trained, features):
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    scores = pyfunc.predict(features)
+    assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert scores["customer_id"].tolist() == features["customer_id"].tolist()
+    cutoff = pd.Timestamp(trained["run"].data.params["cutoff"])
+    assert (scores["as_of"] == cutoff).all()
+
+    model, source = bundle.load_model(trained["tmp"] / "bundle")
+    assert (source.name, source.version) == (NAME, "1")
+    assert source.run_id == trained["run"].info.run_id
+    assert source.manifest["training_data_sha256"] == trained["run"].data.params["data_sha256"]
+    assert {"recency_days", "p_active"} <= set(source.manifest["reference_profile"])
+    pd.testing.assert_frame_equal(scores, score_features(model, features, cutoff))
+
+    half = pyfunc.predict(features, params={"margin": 0.5})
+    pd.testing.assert_series_equal(half["clv"], scores["clv"] * 0.5)
+
+
+def test_load_model_from_registry_and_run_uris(trained, features):
+    run_id = trained["run"].info.run_id
+    reference, _ = bundle.load_model(trained["tmp"] / "bundle")
+    expected = reference.predict(features)
+    for uri in (f"models:/{NAME}@champion", f"models:/{NAME}/1", f"runs:/{run_id}/clv_model"):
+        model, source = bundle.load_model(uri)
+        assert source.run_id == run_id
+        pd.testing.assert_frame_equal(model.predict(features), expected)
+    assert bundle.load_model(f"models:/{NAME}/1")[1].label == f"{NAME}/1"
+
+
+def test_same_seed_trains_identical_model(trained, features):
+    """A second training with the same seed (library, no MLflow) scores exactly alike."""
+    cutoff = pd.Timestamp(trained["run"].data.params["cutoff"])
+    again, _ = fit_model(
+        trained["tx"],
+        cutoff,
+        HORIZON,
+        params=ModelParams(n_estimators=20, seed=0, n_jobs=1),
+        snapshots=SnapshotSettings(n_snapshots=2),
+    )
+    model, _ = bundle.load_model(trained["tmp"] / "bundle")
+    pd.testing.assert_frame_equal(again.predict(features), model.predict(features))
+
+
+def test_backtest_command_prints_table_and_logs_a_run(trained, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained['tmp']}/mlflow.db")
+    argv = ["backtest", "--transactions", str(trained["path"]), "--cutoff", "2024-02-01"]
+    argv += [*FAST, "--n-estimators", "10", "--n-snapshots", "1"]
+    argv += ["--experiment-name", f"{NAME}-backtest"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| method | gini_norm | top_decile | rmse | mae | agg_bias |" in out
+    for row in ("| model |", "| BG/NBD × Gamma-Gamma |", "| historical |"):
+        assert row in out
+    client = trained["client"]
+    (run,) = client.search_runs([client.get_experiment_by_name(f"{NAME}-backtest").experiment_id])
+    assert run.info.run_name == f"backtest tx h{HORIZON} cutoff 2024-02-01"
+    assert "baseline_bgnbd_spend_gini_norm" in run.data.metrics
+    contexts = {
+        {t.key: t.value for t in d.tags}["mlflow.data.context"] for d in run.inputs.dataset_inputs
+    }
+    assert contexts == {"training", "evaluation"}
+    assert "MLFLOW_EXPERIMENT_ID" not in os.environ  # no process-wide MLflow state left behind
