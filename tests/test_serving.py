@@ -35,7 +35,6 @@ def _free_port() -> int:
 def test_serve_and_curl_feature_table(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
     model, cutoff = small_model()
     tx_path = tmp_path / "tx.parquet"
     small_log().to_parquet(tx_path)
