@@ -23,7 +23,6 @@ from clvflow.baselines import (
 )
 from clvflow.features import build_features
 
-REPO = Path(__file__).resolve().parents[1]
 # CI keeps a copy of shared/ beside the repository clone.
 # The 1/10 CDNOW sample of the BG/NBD paper (shared/datasets/cdnow, gzipped beside the tests).
 CDNOW_SAMPLE = Path(__file__).parent / "data" / "CDNOW_sample.txt.gz"
