@@ -5,24 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clvflow.scoring import SCORES_TABLE_COLUMNS
 from clvflow.value import horizon_clv, lifetime_clv
 
-SCORES_COLUMNS = (
-    "customer_id",
-    "as_of",
-    "horizon_days",
-    "p_active",
-    "p_churn",
-    "expected_spend_if_active",
-    "expected_spend",
-    "clv",
-    "historical_clv",
-    "purchase_days",
-    "aov",
-    "recency_days",
-    "tenure_days",
-    "clv_lifetime",
-)
+SCORES_COLUMNS = tuple(SCORES_TABLE_COLUMNS)
 
 
 def synthetic_scores(

@@ -30,6 +30,8 @@ HISTORY_COLUMNS = {
     "recency_days": "recency_days",
     "tenure_days": "tenure_days",
 }
+#: Every column :func:`score_features` returns, in order.
+SCORES_TABLE_COLUMNS = [*SCORE_COLUMNS, *HISTORY_COLUMNS, "clv_lifetime"]
 
 
 def score_features(

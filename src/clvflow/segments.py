@@ -29,6 +29,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from clvflow.scoring import SCORES_TABLE_COLUMNS
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = (
@@ -43,22 +45,7 @@ REQUIRED_COLUMNS = (
     "recency_days",
     "tenure_days",
 )
-NUMERIC_COLUMNS = frozenset(
-    {
-        "horizon_days",
-        "p_active",
-        "p_churn",
-        "expected_spend_if_active",
-        "expected_spend",
-        "clv",
-        "historical_clv",
-        "purchase_days",
-        "aov",
-        "recency_days",
-        "tenure_days",
-        "clv_lifetime",
-    }
-)
+NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of"}
 SEGMENT_COLUMNS = (
     "clv_percentile",
     "value_tier",
