@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from clvflow.duplicates import duplicated_rows
+from clvflow.idcodes import count_codes, encode_ids, is_plain_text, packed_text_keys
+from clvflow.textparse import exact_numbers, iso_timestamps
 from clvflow.timeutil import DateLike, to_day
 
 log = logging.getLogger(__name__)
@@ -204,12 +208,11 @@ def read_raw(path: Path, columns: ColumnMap) -> pd.DataFrame:
             ),
         )
     else:
-        table = pq.read_table(path)
-    frame = pd.DataFrame(
-        {logical: table.column(col).to_pandas() for logical, col in wanted.items()}
-    )
+        table = pq.read_table(path, pre_buffer=False)  # (pre-buffering: for remote stores)
+    columns = {logical: table.column(col).to_pandas() for logical, col in wanted.items()}
     for extra in sorted(set(present) - set(wanted.values())):
-        frame[f"__{extra}"] = table.column(extra).to_pandas()
+        columns[f"__{extra}"] = table.column(extra).to_pandas()
+    frame = pd.DataFrame(columns, copy=False)  # copy=False: no consolidating copy of 20M rows
     if frame.empty:
         raise InputError(f"{path}: no data rows (only a header). Export the transactions again.")
     return frame
@@ -273,39 +276,50 @@ def clean_transactions(
     else:
         amounts = parse_numbers(raw["amount"], ctx.where(names["amount"]))
 
-    tx = pd.DataFrame({"customer_id": ids, "timestamp": timestamps, "amount": amounts})
+    tx = pd.DataFrame({"customer_id": ids, "timestamp": timestamps, "amount": amounts}, copy=False)
     has_id = tx["customer_id"].notna().to_numpy()
     report.dropped_missing_customer_id = int((~has_id).sum())
-    dup = raw.duplicated(keep="first").to_numpy()
+    packed_text_keys(raw["customer_id"])  # (shared by both threads below: computed once, first)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        duplicates = pool.submit(duplicated_rows, raw)  # runs beside the counts of the used rows
+        if not drop_duplicates:
+            tx = _used_rows(tx, has_id, source, names["customer_id"])
+            _summarise(tx, report, as_of)
+        dup = duplicates.result()
     report.duplicate_rows = int((dup & has_id).sum())
-    keep = has_id & ~dup if drop_duplicates else has_id
     if drop_duplicates:
         report.dropped_duplicates = report.duplicate_rows
-    tx = tx.loc[keep].reset_index(drop=True)
+        tx = _used_rows(tx, has_id & ~dup, source, names["customer_id"])
+        _summarise(tx, report, as_of)
     report.rows_used = len(tx)
-    if tx.empty:
+    return tx, report
+
+
+def _used_rows(tx: pd.DataFrame, keep: np.ndarray, source: str, id_column: str) -> pd.DataFrame:
+    if not keep.any():
         raise InputError(
-            f"{source}: no row has a customer id in column {names['customer_id']!r}. "
+            f"{source}: no row has a customer id in column {id_column!r}. "
             "Map the right column with --customer-col."
         )
-    _summarise(tx, report, as_of)
-    return tx, report
+    if keep.all():  # (a copy of 20M rows is worth skipping)
+        return tx
+    return tx.loc[keep].reset_index(drop=True)
 
 
 def _summarise(tx: pd.DataFrame, report: DataQualityReport, as_of: DateLike | None) -> None:
     amount = tx["amount"].to_numpy()
     report.returns = int((amount < 0).sum())
     report.zero_amounts = int((amount == 0).sum())
-    known = tx
+    known = np.ones(len(tx), dtype=bool)
     if as_of is not None:
         day = to_day(as_of)
         report.as_of = day.date().isoformat()
-        after = (tx["timestamp"] >= day).to_numpy()
-        report.rows_on_or_after_as_of = int(after.sum())
-        known = tx.loc[~after]
-    report.customers = int(known["customer_id"].nunique())
-    has_purchase = (known["amount"] >= 0).groupby(known["customer_id"]).any()
-    report.customers_only_returns = int((~has_purchase).sum())
+        known = (tx["timestamp"] < day).to_numpy()
+        report.rows_on_or_after_as_of = int(len(tx) - known.sum())
+    ids = encode_ids(tx["customer_id"], known)  # codes of the customers known at as_of
+    purchases = count_codes(ids.codes, ids.n_ids, amount >= 0)
+    report.customers = ids.n_ids
+    report.customers_only_returns = int(np.count_nonzero(purchases == 0))
     report.first_timestamp = str(tx["timestamp"].min())
     report.last_timestamp = str(tx["timestamp"].max())
 
@@ -345,6 +359,8 @@ def normalise_customer_ids(values: pd.Series) -> tuple[pd.Series, int]:
     Returns:
         (ids as pandas string Series, number of float-formatted ids normalised).
     """
+    if is_plain_text(values):  # the usual case: nothing to strip, blank or normalise
+        return values, 0
     if pd.api.types.is_float_dtype(values):
         finite = values.notna()
         integral = finite & (values == np.floor(values))
@@ -371,6 +387,9 @@ def parse_timestamps(values: pd.Series, where: _Where) -> pd.Series:
         if missing.any():
             where.fail(missing, values, "have no timestamp", "Fill or remove these rows.")
         return values
+    fast = iso_timestamps(values)
+    if fast is not None:
+        return fast
     text = values.astype("str").str.strip()
     empty = (text.str.len() == 0).to_numpy() | text.isna().to_numpy()
     if empty.any():
@@ -401,8 +420,10 @@ def parse_numbers(values: pd.Series, where: _Where) -> pd.Series:
         if bad.any():
             where.fail(bad, values, "have no number", "Fill or remove these rows.")
         return numbers
-    text = values.astype("str").str.strip()
-    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    numbers = exact_numbers(values)
+    if numbers is None:
+        text = values.astype("str").str.strip()
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = ~np.isfinite(numbers.to_numpy())
     if bad.any():
         where.fail(
