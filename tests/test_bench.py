@@ -30,14 +30,19 @@ def fake_lifetimes(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_bench_runs_every_step_and_prints_the_table(tmp_path, fake_lifetimes):
     data_dir = tmp_path / "data"
-    rows = bench.run_bench([2000], data_dir, runs=1, lifetimes_sizes=(2000,), log=lambda _: None)
+    rows = bench.run_bench(
+        [2000], data_dir, runs=1, lifetimes_sizes=(2000,), model_customers=1500, log=lambda _: None
+    )
 
-    assert [r.step for r in rows] == ["floor", "ingest", "features", "features (csv)", "lifetimes"]
+    steps = ["floor", "ingest", "features", "features (csv)", "score", "lifetimes"]
+    assert [r.step for r in rows] == steps
     assert all(r.seconds > 0 and r.peak_rss_gb > 0 for r in rows)
     assert {r.rows for r in rows} == {bench.prepare_data(2000, data_dir)["rows"]}
     features = next(r for r in rows if r.step == "features")
     assert features.ratio_to_floor == pytest.approx(features.seconds / rows[0].seconds)
     assert features.check.startswith(("PASS", "FAIL")) and "lifetimes" in features.check
+    score = next(r for r in rows if r.step == "score")
+    assert score.check.startswith(("PASS", "FAIL")) and "x features" in score.check
     table = bench.format_table(rows)
     assert all(step in table for step in bench.STEPS)
     assert "2,000" in table and "peak RSS GB" in table

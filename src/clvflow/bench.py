@@ -45,6 +45,9 @@ LIFETIMES_SIZES = (100_000,)
 FLOOR_RATIO_MAX, FLOOR_RATIO_FROM_CUSTOMERS = 4.0, 1_000_000
 RSS_MAX_GB = 6.0
 LIFETIMES_SPEEDUP_MIN = 4.0
+#: Target (issue "batch scoring"): scoring end to end within 2.5x the features step, under 8 GB.
+SCORE_RATIO_MAX, SCORE_RSS_MAX_GB = 2.5, 8.0
+SCORE_MODEL_CUSTOMERS, SCORE_HORIZON_DAYS = 20_000, 180
 #: lifetimes measured for real (see docs/benchmarks.md), shown when no lifetimes interpreter is set.
 RECORDED_LIFETIMES = {
     100_000: {
@@ -57,7 +60,7 @@ RECORDED_LIFETIMES = {
     },
 }
 
-STEPS = ("floor", "ingest", "features", "features (csv)", "lifetimes")
+STEPS = ("floor", "ingest", "features", "features (csv)", "score", "lifetimes")
 
 
 @dataclass
@@ -101,6 +104,7 @@ def run_bench(
     seed: int = 0,
     runs: int | None = None,
     lifetimes_sizes: tuple[int, ...] = LIFETIMES_SIZES,
+    model_customers: int = SCORE_MODEL_CUSTOMERS,
     log: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Generate (or reuse) the logs, time every step, and return the table rows.
@@ -112,9 +116,11 @@ def run_bench(
     for n in sizes:
         log(f"[bench] {n:,} customers: preparing the simulated log ...")
         data = prepare_data(n, data_dir, seed=seed)
+        data["model"] = prepare_model(data_dir, log, model_customers)
         steps = ["floor", "ingest", "features"]
         if data.get("csv"):
             steps.append("features (csv)")
+        steps.append("score")
         n_runs = runs or (3 if n <= CSV_MAX_CUSTOMERS else 1)
         samples: dict[str, list[tuple[float, float]]] = {s: [] for s in steps}
         for k in range(n_runs):
@@ -159,6 +165,16 @@ def prepare_data(n_customers: int, data_dir: Path, *, seed: int = 0) -> dict:
     }
 
 
+def prepare_model(data_dir: Path, log: Callable[[str], None], n_customers: int) -> str:
+    """A model bundle for the score step (trained once on its own simulated log, then cached)."""
+    bundle = data_dir.resolve() / f"model_{n_customers}_h{SCORE_HORIZON_DAYS}"
+    if not (bundle / "manifest.json").exists():
+        log(f"[bench] training the scoring model on {n_customers:,} customers ...")
+        job = {"step": "train", "bundle": str(bundle), "customers": n_customers}
+        _run_worker(sys.executable, job)
+    return str(bundle)
+
+
 def _simulator_version() -> str:
     """Hash of simulate.py, so that a changed simulator invalidates the cached logs."""
     from clvflow import simulate
@@ -170,6 +186,7 @@ def _run_step(step: str, data: dict) -> tuple[float, float]:
     """(seconds, peak RSS in GB) of one step in a fresh process."""
     path = data["csv"] if step == "features (csv)" else data["parquet"]
     job = {"step": step.split()[0], "path": path, "as_of": data["as_of"]}
+    job |= {"model": data.get("model")}
     result, rss_gb = _run_worker(sys.executable, job)
     return result["seconds"], rss_gb
 
@@ -222,10 +239,43 @@ def _worker(job: dict) -> int:
         if step == "features":
             build_features(tx, job["as_of"])
         result = {"seconds": time.perf_counter() - start}
+    elif step == "score":
+        result = {"seconds": _score(job)}
+    elif step == "train":
+        _train_model(Path(job["bundle"]), job["customers"])
+        result = {}
     else:
         raise ValueError(f"unknown bench step {step!r}")
     Path(job["out"]).write_text(json.dumps(result))
     return 0
+
+
+def _score(job: dict) -> float:
+    """Seconds for read + features + predict + segments + write Parquet (model loaded first)."""
+    from clvflow.batch import score_transactions
+    from clvflow.bundle import load_model
+    from clvflow.ingest import load_transactions
+    from clvflow.io import write_table
+
+    model, _ = load_model(job["model"])
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        tx, _ = load_transactions(job["path"], as_of=job["as_of"])
+        scores = score_transactions(model, tx, job["as_of"]).scores
+        write_table(scores, Path(tmp) / "scores.parquet")
+        return time.perf_counter() - start
+
+
+def _train_model(bundle: Path, n_customers: int) -> None:
+    from clvflow.bundle import build_manifest, write_bundle_files
+    from clvflow.simulate import simulate
+    from clvflow.training import fit_model
+
+    tx = simulate(n_customers, seed=12345).transactions
+    model, _ = fit_model(tx, SIMULATION_AS_OF, SCORE_HORIZON_DAYS)
+    staged = bundle.with_name(bundle.name + ".tmp")
+    write_bundle_files(model, staged, build_manifest(model, cutoff=SIMULATION_AS_OF))
+    staged.rename(bundle)
 
 
 def _generate(n_customers: int, seed: int, stem: Path, csv: bool) -> dict:
@@ -301,6 +351,13 @@ def _check(rows: list[Row]) -> None:
     for r in rows:
         if r.step == "features (csv)" and lifetimes_seconds is not None:
             r.note += f"; {lifetimes_seconds / r.seconds:.1f}x faster than lifetimes"
+        if r.step == "score" and r.seconds is not None:
+            ratio = r.seconds / by_step["features"].seconds
+            ok = ratio <= SCORE_RATIO_MAX and r.peak_rss_gb < SCORE_RSS_MAX_GB
+            r.check = (
+                f"{'PASS' if ok else 'FAIL'}: {ratio:.1f}x features (max {SCORE_RATIO_MAX:g}x), "
+                f"{r.peak_rss_gb:.1f} GB (max {SCORE_RSS_MAX_GB:g})"
+            )
         if r.step != "features":
             continue
         checks = []

@@ -346,15 +346,16 @@ class ClvModel:
         """Model inputs, churn margin and E[spend | active] before level anchoring."""
         btyd = btyd_predictions(self.btyd_, features, self.horizon_days)
         x = pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
-        inputs = x[self.model_input_columns_]
-        margin = self.churn_booster_.predict(
-            xgb.DMatrix(inputs, base_margin=_logit(x["bg_p_active"])), output_margin=True
+        # one float32 matrix for both boosters; inplace_predict skips building DMatrix objects
+        inputs = x[self.model_input_columns_].to_numpy(dtype="float32")
+        margin = self.churn_booster_.inplace_predict(
+            inputs, predict_type="margin", base_margin=_logit(x["bg_p_active"])
         )
         if self.spend_base_ == "gg":  # models saved before the BG/NBD E[spend | active] base
             spend_base = _log_spend(x["gg_expected_spend"])
         else:
             spend_base = np.log(_bg_spend_if_active(x))
-        spend = self.spend_booster_.predict(xgb.DMatrix(inputs, base_margin=spend_base))
+        spend = self.spend_booster_.inplace_predict(inputs, base_margin=spend_base)
         return x, margin.astype("float64"), np.maximum(spend, 0.0).astype("float64")
 
     def feature_importance(self) -> dict[str, pd.Series]:

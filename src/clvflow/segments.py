@@ -230,12 +230,16 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     out["churn_risk"] = risk
     out["segment"] = _segment(out, risk)
     out["value_at_risk"] = out["p_churn"].to_numpy("float64") * clv_if_active(out)
-    key = pd.DataFrame(
-        {"var": out["value_at_risk"].to_numpy(), "id": out["customer_id"].to_numpy()}
-    )  # positional index: the caller's index may repeat
-    order = key.sort_values(["var", "id"], ascending=[False, True], kind="mergesort").index
+    # Order by value_at_risk descending, ties by customer_id ascending: a stable sort on the value
+    # after ordering by id (scores tables usually arrive sorted by id, so that step is skipped).
+    ids = out["customer_id"].reset_index(drop=True)
+    by_id = (
+        np.arange(n) if ids.is_monotonic_increasing else np.argsort(ids.to_numpy(), kind="stable")
+    )
+    var = out["value_at_risk"].to_numpy()
+    order = by_id[np.argsort(-var[by_id], kind="stable")]
     priority = np.empty(n, dtype="int64")
-    priority[order.to_numpy()] = np.arange(1, n + 1)
+    priority[order] = np.arange(1, n + 1)
     out["retention_priority"] = priority
     logger.debug("segmented %d customers: %s", n, out["segment"].value_counts().to_dict())
     return out
