@@ -42,7 +42,11 @@ def test_bench_runs_every_step_and_prints_the_table(tmp_path, fake_lifetimes):
     assert features.ratio_to_floor == pytest.approx(features.seconds / rows[0].seconds)
     assert features.check.startswith(("PASS", "FAIL")) and "lifetimes" in features.check
     score = next(r for r in rows if r.step == "score")
-    assert score.check.startswith(("PASS", "FAIL")) and "x features" in score.check
+    assert score.check == "" and "x features" in score.note  # the target is set on 1M only
+    big = bench.Row(1_000_000, 1, "score", 30.0, 2.0)
+    feats = bench.Row(1_000_000, 1, "features", 10.0, 1.0)
+    bench._check([bench.Row(1_000_000, 1, "floor", 5.0, 0.5), feats, big])
+    assert big.check.startswith("FAIL: 3.0x features")
     table = bench.format_table(rows)
     assert all(step in table for step in bench.STEPS)
     assert "2,000" in table and "peak RSS GB" in table

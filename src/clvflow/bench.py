@@ -354,6 +354,9 @@ def _check(rows: list[Row]) -> None:
         if r.step == "score" and r.seconds is not None:
             ratio = r.seconds / by_step["features"].seconds
             ok = ratio <= SCORE_RATIO_MAX and r.peak_rss_gb < SCORE_RSS_MAX_GB
+            if r.customers < FLOOR_RATIO_FROM_CUSTOMERS:  # the target is set on the 1M log
+                r.note += f"; {ratio:.1f}x features"
+                continue
             r.check = (
                 f"{'PASS' if ok else 'FAIL'}: {ratio:.1f}x features (max {SCORE_RATIO_MAX:g}x), "
                 f"{r.peak_rss_gb:.1f} GB (max {SCORE_RSS_MAX_GB:g})"
