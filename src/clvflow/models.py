@@ -102,19 +102,19 @@ class ModelParams:
     n_jobs: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def booster_kwargs(self) -> dict[str, Any]:
-        return dict(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            max_depth=self.max_depth,
-            min_child_weight=self.min_child_weight,
-            subsample=self.subsample,
-            colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda,
-            random_state=self.seed,
-            n_jobs=self.n_jobs,
-            tree_method="hist",
-        )
+    def xgb_params(self) -> dict[str, Any]:
+        """The native ``xgboost.train`` parameters (tree count, objective and ``extra`` added by the caller)."""
+        return {
+            "eta": self.learning_rate,
+            "max_depth": self.max_depth,
+            "min_child_weight": self.min_child_weight,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "lambda": self.reg_lambda,
+            "seed": self.seed,
+            "nthread": self.n_jobs,
+            "tree_method": "hist",
+        }
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -271,20 +271,7 @@ class ClvModel:
 
     def _train(self, objective, train, y, margin, valid, y_valid, margin_valid, n_trees):
         p = self.params
-        kwargs = p.booster_kwargs()
-        params = {
-            "eta": kwargs["learning_rate"],
-            "max_depth": kwargs["max_depth"],
-            "min_child_weight": kwargs["min_child_weight"],
-            "subsample": kwargs["subsample"],
-            "colsample_bytree": kwargs["colsample_bytree"],
-            "lambda": kwargs["reg_lambda"],
-            "seed": kwargs["random_state"],
-            "nthread": kwargs["n_jobs"],
-            "tree_method": "hist",
-            **objective,
-            **p.extra,
-        }
+        params = {**p.xgb_params(), **objective, **p.extra}
         dtrain = xgb.DMatrix(train[MODEL_INPUT_COLUMNS], label=y, base_margin=margin)
         if valid is None:
             booster = xgb.train(params, dtrain, num_boost_round=n_trees or p.n_estimators)
