@@ -27,8 +27,8 @@ Design (chosen by backtest, see ``docs/model-research.md``):
 - Early stopping uses the latest snapshot (a later time slice than the rows trained on), never
   the evaluation window; the boosters are then refitted on all snapshots with the number of trees
   early stopping chose.
-- Measured ceiling (`make ceiling`, docs/model-research.md): the same boosters fitted *in-sample* on the CDNOW
-  evaluation window itself (5-fold CV) reach roc_auc 0.806 / gini 0.761 / top decile 0.570; the
+- Measured ceiling (`make ceiling`, docs/model-research.md): the same boosters fitted
+  *in-sample* on the CDNOW evaluation window itself (5-fold CV) reach roc_auc 0.806 / gini 0.761 / top decile 0.570; the
   out-of-time model is within ~0.005 of that, i.e. the ranking is limited by the information in
   the transaction history, not by the fitting.
 - Result, CDNOW cutoff 1998-01-01, H = 181 (gini / top decile / ROC / RMSE / bias): model
