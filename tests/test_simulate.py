@@ -69,6 +69,10 @@ def test_date_forms_are_equivalent(as_of: object) -> None:
         ({"return_prob": 1.5}, "return_prob"),
         ({"rate_shape": 0.0}, "rate_shape"),
         ({"id_prefix": "Ç"}, "id_prefix"),
+        ({"seasonal_amplitude": 1.0}, "seasonal_amplitude"),
+        ({"seasonal_amplitude": -0.1}, "seasonal_amplitude"),
+        ({"seasonal_peak_day": 0}, "seasonal_peak_day"),
+        ({"seasonal_peak_day": 12.5}, "seasonal_peak_day"),
     ],
 )
 def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
@@ -175,3 +179,46 @@ def test_oracle_is_calibrated(sim: Simulation) -> None:
     assert truth["p_active_oracle"].mean() == pytest.approx(truth["active"].mean(), abs=0.01)
     high = truth["p_active_oracle"] > 0.9
     assert truth.loc[high, "active"].mean() > 0.85
+
+
+# --- seasonality -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seasonal() -> Simulation:
+    """Customers who never drop out, acquired early, with purchases peaking mid-December at 1.5x
+    the mean rate and bottoming out mid-June at 0.5x."""
+    return simulate(
+        30_000,
+        seed=2,
+        start="2021-01-01",
+        as_of="2023-01-01",
+        seasonal_amplitude=0.5,
+        seasonal_peak_day=349,
+        dropout_b=1e6,
+        acquisition_shape=50.0,
+    )
+
+
+def test_seasonal_purchases_follow_the_season(seasonal: Simulation) -> None:
+    tx = seasonal.transactions
+    first = tx.groupby("customer_id")["timestamp"].transform("min")
+    in_2022 = (tx["timestamp"] >= "2022-01-01") & (tx["timestamp"] < "2023-01-01")
+    repeats = tx.loc[(tx["timestamp"] > first) & (tx["amount"] >= 0) & in_2022, "timestamp"]
+    per_month = repeats.dt.month.value_counts()
+    assert per_month.idxmax() in (12, 1) and per_month.idxmin() in (6, 7)
+    # Intensity at the peak / at the trough = 1.5 / 0.5; December / June averages a bit less.
+    assert 2.6 < per_month[12] / per_month[6] < 3.4
+
+
+def test_seasonal_oracle_is_calibrated(seasonal: Simulation) -> None:
+    truth = seasonal.truth
+    assert truth["expected_spend"].sum() / truth["spend"].sum() - 1 == pytest.approx(0, abs=0.02)
+    assert truth["p_active_oracle"].mean() == pytest.approx(truth["active"].mean(), abs=0.01)
+
+
+def test_no_season_is_the_default() -> None:
+    plain = simulate(2_000, seed=4)
+    flat = simulate(2_000, seed=4, seasonal_amplitude=0.0, seasonal_peak_day=100)
+    pd.testing.assert_frame_equal(plain.transactions, flat.transactions)
+    pd.testing.assert_frame_equal(plain.truth, flat.truth)

@@ -6,7 +6,11 @@ Generative story (a BG/NBD x lognormal-spend process; times are timezone-naive, 
 1. Acquisition: customer ``i`` makes a first purchase at ``start + u_i * (as_of - start)`` with
    ``u_i ~ Beta(1, acquisition_shape)`` (1 = uniform, > 1 = front-loaded: more old customers).
 2. Purchase rate: ``rate_i ~ Gamma(rate_shape, mean = 1 / mean_days_between_purchases)`` purchases
-   per day; while alive, repeat purchases form a Poisson process with that rate.
+   per day; while alive, repeat purchases form a Poisson process with intensity
+   ``rate_i * s(t)``, where ``s(t) = 1 + seasonal_amplitude * cos(2 pi (t - peak) / 365.25 days)``
+   and ``peak`` is day ``seasonal_peak_day`` of the year (``seasonal_amplitude = 0``: no season,
+   the default). Equivalently, a homogeneous process in the "seasonal clock"
+   ``S(t) = integral of s``; every formula below uses lengths on that clock.
 3. Dropout: ``dropout_i ~ Beta(dropout_a, dropout_b)``; right after each repeat purchase the
    customer becomes inactive for good with probability ``dropout_i`` (BG/NBD convention: never
    straight after the first purchase). Purchases are simulated up to ``as_of + horizon_days``.
@@ -26,7 +30,7 @@ realised window labels ``active``/``spend`` over ``[as_of, as_of + horizon_days)
 exported rows exactly as in docs/EVALUATION.md, and two oracles given the latent state at ``as_of``:
 
 - ``p_active_oracle = alive * (1 - exp(-rate * H))``: exact (an alive customer is alive until their
-  first purchase in the window).
+  first purchase in the window), with ``H`` the window's length on the seasonal clock.
 - ``expected_spend = alive * (1 - exp(-rate * dropout * H)) / dropout * mean_order_value *
   (1 - return_prob * 0.6)``: the expected number of purchases in the window is exact (BG/NBD,
   memoryless); the spend is a tight approximation that ignores returns crossing the window edges
@@ -47,6 +51,8 @@ import pyarrow as pa
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
+DAYS_PER_YEAR = 365.25
+_SEASON_GRID_SECONDS = 3_600  # the seasonal clock is inverted by interpolation on an hourly grid
 _RETURN_FRACTION_LOW, _RETURN_FRACTION_HIGH = 0.2, 1.0
 _MEAN_RETURN_FRACTION = (_RETURN_FRACTION_LOW + _RETURN_FRACTION_HIGH) / 2
 _MIN_SPLIT_ORDER_VALUE = 1.0
@@ -101,6 +107,8 @@ def simulate(
     split_prob: float = 0.05,
     return_prob: float = 0.03,
     return_max_delay_days: int = 30,
+    seasonal_amplitude: float = 0.0,
+    seasonal_peak_day: int = 349,
     id_prefix: str = "C",
 ) -> Simulation:
     """Simulate a purchase log with known per-customer truth (see the module docstring).
@@ -126,8 +134,9 @@ def simulate(
     as_of_sec = (as_of_ts - start_ts) // pd.Timedelta(seconds=1)
     end_sec = as_of_sec + horizon_days * SECONDS_PER_DAY
 
+    season = _Season(seasonal_amplitude, seasonal_peak_day, start_ts)
     cust = _draw_customers(rng, n_customers, as_of_sec, args)
-    order_cust, order_sec, alive = _draw_orders(rng, cust, as_of_sec, end_sec)
+    order_cust, order_sec, alive = _draw_orders(rng, cust, as_of_sec, end_sec, season)
     order_amount = _draw_order_values(
         rng, cust["mean_order_value"][order_cust], order_value_sigma, zero_amount_prob
     )
@@ -153,7 +162,7 @@ def simulate(
         row_amount,
         start_ts,
         as_of_sec,
-        horizon_days,
+        season.days_between(as_of_sec, end_sec),
         return_prob,
     )
     transactions = _transactions_frame(ids, row_cust, row_sec, row_amount, start_ts)
@@ -203,9 +212,51 @@ def _validate(
             raise ValueError(f"{name} must be a finite number > 0, got {args[name]!r}")
     if not isinstance(args["id_prefix"], str) or not args["id_prefix"].isascii():
         raise ValueError(f"id_prefix must be an ASCII string, got {args['id_prefix']!r}")
-    for name in ("zero_amount_prob", "split_prob", "return_prob"):
+    for name in ("zero_amount_prob", "split_prob", "return_prob", "seasonal_amplitude"):
         if not 0 <= args[name] < 1:
             raise ValueError(f"{name} must be in [0, 1), got {args[name]!r}")
+    peak = args["seasonal_peak_day"]
+    if not isinstance(peak, (int, np.integer)) or not 1 <= peak <= 366:
+        raise ValueError(f"seasonal_peak_day must be a day of the year in 1..366, got {peak!r}")
+
+
+@dataclass(frozen=True)
+class _Season:
+    """The seasonal clock ``S(sec)`` (seconds since ``start``): the integral of the intensity
+    multiplier ``1 + amplitude * cos(phase(sec))``; the identity when ``amplitude`` is 0."""
+
+    amplitude: float
+    peak_day: int
+    start: pd.Timestamp
+
+    @property
+    def _omega(self) -> float:
+        return 2 * np.pi / (DAYS_PER_YEAR * SECONDS_PER_DAY)
+
+    @property
+    def _phase0(self) -> float:
+        return 2 * np.pi * (self.start.day_of_year - self.peak_day) / DAYS_PER_YEAR
+
+    def clock(self, sec: np.ndarray) -> np.ndarray:
+        """Seconds on the seasonal clock (float64)."""
+        sec = np.asarray(sec, dtype=np.float64)
+        if self.amplitude == 0:
+            return sec
+        w, p0 = self._omega, self._phase0
+        return sec + self.amplitude / w * (np.sin(p0 + w * sec) - np.sin(p0))
+
+    def seconds_at(self, clock: np.ndarray, end_sec: int) -> np.ndarray:
+        """Inverse of :meth:`clock` on ``[0, end_sec]`` (int64 seconds, hourly-grid interpolation;
+        exact where the clock is the identity)."""
+        if self.amplitude == 0:
+            return clock.astype(np.int64)
+        grid = np.append(np.arange(0, end_sec, _SEASON_GRID_SECONDS, dtype=np.float64), end_sec)
+        return np.interp(clock, self.clock(grid), grid).astype(np.int64)
+
+    def days_between(self, from_sec: int, to_sec: int) -> float:
+        """Length of ``[from_sec, to_sec)`` on the seasonal clock, in days."""
+        ends = self.clock(np.array([from_sec, to_sec]))
+        return float(ends[1] - ends[0]) / SECONDS_PER_DAY
 
 
 def _draw_customers(
@@ -229,7 +280,11 @@ def _draw_customers(
 
 
 def _draw_orders(
-    rng: np.random.Generator, cust: dict[str, np.ndarray], as_of_sec: int, end_sec: int
+    rng: np.random.Generator,
+    cust: dict[str, np.ndarray],
+    as_of_sec: int,
+    end_sec: int,
+    season: _Season,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw all orders (first + repeat purchases) up to ``end_sec``.
 
@@ -237,6 +292,7 @@ def _draw_orders(
     ``(0, L)``, with ``N ~ Poisson(rate * L)`` and ``K ~ Geometric(dropout)`` (the purchase after
     which they drop out). The first m of N uniform order statistics are ``S_j / (S_m + G)`` with
     ``S`` cumulative unit exponentials and ``G ~ Gamma(N - m + 1)``, so only kept points are drawn.
+    ``L`` and the points live on the seasonal clock and are mapped back to calendar seconds.
 
     Returns:
         (customer index, second since start, alive_at_as_of per customer); orders grouped by
@@ -244,7 +300,9 @@ def _draw_orders(
     """
     n = len(cust["rate"])
     first_sec = cust["first_sec"]
-    span_days = (end_sec - first_sec) / SECONDS_PER_DAY
+    first_clock = season.clock(first_sec)
+    span_clock = season.clock(np.array(end_sec))[()] - first_clock
+    span_days = span_clock / SECONDS_PER_DAY
     n_poisson = rng.poisson(cust["rate"] * span_days)
     n_until_dropout = rng.geometric(cust["dropout"])
     n_repeat = np.minimum(n_poisson, n_until_dropout)
@@ -258,7 +316,11 @@ def _draw_orders(
     del padded
     denom = last_in_group + rng.standard_gamma(n_poisson - n_repeat + 1.0)
     frac = (csum - before_group[rep_cust]) / denom[rep_cust]
-    rep_sec = first_sec[rep_cust] + (frac * (end_sec - first_sec)[rep_cust]).astype(np.int64)
+    if season.amplitude == 0:  # calendar = clock: integer arithmetic, no interpolation
+        rep_sec = first_sec[rep_cust] + (frac * (end_sec - first_sec)[rep_cust]).astype(np.int64)
+    else:
+        rep_clock = first_clock[rep_cust] + frac * span_clock[rep_cust]
+        rep_sec = np.maximum(season.seconds_at(rep_clock, end_sec), first_sec[rep_cust])
     rep_sec = np.minimum(rep_sec, end_sec - 1)
 
     # Alive at as_of iff the purchase that causes dropout has not happened before as_of.
@@ -354,16 +416,17 @@ def _truth_frame(
     row_amount: np.ndarray,
     start: pd.Timestamp,
     as_of_sec: int,
-    horizon_days: int,
+    window_clock_days: float,
     return_prob: float,
 ) -> pd.DataFrame:
-    """Per-customer truth: latent draws, realised window labels and oracle expectations."""
+    """Per-customer truth: latent draws, realised window labels and oracle expectations
+    (``window_clock_days``: the label window's length on the seasonal clock)."""
     n = len(alive)
     in_window = row_sec >= as_of_sec
     n_bought = np.bincount(row_cust[in_window & (row_amount >= 0)], minlength=n)
     net = np.bincount(row_cust[in_window], weights=row_amount[in_window], minlength=n)
     rate, dropout = cust["rate"], cust["dropout"]
-    expected_purchases = -np.expm1(-rate * dropout * horizon_days) / dropout
+    expected_purchases = -np.expm1(-rate * dropout * window_clock_days) / dropout
     net_order_value = cust["mean_order_value"] * (1.0 - return_prob * _MEAN_RETURN_FRACTION)
     return pd.DataFrame(
         {
@@ -376,7 +439,7 @@ def _truth_frame(
             "active": (n_bought > 0).astype(np.int64),
             "spend": np.maximum(np.round(net, 2), 0.0),
             "expected_spend": np.where(alive, expected_purchases * net_order_value, 0.0),
-            "p_active_oracle": np.where(alive, -np.expm1(-rate * horizon_days), 0.0),
+            "p_active_oracle": np.where(alive, -np.expm1(-rate * window_clock_days), 0.0),
         }
     )
 
