@@ -2,7 +2,14 @@ import pandas as pd
 import pytest
 
 from clvflow.features import FEATURE_COLUMNS
-from clvflow.training_set import build_training_set, snapshot_dates
+from clvflow.simulate import simulate
+from clvflow.training_set import (
+    MIN_SEASON_BUYERS,
+    SEASON_LAG_DAYS,
+    build_training_set,
+    same_season_snapshot,
+    snapshot_dates,
+)
 from tests.conftest import make_tx
 
 
@@ -50,3 +57,41 @@ def test_stacked_snapshots_ignore_everything_from_cutoff_on():
     first = ts[ts["snapshot_date"] == pd.Timestamp("2024-02-02")].set_index("customer_id")
     assert first.loc["a", "active"] == 1 and first.loc["a", "spend"] == 20.0
     assert ts["total_spend"].max() == 30.0
+
+
+@pytest.fixture(scope="module")
+def two_years():
+    """2021-01-01 .. 2023-03-31: enough history for a same-season snapshot at 2023-01-01."""
+    return simulate(4000, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=3)
+
+
+def test_same_season_snapshot_is_52_weeks_back_and_ends_by_the_cutoff(two_years):
+    rows = same_season_snapshot(two_years.transactions, "2023-01-01", 90)
+    as_of = pd.Timestamp("2023-01-01") - pd.Timedelta(days=SEASON_LAG_DAYS)
+    assert as_of == pd.Timestamp("2022-01-02")
+    assert set(rows["snapshot_date"]) == {as_of}
+    assert list(rows.columns) == [
+        "snapshot_date",
+        "customer_id",
+        *FEATURE_COLUMNS,
+        "active",
+        "spend",
+    ]
+    tx = two_years.transactions
+    known = tx.loc[tx["timestamp"] < as_of, "customer_id"].nunique()
+    assert len(rows) == known and (rows["n_purchase_days"] > 0).sum() >= MIN_SEASON_BUYERS
+
+
+def test_same_season_snapshot_ignores_everything_from_cutoff_on(two_years):
+    tx = two_years.transactions
+    cutoff = pd.Timestamp("2023-01-01")
+    full = same_season_snapshot(tx, cutoff, 364)  # label window ends exactly on the cutoff
+    cut = same_season_snapshot(tx.loc[tx["timestamp"] < cutoff], cutoff, 364)
+    pd.testing.assert_frame_equal(full, cut)
+
+
+def test_no_same_season_snapshot_when_impossible_or_too_thin(two_years):
+    tx = two_years.transactions
+    assert same_season_snapshot(tx, "2023-01-01", SEASON_LAG_DAYS + 1) is None  # would leak
+    assert same_season_snapshot(tx, "2021-12-01", 90) is None  # no data a year before
+    assert same_season_snapshot(tx.iloc[:3000], "2023-01-01", 90) is None  # too few buyers

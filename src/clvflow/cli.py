@@ -156,6 +156,13 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_required: bool) -> None:
     h.add_argument(
         "--n-jobs", type=POSITIVE_INT, default=mp.n_jobs, help="XGBoost threads (1 on busy cores)"
     )
+    h.add_argument(
+        "--seasonal-level",
+        type=BOOL,
+        default=mp.seasonal_level,
+        help="correct the BG/NBD level by its error in the same season a year earlier, when the "
+        "history allows (default true)",
+    )
     h.add_argument("--n-snapshots", type=POSITIVE_INT, default=snap.n_snapshots)
     h.add_argument("--snapshot-spacing-days", type=POSITIVE_INT, default=snap.spacing_days)
     h.add_argument("--margin", type=MARGIN, default=1.0, help="share of revenue kept, for CLV")
@@ -191,6 +198,7 @@ def _job_settings(args: argparse.Namespace):
             learning_rate=args.learning_rate,
             max_depth=args.max_depth,
             n_jobs=args.n_jobs,
+            seasonal_level=args.seasonal_level,
             seed=args.seed,
         ),
         snapshots=SnapshotSettings(args.n_snapshots, args.snapshot_spacing_days),

@@ -98,6 +98,7 @@ class ModelParams:
     early_stopping_rounds: int = 40
     calibrate: bool = True  # per-snapshot level intercepts (see module docstring)
     anchor_to_btyd: bool = True  # scored totals = BG/NBD totals (mean p_active, sum of spend)
+    seasonal_level: bool = True  # ... corrected by BG/NBD's error in the same season a year ago
     seed: int = 0
     n_jobs: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
@@ -120,10 +121,6 @@ class ModelParams:
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype="float64"), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
-
-
-def _log_spend(s: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(np.asarray(s, dtype="float64"), 1.0))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -165,6 +162,31 @@ def _snapshot_offsets(rows: pd.DataFrame, level: bool) -> tuple[np.ndarray, np.n
     return churn, spend
 
 
+def _season_correction(reference: pd.DataFrame, horizon_days: int) -> dict | None:
+    """BG/NBD x Gamma-Gamma's error on the same-season snapshot a year before the cutoff (fitted
+    on that snapshot's own history): the logit shift that turns its mean P(active) into the
+    observed active rate, and observed / predicted total spend. None when BTYD cannot be fitted.
+    """
+    buyers = reference.loc[reference["n_purchase_days"] > 0]
+    try:
+        btyd = btyd_predictions(fit_btyd(buyers), buyers, horizon_days)
+    except ValueError as err:
+        log.warning("no seasonal level correction: BTYD fit failed on the snapshot (%s)", err)
+        return None
+    predicted = float(btyd["bg_expected_spend"].sum())
+    if predicted <= 0:
+        return None
+    churn_shift = _logit_shift(_logit(btyd["bg_p_active"]), float(buyers["active"].mean()))
+    snapshot = pd.Timestamp(reference["snapshot_date"].iloc[0]).date().isoformat()
+    correction = {
+        "snapshot": snapshot,
+        "churn_shift": float(churn_shift),
+        "spend_ratio": float(buyers["spend"].sum() / predicted),
+    }
+    log.info("seasonal level correction from %s: %s", snapshot, correction)
+    return correction
+
+
 class NotFittedError(RuntimeError):
     """The model was used before :meth:`ClvModel.fit`."""
 
@@ -178,7 +200,12 @@ class ClvModel:
         self.params = params or ModelParams()
 
     # ---- fitting -------------------------------------------------------------------------
-    def fit(self, training_set: pd.DataFrame, cutoff_features: pd.DataFrame) -> ClvModel:
+    def fit(
+        self,
+        training_set: pd.DataFrame,
+        cutoff_features: pd.DataFrame,
+        season_reference: pd.DataFrame | None = None,
+    ) -> ClvModel:
         """Fit on stacked snapshots.
 
         Args:
@@ -186,6 +213,9 @@ class ClvModel:
                 ``snapshot_date``, ``active``, ``spend``).
             cutoff_features: features as of the training cutoff; the BTYD parameters used at
                 scoring are fitted on them (history before the cutoff only).
+            season_reference: the same-season snapshot a year before the cutoff
+                (:func:`clvflow.training_set.same_season_snapshot`), or None. Used only for the
+                level, when ``anchor_to_btyd`` and ``seasonal_level`` are on.
         """
         p = self.params
         rows = self._with_btyd_per_snapshot(training_set)
@@ -200,16 +230,17 @@ class ClvModel:
             _, n_spend = self._fit_spend(rows[~holdout], rows[holdout])
         self.churn_booster_, _ = self._fit_churn(rows, None, n_churn)
         self.spend_booster_, _ = self._fit_spend(rows, None, n_spend)
-        self.calibrator_ = None
         self.btyd_ = fit_btyd(cutoff_features)
         self.n_trees_ = {"churn": n_churn, "spend": n_spend}
         self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
         self.feature_columns_ = list(FEATURE_COLUMNS)
         self.model_input_columns_ = list(MODEL_INPUT_COLUMNS)
-        self.spend_base_ = "bg_if_active"
         self.level_ = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
         if p.anchor_to_btyd:
-            self.level_ = self._anchor(cutoff_features)
+            season = None
+            if p.seasonal_level and season_reference is not None:
+                season = _season_correction(season_reference, self.horizon_days)
+            self.level_ = self._anchor(cutoff_features, season)
         log.info(
             "fitted on %d rows from %d snapshots; trees churn=%d spend=%d; level %s",
             len(rows),
@@ -220,17 +251,28 @@ class ClvModel:
         )
         return self
 
-    def _anchor(self, features: pd.DataFrame) -> dict[str, float]:
-        """Constants that give the cutoff population BG/NBD's mean P(active) and total spend."""
+    def _anchor(self, features: pd.DataFrame, season: dict | None) -> dict:
+        """Constants that give the cutoff population BG/NBD's mean P(active) and total spend,
+        corrected by ``season`` (BG/NBD's error in the same season a year ago) when given."""
         x, margin, spend_if_active = self._raw(features)
         buyers = x["n_purchase_days"].to_numpy() > 0
+        level: dict = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
         if not buyers.any():
-            return {"churn_logit_shift": 0.0, "spend_factor": 1.0}
-        shift = _logit_shift(margin[buyers], float(x.loc[buyers, "bg_p_active"].mean()))
+            return level
+        bg_p = x.loc[buyers, "bg_p_active"].to_numpy(dtype="float64")
+        if season is not None:
+            bg_p = _sigmoid(_logit(bg_p) + season["churn_shift"])
+        target_p = float(bg_p.mean())
+        shift = _logit_shift(margin[buyers], target_p)
         expected = _sigmoid(margin[buyers] + shift) * spend_if_active[buyers]
         target = float(x.loc[buyers, "bg_expected_spend"].sum())
+        if season is not None:
+            target *= season["spend_ratio"]
         factor = target / expected.sum() if expected.sum() > 0 and target > 0 else 1.0
-        return {"churn_logit_shift": shift, "spend_factor": float(factor)}
+        level.update(churn_logit_shift=shift, spend_factor=float(factor))
+        if season is not None:
+            level["season"] = season
+        return level
 
     def _with_btyd_per_snapshot(self, training_set: pd.DataFrame) -> pd.DataFrame:
         parts = []
@@ -312,12 +354,8 @@ class ClvModel:
                 "clvflow.features.build_features (same clvflow version as the model)"
             )
         x, margin, spend_if_active = self._raw(features)
-        level = getattr(self, "level_", None) or {"churn_logit_shift": 0.0, "spend_factor": 1.0}
-        if self.calibrator_ is not None:  # models saved before level anchoring
-            p_active = self.calibrator_.predict_proba(margin.reshape(-1, 1))[:, 1]
-        else:
-            p_active = _sigmoid(margin + level["churn_logit_shift"])
-        spend_if_active = spend_if_active * level["spend_factor"]
+        p_active = _sigmoid(margin + self.level_["churn_logit_shift"])
+        spend_if_active = spend_if_active * self.level_["spend_factor"]
         no_purchase = x["n_purchase_days"].to_numpy() <= 0
         p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
         return pd.DataFrame(
@@ -338,10 +376,7 @@ class ClvModel:
         margin = self.churn_booster_.inplace_predict(
             inputs, predict_type="margin", base_margin=_logit(x["bg_p_active"])
         )
-        if self.spend_base_ == "gg":  # models saved before the BG/NBD E[spend | active] base
-            spend_base = _log_spend(x["gg_expected_spend"])
-        else:
-            spend_base = np.log(_bg_spend_if_active(x))
+        spend_base = np.log(_bg_spend_if_active(x))
         spend = self.spend_booster_.inplace_predict(inputs, base_margin=spend_base)
         return x, margin.astype("float64"), np.maximum(spend, 0.0).astype("float64")
 
@@ -367,7 +402,6 @@ class ClvModel:
         files = {
             "churn_booster.joblib": self.churn_booster_,
             "spend_booster.joblib": self.spend_booster_,
-            "calibrator.joblib": self.calibrator_,
         }
         for name, obj in files.items():
             joblib.dump(obj, d / name)
@@ -382,7 +416,6 @@ class ClvModel:
             "snapshots": self.snapshots_,
             "feature_columns": self.feature_columns_,
             "model_input_columns": self.model_input_columns_,
-            "spend_base": self.spend_base_,
             "level": self.level_,
         }
         (d / "model.json").write_text(json.dumps(meta, indent=2))
@@ -398,15 +431,12 @@ class ClvModel:
         model = cls(meta["horizon_days"], ModelParams(**meta["params"]))
         model.churn_booster_ = joblib.load(d / "churn_booster.joblib")
         model.spend_booster_ = joblib.load(d / "spend_booster.joblib")
-        model.calibrator_ = joblib.load(d / "calibrator.joblib")
         model.btyd_ = BtydFit(
             BgNbdParams(**meta["btyd"]["bgnbd"]), GammaGammaParams(**meta["btyd"]["gamma_gamma"])
         )
         model.n_trees_ = meta["n_trees"]
         model.snapshots_ = meta["snapshots"]
         model.feature_columns_ = meta["feature_columns"]
-        # older saves: no level anchoring, age-cumulative features excluded, Gamma-Gamma base
-        model.model_input_columns_ = meta.get("model_input_columns", MODEL_INPUT_COLUMNS)
-        model.spend_base_ = meta.get("spend_base", "gg")
-        model.level_ = meta.get("level", {"churn_logit_shift": 0.0, "spend_factor": 1.0})
+        model.model_input_columns_ = meta["model_input_columns"]
+        model.level_ = meta["level"]
         return model

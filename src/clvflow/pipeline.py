@@ -383,6 +383,18 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
     )
 
 
+def level_metrics(model: ClvModel) -> dict[str, float]:
+    """The fitted level constants (and the same-season correction, when one was used)."""
+    level = model.level_
+    season = level.get("season") or {}
+    return {
+        "level_churn_logit_shift": level["churn_logit_shift"],
+        "level_spend_factor": level["spend_factor"],
+        "level_season_churn_shift": season.get("churn_shift", np.nan),
+        "level_season_spend_ratio": season.get("spend_ratio", np.nan),
+    }
+
+
 def _log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transactions: int) -> None:
     from clvflow import tracking
 
@@ -393,6 +405,7 @@ def _log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transactio
             "n_transactions": n_transactions,
             "n_trees_churn": model.n_trees_["churn"],
             "n_trees_spend": model.n_trees_["spend"],
+            **level_metrics(model),
         }
     )
     log_feature_importance(model)

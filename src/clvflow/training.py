@@ -18,7 +18,7 @@ from clvflow.features import build_features
 from clvflow.labels import build_labels, validate_horizon
 from clvflow.models import ClvModel, ModelParams
 from clvflow.timeutil import DateLike, to_day
-from clvflow.training_set import build_training_set
+from clvflow.training_set import build_training_set, same_season_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,11 @@ def fit_model(
         spacing_days=snapshots.spacing_days,
     )
     features = build_features(past, cutoff_day)
-    model = ClvModel(horizon_days, params).fit(training_set, features)
+    model = ClvModel(horizon_days, params)
+    season = None
+    if model.params.anchor_to_btyd and model.params.seasonal_level:
+        season = same_season_snapshot(past, cutoff_day, horizon_days)
+    model.fit(training_set, features, season)
     model.n_training_rows_ = len(training_set)
     return model, features
 

@@ -3,6 +3,9 @@
 Snapshot dates are ``C0 = cutoff - horizon_days - k * spacing_days`` for k = 0 .. n_snapshots - 1,
 so every label window ``[C0, C0 + horizon_days)`` ends on or before the cutoff. Nothing dated on or
 after the cutoff is even looked at.
+
+:func:`same_season_snapshot` gives one more snapshot, 52 weeks before the cutoff: its label window
+covers the same season (and weekday mix) as the window being predicted, a year earlier.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from clvflow.labels import build_labels, validate_horizon
 from clvflow.timeutil import DateLike, to_day
 
 log = logging.getLogger(__name__)
+
+#: The same-season snapshot lies this many days before the cutoff (52 weeks: same weekdays).
+SEASON_LAG_DAYS = 364
+#: Below these counts the same-season snapshot is too thin to estimate a level from.
+MIN_SEASON_BUYERS, MIN_SEASON_ACTIVE = 1000, 100
 
 
 def snapshot_dates(
@@ -105,3 +113,46 @@ def build_training_set(
             100 * rows["active"].mean(),
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def same_season_snapshot(
+    tx: pd.DataFrame, cutoff: DateLike, horizon_days: int
+) -> pd.DataFrame | None:
+    """Features as of ``cutoff - 52 weeks`` and labels over the horizon after it, or None.
+
+    The label window ``[C - 364 d, C - 364 d + horizon_days)`` is the predicted window's season a
+    year earlier; it must end by the cutoff, so ``horizon_days <= 364``. None (logged) when the
+    horizon is longer, or when fewer than ``MIN_SEASON_BUYERS`` customers bought before that date
+    or fewer than ``MIN_SEASON_ACTIVE`` bought in its window (too thin to estimate a level).
+
+    Returns:
+        DataFrame like :func:`build_training_set`'s (one snapshot), or None.
+    """
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon_days = validate_horizon(horizon_days)
+    if horizon_days > SEASON_LAG_DAYS:
+        log.info("no same-season snapshot: horizon %d > %d days", horizon_days, SEASON_LAG_DAYS)
+        return None
+    as_of = cutoff_day - pd.Timedelta(days=SEASON_LAG_DAYS)
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    if not (past["timestamp"] < as_of).any():
+        log.info("no same-season snapshot: no transaction before %s", as_of.date())
+        return None
+    features = build_features(past, as_of)
+    labels = build_labels(past, as_of, horizon_days)
+    rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
+    buyers = int((rows["n_purchase_days"] > 0).sum())
+    active = int(rows["active"].sum())
+    if buyers < MIN_SEASON_BUYERS or active < MIN_SEASON_ACTIVE:
+        log.info(
+            "no same-season snapshot at %s: %d buyers, %d active (need %d and %d)",
+            as_of.date(),
+            buyers,
+            active,
+            MIN_SEASON_BUYERS,
+            MIN_SEASON_ACTIVE,
+        )
+        return None
+    rows.insert(0, "snapshot_date", as_of)
+    log.info("same-season snapshot %s: %d customers, %d active", as_of.date(), len(rows), active)
+    return rows

@@ -1,0 +1,82 @@
+"""ClvModel level anchoring: exact totals against BG/NBD x Gamma-Gamma, with and without the
+same-season correction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvflow.baselines import btyd_predictions
+from clvflow.models import ModelParams, _logit, _season_correction, _sigmoid
+from clvflow.simulate import simulate
+from clvflow.training import SnapshotSettings, fit_model
+from clvflow.training_set import same_season_snapshot
+
+CUTOFF, HORIZON = pd.Timestamp("2023-01-01"), 90
+SMALL = {"n_estimators": 30, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def log():
+    sim = simulate(
+        4000,
+        start="2021-01-01",
+        as_of="2023-01-01",
+        horizon_days=90,
+        seed=9,
+        seasonal_amplitude=0.4,
+    )
+    return sim.transactions
+
+
+def _fit(log, **params):
+    return fit_model(
+        log,
+        CUTOFF,
+        HORIZON,
+        params=ModelParams(**SMALL, **params),
+        snapshots=SnapshotSettings(n_snapshots=2, spacing_days=30),
+    )
+
+
+def _bg_and_pred(model, features):
+    bg = btyd_predictions(model.btyd_, features, HORIZON)
+    pred = model.predict(features)
+    buyers = features["n_purchase_days"].to_numpy() > 0
+    return bg[buyers], pred[buyers]
+
+
+def test_anchored_level_equals_bgnbd(log):
+    model, features = _fit(log, seasonal_level=False)
+    assert "season" not in model.level_
+    bg, pred = _bg_and_pred(model, features)
+    assert pred["p_active"].mean() == pytest.approx(bg["bg_p_active"].mean(), rel=1e-9)
+    assert pred["expected_spend"].sum() == pytest.approx(bg["bg_expected_spend"].sum(), rel=1e-9)
+
+
+def test_seasonal_level_is_bgnbd_corrected_by_last_years_error(log):
+    model, features = _fit(log)
+    season = model.level_["season"]
+    assert season["snapshot"] == "2022-01-02"  # 52 weeks before the cutoff
+    bg, pred = _bg_and_pred(model, features)
+    target_p = _sigmoid(_logit(bg["bg_p_active"]) + season["churn_shift"]).mean()
+    assert pred["p_active"].mean() == pytest.approx(target_p, rel=1e-9)
+    total = bg["bg_expected_spend"].sum() * season["spend_ratio"]
+    assert pred["expected_spend"].sum() == pytest.approx(total, rel=1e-9)
+    # The correction moves the level only: P(active) keeps its order, E[spend | active] its ratios.
+    plain, _ = _fit(log, seasonal_level=False)
+    ours, theirs = model.predict(features), plain.predict(features)
+    assert ours["p_active"].rank().equals(theirs["p_active"].rank())
+    ratio = ours["expected_spend_if_active"] / theirs["expected_spend_if_active"]
+    np.testing.assert_allclose(ratio, ratio.iloc[0], rtol=1e-9)
+
+
+def test_season_correction_measures_bgnbd_error_on_the_snapshot(log):
+    reference = same_season_snapshot(log.loc[log["timestamp"] < CUTOFF], CUTOFF, HORIZON)
+    base = _season_correction(reference, HORIZON)
+    doubled = _season_correction(reference.assign(spend=2 * reference["spend"]), HORIZON)
+    assert doubled["spend_ratio"] == pytest.approx(2 * base["spend_ratio"], rel=1e-12)
+    assert doubled["churn_shift"] == base["churn_shift"]
+    busier = reference.assign(active=np.maximum(reference["active"], reference.index % 2))
+    assert _season_correction(busier, HORIZON)["churn_shift"] > base["churn_shift"]
