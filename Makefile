@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test lint format bench ceiling clean browser
+.PHONY: venv run test lint format bench bench-seasons ceiling clean browser
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ format: venv
 
 bench: venv
 	$(BIN)/python -m clvflow.bench
+
+# Accuracy across seasons: the model's level with and without the same-season correction (~7 min)
+bench-seasons: venv
+	$(BIN)/python -m clvflow.bench_seasons
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv

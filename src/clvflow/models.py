@@ -24,6 +24,11 @@ Design (chosen by backtest, see ``docs/model-research.md``):
   sum(expected_spend) equal BG/NBD's total. The boosters set the ranking, BG/NBD (which models
   ageing and dropout) sets the totals. The constants are stored, so predictions are row-wise
   (independent of the batch scored).
+- Seasonal level (``ModelParams.seasonal_level``): neither BG/NBD nor the boosters can learn a
+  season (training windows lie in other seasons; the intercepts remove each period's level). When
+  the history holds a snapshot 52 weeks before the cutoff
+  (:func:`clvflow.training_set.same_season_snapshot`), BG/NBD's observed error there (logit shift
+  of the active rate, ratio of total spend) corrects both anchor targets.
 - Early stopping uses the latest snapshot (a later time slice than the rows trained on), never
   the evaluation window; the boosters are then refitted on all snapshots with the number of trees
   early stopping chose.
