@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 from scipy.integrate import trapezoid
 
 from clvflow.evaluation import (
+    BOOTSTRAP_METRICS,
     CHURN_METRICS,
     METRIC_NAMES,
     SPEND_METRICS,
@@ -21,6 +22,7 @@ from clvflow.evaluation import (
     evaluate_predictions,
     gain_curve,
     gini_norm,
+    paired_bootstrap,
     reliability_table,
     spend_metrics,
     top_decile_capture,
@@ -371,3 +373,69 @@ def test_gini_undefined_when_all_actual_equal() -> None:
 def test_churn_metrics_bad_input(active, p_active, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         churn_metrics(active, p_active)
+
+
+# --- paired bootstrap -------------------------------------------------------------------------
+
+
+def _bootstrap_frames(n: int = 2000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = [f"c{i}" for i in range(n)]
+    value = rng.gamma(0.5, 40.0, n)
+    active = (rng.random(n) < value / (value + 20)).astype(int)
+    spend = active * value * rng.lognormal(0, 0.3, n)
+    actual = pd.DataFrame({"customer_id": ids, "active": active, "spend": spend})
+
+    def pred(noise: float) -> pd.DataFrame:
+        s = value * rng.lognormal(0, noise, n)
+        return pd.DataFrame({"customer_id": ids, "p_active": s / (s + 20), "expected_spend": s})
+
+    return actual, {"good": pred(0.2), "poor": pred(1.5)}
+
+
+def test_paired_bootstrap_estimates_are_the_point_metrics() -> None:
+    actual, preds = _bootstrap_frames()
+    table = paired_bootstrap(actual, preds, reference="poor", n_resamples=50)
+    assert list(table["method"].unique()) == ["good", "poor", "good - poor"]
+    assert set(table["metric"]) == set(BOOTSTRAP_METRICS)
+    point = evaluate_predictions(actual, preds["good"])
+    got = table[table["method"] == "good"].set_index("metric")["estimate"]
+    for metric in BOOTSTRAP_METRICS:
+        assert got[metric] == pytest.approx(point[metric], rel=1e-12)
+    assert (table["low"] <= table["high"]).all()
+
+
+def test_paired_bootstrap_separates_a_better_ranking() -> None:
+    actual, preds = _bootstrap_frames()
+    table = paired_bootstrap(actual, preds, reference="poor", n_resamples=100)
+    gain = table[table["method"] == "good - poor"].set_index("metric")
+    assert gain.loc["spend_gini_norm", "low"] > 0  # the whole interval above zero
+    assert gain.loc["churn_roc_auc", "low"] > 0
+    assert gain.loc["spend_rmse", "high"] < 0
+
+
+def test_paired_bootstrap_of_a_method_against_itself_is_exactly_zero() -> None:
+    actual, preds = _bootstrap_frames()
+    same = {"a": preds["good"], "b": preds["good"].copy()}
+    table = paired_bootstrap(actual, same, reference="b", n_resamples=20)
+    diff = table[table["method"] == "a - b"]
+    assert (diff[["estimate", "low", "high"]].to_numpy() == 0).all()
+
+
+def test_paired_bootstrap_is_deterministic_per_seed() -> None:
+    actual, preds = _bootstrap_frames()
+    first = paired_bootstrap(actual, preds, reference="poor", n_resamples=20, seed=3)
+    again = paired_bootstrap(actual, preds, reference="poor", n_resamples=20, seed=3)
+    other = paired_bootstrap(actual, preds, reference="poor", n_resamples=20, seed=4)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first.equals(other)
+
+
+def test_paired_bootstrap_bad_settings() -> None:
+    actual, preds = _bootstrap_frames(100)
+    with pytest.raises(ValueError, match="reference 'nope'"):
+        paired_bootstrap(actual, preds, reference="nope")
+    with pytest.raises(ValueError, match="n_resamples >= 10"):
+        paired_bootstrap(actual, preds, reference="poor", n_resamples=5)
+    with pytest.raises(ValueError, match="mismatched customers"):
+        paired_bootstrap(actual, {"poor": preds["poor"].iloc[1:]}, reference="poor")

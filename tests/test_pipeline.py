@@ -94,6 +94,13 @@ def test_logged_params_metrics_and_dataset(trained):
             assert f"{prefix}{name}" in metrics or name == "spend_spearman"
     for count in ("n_customers_scored", "n_training_rows", "n_transactions", "promoted"):
         assert count in metrics
+    for prefix in ("", "baseline_bgnbd_", "gain_vs_bgnbd_"):
+        low = metrics[f"{prefix}spend_gini_norm_ci95_low"]
+        assert low <= metrics[f"{prefix}spend_gini_norm_ci95_high"]
+    assert metrics["spend_gini_norm_ci95_low"] <= metrics["spend_gini_norm"]
+    assert metrics["spend_gini_norm"] <= metrics["spend_gini_norm_ci95_high"]
+    for key in ("level_churn_logit_shift", "level_spend_factor"):
+        assert key in metrics
     (dataset_input,) = run.inputs.dataset_inputs
     tags = {t.key: t.value for t in dataset_input.tags}
     assert tags["mlflow.data.context"] == "training"
@@ -113,6 +120,7 @@ def test_logged_artifacts_and_models(trained):
         "plots/feature_importance_spend.png",
         "tables/decile_table.csv",
         "tables/decile_table.json",
+        "tables/bootstrap_intervals.csv",
     ):
         assert name in files
     models = mlflow.search_logged_models(
@@ -200,6 +208,7 @@ def test_backtest_command_prints_table_and_logs_a_run(trained, capsys, monkeypat
     assert "| method | gini_norm | top_decile | rmse | mae | agg_bias |" in out
     for row in ("| model |", "| BG/NBD × Gamma-Gamma |", "| historical |"):
         assert row in out
+    assert "95% intervals" in out and "| model − BG/NBD | " in out
     client = trained["client"]
     (run,) = client.search_runs([client.get_experiment_by_name(f"{NAME}-backtest").experiment_id])
     assert run.info.run_name == f"backtest tx h{HORIZON} cutoff 2024-02-01"

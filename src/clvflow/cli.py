@@ -214,6 +214,13 @@ def _job_settings(args: argparse.Namespace):
     )
 
 
+def _print_intervals(outcome) -> None:
+    from clvflow import pipeline
+
+    print("\n95% intervals: bootstrap over customers (200 resamples; the gain row is paired)")
+    print(pipeline.format_intervals(outcome.intervals))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -226,6 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = (outcome.cutoff - pd.Timedelta(days=settings.horizon_days)).date()
     print(f"Backtest at {start}: the {settings.horizon_days} days before {outcome.cutoff.date()}")
     print(pipeline.format_evaluation_table(outcome.table))
+    _print_intervals(outcome)
     aliases = "candidate, champion" if reg.promoted else "candidate"
     print(f"model: {reg.name} version {reg.version} ({aliases}); MLflow run {outcome.run_id}")
     if not reg.promoted:
@@ -246,6 +254,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     start = outcome.cutoff.date()
     print(f"Backtest at {start}, window of {settings.horizon_days} days from {start}:")
     print(pipeline.format_evaluation_table(outcome.table))
+    _print_intervals(outcome)
     print(f"MLflow run {outcome.run_id}")
     return 0
 

@@ -419,3 +419,109 @@ def evaluate_predictions(actual: pd.DataFrame, pred: pd.DataFrame) -> dict[str, 
     metrics = {f"spend_{k}": v for k, v in spend.items()}
     metrics.update({f"churn_{k}": v for k, v in churn.items()})
     return metrics
+
+
+# --- uncertainty ------------------------------------------------------------------------------
+
+#: Metrics given bootstrap intervals: the ones the backtest bar is stated in.
+BOOTSTRAP_METRICS = (
+    "spend_gini_norm",
+    "spend_top_decile_capture",
+    "spend_rmse",
+    "spend_agg_bias",
+    "churn_roc_auc",
+)
+
+
+def _bootstrap_point(active: np.ndarray, spend: np.ndarray, p: np.ndarray, s: np.ndarray) -> dict:
+    err = s - spend
+    return {
+        "spend_gini_norm": gini_norm(spend, s),
+        "spend_top_decile_capture": top_decile_capture(spend, s),
+        "spend_rmse": float(np.sqrt(np.mean(err**2))),
+        "spend_agg_bias": float(s.sum() / spend.sum() - 1.0),
+        "churn_roc_auc": float(roc_auc_score(active, p)),
+    }
+
+
+def paired_bootstrap(
+    actual: pd.DataFrame,
+    preds: dict[str, pd.DataFrame],
+    *,
+    reference: str,
+    n_resamples: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Percentile bootstrap intervals over customers for each method's metrics, and for each
+    method's difference to ``reference`` on the *same* resamples (paired: the shared noise of
+    the window cancels, so a difference can be significant when the intervals overlap).
+
+    Args:
+        actual: customer_id, active, spend (as for :func:`evaluate_predictions`).
+        preds: method name -> frame with customer_id, p_active, expected_spend (same customers).
+        reference: the key of ``preds`` that differences are taken against.
+        n_resamples: bootstrap resamples (customers drawn with replacement).
+        level: interval coverage.
+        seed: seed of the resampling; the same inputs and seed give the same table.
+
+    Returns:
+        DataFrame with columns ``method`` (a key of ``preds``, or ``"<key> - <reference>"``),
+        ``metric`` (:data:`BOOTSTRAP_METRICS`), ``estimate`` (on all customers), ``low``,
+        ``high``.
+
+    Raises:
+        ValueError: ``reference`` missing, mismatched customers, bad inputs or settings.
+    """
+    if reference not in preds:
+        raise ValueError(f"reference {reference!r} is not one of the methods {sorted(preds)}")
+    if n_resamples < 10 or not 0 < level < 1:
+        raise ValueError(f"need n_resamples >= 10 and 0 < level < 1 (got {n_resamples}, {level})")
+    for pred in preds.values():
+        evaluate_predictions(actual, pred)  # same checks and messages as the point metrics
+    order = actual[CUSTOMER_ID].to_numpy()
+    a = actual.set_index(CUSTOMER_ID)
+    active = a["active"].to_numpy(dtype=int)
+    spend = a["spend"].to_numpy(dtype=float)
+    arrays = {
+        name: (
+            pred.set_index(CUSTOMER_ID).loc[order, "p_active"].to_numpy(dtype=float),
+            pred.set_index(CUSTOMER_ID).loc[order, "expected_spend"].to_numpy(dtype=float),
+        )
+        for name, pred in preds.items()
+    }
+    rng = np.random.default_rng(seed)
+    n = len(order)
+    draws: dict[str, list[dict]] = {name: [] for name in preds}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        if active[idx].min() == active[idx].max() or spend[idx].sum() <= 0:
+            continue  # a degenerate resample (tiny samples only): metrics undefined
+        for name, (p, s) in arrays.items():
+            draws[name].append(_bootstrap_point(active[idx], spend[idx], p[idx], s[idx]))
+    tail = 100 * (1 - level) / 2
+    rows = []
+    full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
+    frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
+    others = [name for name in preds if name != reference]
+    series = [(name, frames[name], full[name]) for name in preds] + [
+        (
+            f"{name} - {reference}",
+            frames[name] - frames[reference],
+            {k: full[name][k] - full[reference][k] for k in BOOTSTRAP_METRICS},
+        )
+        for name in others
+    ]
+    for label, frame, estimate in series:
+        for metric in BOOTSTRAP_METRICS:
+            low, high = np.percentile(frame[metric].to_numpy(), [tail, 100 - tail])
+            rows.append(
+                {
+                    "method": label,
+                    "metric": metric,
+                    "estimate": estimate[metric],
+                    "low": float(low),
+                    "high": float(high),
+                }
+            )
+    return pd.DataFrame(rows)

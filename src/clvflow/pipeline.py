@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvflow.evaluation import decile_table
+from clvflow.evaluation import decile_table, paired_bootstrap
 from clvflow.ingest import DataQualityReport
 from clvflow.models import ClvModel, ModelParams
 from clvflow.timeutil import DateLike, day_after, to_day
@@ -76,6 +76,7 @@ class JobOutcome:
     cutoff: pd.Timestamp
     metrics: dict[str, float]
     table: pd.DataFrame
+    intervals: pd.DataFrame | None = None  # paired bootstrap of the backtest (backtest_intervals)
     registration: Any = None  # tracking.Registration (train only)
     bundle_dir: Path | None = None
     model_uri: str | None = None
@@ -206,11 +207,66 @@ def _aligned(result: BacktestResult, key: str) -> pd.DataFrame:
     return result.actuals.merge(pred, on="customer_id", how="left", validate="one_to_one")
 
 
-def log_backtest(result: BacktestResult) -> dict[str, float]:
-    """Log a backtest's metrics, counts, evaluation and decile tables and plots.
+def backtest_intervals(result: BacktestResult, n_resamples: int = 200) -> pd.DataFrame:
+    """95% paired-bootstrap intervals (over customers) of the model's and BG/NBD's headline
+    metrics and of the model's gain over BG/NBD (:func:`clvflow.evaluation.paired_bootstrap`).
+    Methods are named ``model``, ``bgnbd`` and ``model - bgnbd``."""
+    preds = {key: result.predictions[key] for key in ("model", "bgnbd")}
+    return paired_bootstrap(result.actuals, preds, reference="bgnbd", n_resamples=n_resamples)
+
+
+#: MLflow metric prefixes of the interval rows (``<prefix><metric>_ci95_low`` / ``_high``).
+INTERVAL_PREFIXES = {
+    "model": "",
+    "bgnbd": BASELINE_PREFIXES["bgnbd"],
+    "model - bgnbd": "gain_vs_bgnbd_",
+}
+
+
+def interval_metrics(intervals: pd.DataFrame) -> dict[str, float]:
+    """Flat MLflow metrics of :func:`backtest_intervals`."""
+    out = {}
+    for row in intervals.itertuples():
+        name = f"{INTERVAL_PREFIXES[row.method]}{row.metric}_ci95"
+        out[f"{name}_low"], out[f"{name}_high"] = row.low, row.high
+    return out
+
+
+def format_intervals(intervals: pd.DataFrame) -> str:
+    """Markdown table: one row per method, ``estimate [low, high]`` per metric."""
+    money = {"spend_rmse"}
+    share = {"spend_agg_bias"}
+
+    def cell(r) -> str:
+        if r.metric in money:
+            return f"{r.estimate:.2f} [{r.low:.2f}, {r.high:.2f}]"
+        if r.metric in share:
+            return f"{r.estimate:+.1%} [{r.low:+.1%}, {r.high:+.1%}]"
+        return f"{r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]"
+
+    columns = {
+        "spend_gini_norm": "gini_norm",
+        "spend_top_decile_capture": "top_decile",
+        "spend_rmse": "rmse",
+        "spend_agg_bias": "agg_bias",
+        "churn_roc_auc": "roc_auc",
+    }
+    names = {"model": "model", "bgnbd": "BG/NBD × Gamma-Gamma", "model - bgnbd": "model − BG/NBD"}
+    lines = ["| method | " + " | ".join(columns.values()) + " |", "|" + "---|" * (len(columns) + 1)]
+    for method, rows in intervals.groupby("method", sort=False):
+        by_metric = {r.metric: cell(r) for r in rows.itertuples()}
+        lines.append(
+            f"| {names.get(method, method)} | " + " | ".join(by_metric[m] for m in columns) + " |"
+        )
+    return "\n".join(lines)
+
+
+def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, float]:
+    """Log a backtest's metrics, bootstrap intervals, counts, evaluation and decile tables and
+    plots.
 
     Returns:
-        The metrics logged (backtest metrics + counts + decile MAPEs).
+        The metrics logged (backtest metrics + intervals + counts + decile MAPEs).
     """
     from clvflow import plots, tracking
 
@@ -231,7 +287,9 @@ def log_backtest(result: BacktestResult) -> dict[str, float]:
         window_spend=float(actual.sum()),
         n_training_rows=result.n_training_rows,
     )
+    metrics.update(interval_metrics(intervals))
     tracking.log_metrics_finite(metrics)
+    tracking.log_table(intervals, "tables/bootstrap_intervals")
     tracking.log_table(pd.concat(deciles, ignore_index=True), "tables/decile_table")
     table = evaluation_table(result.metrics)
     tracking.log_table(table.reset_index(), "tables/evaluation_table")
@@ -307,9 +365,10 @@ def backtest(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings)
         result = run_backtest_computation(
             tx, cutoff, horizon, params=settings.params, snapshots=settings.snapshots
         )
-        metrics = log_backtest(result)
+        intervals = backtest_intervals(result)
+        metrics = log_backtest(result, intervals)
         log_feature_importance(result.model)
-    return JobOutcome(run.info.run_id, cutoff, metrics, evaluation_table(result.metrics))
+    return JobOutcome(run.info.run_id, cutoff, metrics, evaluation_table(result.metrics), intervals)
 
 
 def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) -> JobOutcome:
@@ -354,7 +413,8 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
             params=settings.params,
             snapshots=settings.snapshots,
         )
-        metrics = log_backtest(result)
+        intervals = backtest_intervals(result)
+        metrics = log_backtest(result, intervals)
         log.info("step 2/3: refit on snapshots up to %s", cutoff.date())
         model, features = fit_model(
             past, cutoff, horizon, params=settings.params, snapshots=settings.snapshots
@@ -377,6 +437,7 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
         cutoff,
         metrics,
         evaluation_table(result.metrics),
+        intervals,
         registration,
         bundle_dir,
         model_uri,
