@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from clvflow.baselines import btyd_predictions
+from clvflow.batch import score_transactions
 from clvflow.models import ModelParams, _logit, _season_correction, _sigmoid
 from clvflow.simulate import simulate
 from clvflow.training import SnapshotSettings, fit_model
@@ -80,3 +81,16 @@ def test_season_correction_measures_bgnbd_error_on_the_snapshot(log):
     assert doubled["churn_shift"] == base["churn_shift"]
     busier = reference.assign(active=np.maximum(reference["active"], reference.index % 2))
     assert _season_correction(busier, HORIZON)["churn_shift"] > base["churn_shift"]
+
+
+def test_scoring_far_from_the_corrected_season_warns(log):
+    model, _ = _fit(log)
+    assert model.season_window_start() == CUTOFF
+    at_cutoff = score_transactions(model, log, CUTOFF + pd.Timedelta(days=31))
+    assert not any("season" in w for w in at_cutoff.warnings)
+    later = score_transactions(model, log, CUTOFF + pd.Timedelta(days=60))
+    (note,) = [w for w in later.warnings if "season" in w]
+    assert "window starting 2023-01-01" in note and "60 days away" in note
+    plain, _ = _fit(log, seasonal_level=False)
+    assert plain.season_window_start() is None
+    assert not score_transactions(plain, log, CUTOFF + pd.Timedelta(days=60)).warnings

@@ -22,6 +22,8 @@ from clvflow.timeutil import DateLike, day_after, to_day
 log = logging.getLogger(__name__)
 
 MODEL_INFO_COLUMNS = ["model_name", "model_version", "scored_at"]
+#: Scoring this many days or fewer from the window a seasonal level was set for: no warning.
+SEASON_TOLERANCE_DAYS = 31
 
 
 @dataclass
@@ -48,6 +50,20 @@ def resolve_as_of(tx: pd.DataFrame, as_of: DateLike | None) -> pd.Timestamp:
             "is known before it. Use a later --as-of."
         )
     return day
+
+
+def season_mismatch(model: ClvModel, as_of: pd.Timestamp) -> str | None:
+    """A warning when the model's level was corrected for the season of a window that starts
+    more than ``SEASON_TOLERANCE_DAYS`` away from ``as_of`` (None otherwise)."""
+    start = model.season_window_start()
+    if start is None or abs((as_of - start).days) <= SEASON_TOLERANCE_DAYS:
+        return None
+    return (
+        f"the model's level is corrected for the season of the window starting {start.date()} "
+        f"(its training cutoff); scoring as of {as_of.date()} is {(as_of - start).days} days "
+        "away, so totals may be off by that season's factor. Retrain with a cutoff near the "
+        "scoring date, or train with --seasonal-level false for a season-neutral level."
+    )
 
 
 def score_transactions(
@@ -93,6 +109,9 @@ def score_transactions(
     scores["scored_at"] = pd.Timestamp(scored_at) if scored_at is not None else pd.NaT
     steps.done("segments and priorities")
     result = ScoreResult(scores=scores, as_of=day)
+    season_note = season_mismatch(model, day)
+    if season_note:
+        result.warnings.append(season_note)
     if reference_profile:
         table = pd.concat([features, scores[["p_active", "expected_spend"]]], axis=1)
         result.drift = drift_table(reference_profile, table, psi_threshold)

@@ -59,6 +59,7 @@ from scipy.optimize import brentq
 from clvflow.baselines import BTYD_PREDICTION_COLUMNS, BtydFit, btyd_predictions, fit_btyd
 from clvflow.features import FEATURE_COLUMNS
 from clvflow.labels import validate_horizon
+from clvflow.training_set import SEASON_LAG_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +385,14 @@ class ClvModel:
         spend_base = np.log(_bg_spend_if_active(x))
         spend = self.spend_booster_.inplace_predict(inputs, base_margin=spend_base)
         return x, margin.astype("float64"), np.maximum(spend, 0.0).astype("float64")
+
+    def season_window_start(self) -> pd.Timestamp | None:
+        """Start of the window whose season the level was corrected for (the training cutoff),
+        or None when no seasonal correction was applied."""
+        season = self.level_.get("season")
+        if not season:
+            return None
+        return pd.Timestamp(season["snapshot"]) + pd.Timedelta(days=SEASON_LAG_DAYS)
 
     def feature_importance(self) -> dict[str, pd.Series]:
         """Total gain per model input for each booster."""
