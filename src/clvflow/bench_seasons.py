@@ -8,7 +8,8 @@ data, the oracle that knows each customer's latent state:
 - a simulated log with annual seasonality (purchase intensity x 1 +/- 0.4, peak mid-December),
   two years of history before each of four cutoffs, one per quarter;
 - the same log without seasonality at two cutoffs (the correction must not hurt there);
-- CDNOW at 1998-04-01 (the one cutoff with data 52 weeks earlier).
+- CDNOW at 1998-04-01 (the one cutoff with data 52 weeks earlier), or the latest cutoff whose
+  window fits in the data for longer horizons.
 
 Run as ``python -m clvflow.bench_seasons [--customers 20000] [--horizon-days 90]``; it prints one
 table (about 7 minutes on 2 cores).
@@ -88,7 +89,10 @@ def run(customers: int, horizon_days: int) -> pd.DataFrame:
         data = f"simulated, season ±{amplitude:.0%}" if amplitude else "simulated, no season"
         rows += compare(sim.transactions, cutoff, horizon_days, data, sim.truth)
         print(f"  done: {data}, {cutoff}", file=sys.stderr, flush=True)
-    rows += compare(load_cdnow(), "1998-04-01", horizon_days, "CDNOW")
+    # CDNOW ends 1998-06-30: the latest cutoff whose window fits, at most 1998-04-01.
+    cdnow_end = pd.Timestamp("1998-07-01") - pd.Timedelta(days=horizon_days)
+    cdnow_cutoff = min(pd.Timestamp("1998-04-01"), cdnow_end).date().isoformat()
+    rows += compare(load_cdnow(), cdnow_cutoff, horizon_days, "CDNOW")
     return pd.DataFrame(rows)[["data", "cutoff", "method", *COLUMNS]]
 
 

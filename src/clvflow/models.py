@@ -33,9 +33,9 @@ Design (chosen by backtest, see ``docs/model-research.md``):
   the evaluation window; the boosters are then refitted on all snapshots with the number of trees
   early stopping chose.
 - Measured ceiling (`make ceiling`, docs/model-research.md): the same boosters fitted
-  *in-sample* on the CDNOW evaluation window itself (5-fold CV) reach roc_auc 0.806 / gini 0.761 / top decile 0.570; the
-  out-of-time model is within ~0.005 of that, i.e. the ranking is limited by the information in
-  the transaction history, not by the fitting.
+  *in-sample* on the CDNOW evaluation window itself (5-fold CV) reach roc_auc 0.806 / gini 0.761
+  / top decile 0.570; the out-of-time model is within ~0.005 of that, i.e. the ranking is
+  limited by the information in the transaction history, not by the fitting.
 - Result, CDNOW cutoff 1998-01-01, H = 181 (gini / top decile / ROC / RMSE / bias): model
   0.758 / 0.572 / 0.805 / 55.08 / -3.5%; BG/NBD 0.726 / 0.566 / 0.788 / 56.05 / -3.5%. The ranking
   gain holds at other cutoffs and the model matches BG/NBD on the simulator; the weak point is the
