@@ -102,7 +102,7 @@ class ModelParams:
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 40
-    calibrate: bool = True  # per-snapshot level intercepts (see module docstring)
+    snapshot_levels: bool = True  # per-snapshot level intercepts (see module docstring)
     anchor_to_btyd: bool = True  # scored totals = BG/NBD totals (mean p_active, sum of spend)
     seasonal_level: bool = True  # ... corrected by BG/NBD's error in the same season a year ago
     seed: int = 0
@@ -225,7 +225,7 @@ class ClvModel:
         """
         p = self.params
         rows = self._with_btyd_per_snapshot(training_set)
-        rows["_churn_base"], rows["_spend_base"] = _snapshot_offsets(rows, p.calibrate)
+        rows["_churn_base"], rows["_spend_base"] = _snapshot_offsets(rows, p.snapshot_levels)
         snapshots = sorted(rows["snapshot_date"].unique())
         latest = (rows["snapshot_date"] == snapshots[-1]).to_numpy()
         holdout = latest if len(snapshots) > 1 else None
