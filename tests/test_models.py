@@ -94,3 +94,10 @@ def test_scoring_far_from_the_corrected_season_warns(log):
     plain, _ = _fit(log, seasonal_level=False)
     assert plain.season_window_start() is None
     assert not score_transactions(plain, log, CUTOFF + pd.Timedelta(days=60)).warnings
+
+
+def test_no_season_correction_when_btyd_cannot_be_fitted(log, caplog):
+    reference = same_season_snapshot(log.loc[log["timestamp"] < CUTOFF], CUTOFF, HORIZON)
+    one_timers = reference.assign(frequency=0.0, t_x_days=0.0, mean_repeat_spend=0.0)
+    assert _season_correction(one_timers, HORIZON) is None
+    assert "no seasonal level correction" in caplog.text
