@@ -90,7 +90,7 @@ def test_scoring_far_from_the_corrected_season_warns(log):
     assert not any("season" in w for w in at_cutoff.warnings)
     later = score_transactions(model, log, CUTOFF + pd.Timedelta(days=60))
     (note,) = [w for w in later.warnings if "season" in w]
-    assert "window starting 2023-01-01" in note and "60 days away" in note
+    assert "window starting 2023-01-01" in note and "60 days after that" in note
     plain, _ = _fit(log, seasonal_level=False)
     assert plain.season_window_start() is None
     assert not score_transactions(plain, log, CUTOFF + pd.Timedelta(days=60)).warnings

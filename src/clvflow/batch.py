@@ -58,11 +58,13 @@ def season_mismatch(model: ClvModel, as_of: pd.Timestamp) -> str | None:
     start = model.season_window_start()
     if start is None or abs((as_of - start).days) <= SEASON_TOLERANCE_DAYS:
         return None
+    gap = (as_of - start).days
     return (
         f"the model's level is corrected for the season of the window starting {start.date()} "
-        f"(its training cutoff); scoring as of {as_of.date()} is {(as_of - start).days} days "
-        "away, so totals may be off by that season's factor. Retrain with a cutoff near the "
-        "scoring date, or train with --seasonal-level false for a season-neutral level."
+        f"(its training cutoff); scoring as of {as_of.date()} is {abs(gap)} days "
+        f"{'after' if gap > 0 else 'before'} that, so totals may be off by that season's factor. "
+        "Retrain with a cutoff near the scoring date, or train with --seasonal-level false for a "
+        "season-neutral level."
     )
 
 
