@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from clvflow.bench_seasons import COLUMNS, compare, format_table
+from clvflow.bench_seasons import compare, format_table
+from clvflow.pipeline import TABLE_METRICS
 from clvflow.simulate import simulate
 
 
@@ -27,5 +28,5 @@ def test_compare_one_seasonal_origin():
     assert "ratio" in rows["method"].iloc[2]  # the year-ago snapshot was used
     # BG/NBD level: the model's total equals BG/NBD's, so the aggregate bias is the same.
     assert abs(rows["agg_bias"].iloc[1] - rows["agg_bias"].iloc[0]) < 1e-9
-    text = format_table(rows[["data", "cutoff", "method", *COLUMNS]])
+    text = format_table(rows[["data", "cutoff", "method", *TABLE_METRICS]])
     assert text.count("\n") == 5 and "| sim | 2023-04-01 | oracle (latent truth) |" in text

@@ -218,3 +218,25 @@ def test_backtest_command_prints_table_and_logs_a_run(trained, capsys, monkeypat
     }
     assert contexts == {"training", "evaluation"}
     assert "MLFLOW_EXPERIMENT_ID" not in os.environ  # no process-wide MLflow state left behind
+
+
+def test_format_intervals_one_row_per_method():
+    from clvflow.evaluation import BOOTSTRAP_METRICS
+    from clvflow.pipeline import format_intervals
+
+    rows = [
+        {"method": m, "metric": k, "estimate": 0.5, "low": 0.25, "high": 0.75}
+        for m in ("model", "bgnbd", "model - bgnbd")
+        for k in BOOTSTRAP_METRICS
+    ]
+    lines = format_intervals(pd.DataFrame(rows)).splitlines()
+    assert lines[0] == "| method | gini_norm | top_decile | rmse | agg_bias | roc_auc |"
+    assert lines[2] == (
+        "| model | 0.500 [0.250, 0.750] | 0.500 [0.250, 0.750] | 0.50 [0.25, 0.75] "
+        "| +50.0% [+25.0%, +75.0%] | 0.500 [0.250, 0.750] |"
+    )
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| model",
+        "| BG/NBD × Gamma-Gamma",
+        "| model − BG/NBD",
+    ]

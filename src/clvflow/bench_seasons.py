@@ -28,23 +28,16 @@ import pandas as pd
 from clvflow.datasets import load_cdnow
 from clvflow.evaluation import evaluate_predictions
 from clvflow.models import ModelParams
+from clvflow.pipeline import TABLE_METRICS, format_evaluation_table
 from clvflow.simulate import simulate
 from clvflow.training import BASELINE_PREFIXES, backtest
 
-COLUMNS = {
-    "gini_norm": "spend_gini_norm",
-    "top_decile": "spend_top_decile_capture",
-    "roc_auc": "churn_roc_auc",
-    "rmse": "spend_rmse",
-    "agg_bias": "spend_agg_bias",
-    "brier": "churn_brier",
-}
 SIM_START, SIM_CUTOFFS = "2021-01-01", ("2023-01-01", "2023-04-01", "2023-07-01", "2023-10-01")
 SEASONAL_AMPLITUDE = 0.4
 
 
 def _cells(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
-    return {col: metrics[f"{prefix}{name}"] for col, name in COLUMNS.items()}
+    return {col: metrics[f"{prefix}{name}"] for col, name in TABLE_METRICS.items()}
 
 
 def compare(
@@ -93,18 +86,11 @@ def run(customers: int, horizon_days: int) -> pd.DataFrame:
     cdnow_end = pd.Timestamp("1998-07-01") - pd.Timedelta(days=horizon_days)
     cdnow_cutoff = min(pd.Timestamp("1998-04-01"), cdnow_end).date().isoformat()
     rows += compare(load_cdnow(), cdnow_cutoff, horizon_days, "CDNOW")
-    return pd.DataFrame(rows)[["data", "cutoff", "method", *COLUMNS]]
+    return pd.DataFrame(rows)[["data", "cutoff", "method", *TABLE_METRICS]]
 
 
 def format_table(table: pd.DataFrame) -> str:
-    formats = {"rmse": "{:.2f}", "agg_bias": "{:+.1%}"}
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    for _, row in table.iterrows():
-        cells = [
-            formats.get(k, "{:.3f}").format(v) if k in COLUMNS else str(v) for k, v in row.items()
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return format_evaluation_table(table.set_index("data"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

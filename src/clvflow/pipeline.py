@@ -169,14 +169,19 @@ def evaluation_table(metrics: dict[str, float]) -> pd.DataFrame:
 
 
 def format_evaluation_table(table: pd.DataFrame) -> str:
-    """Markdown table as in EVALUATION.md (agg_bias in %, money with 2 decimals)."""
+    """Markdown table as in EVALUATION.md (agg_bias in %, money with 2 decimals); the index is
+    the first column (headed by its name, default ``method``), text cells are kept as they are."""
     formats = {"rmse": "{:.2f}", "mae": "{:.2f}", "agg_bias": "{:+.1%}"}
-    header = ["method", *table.columns]
+
+    def cell(col: str, v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        return "-" if pd.isna(v) else formats.get(col, "{:.3f}").format(v)
+
+    header = [table.index.name or "method", *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, row in table.iterrows():
-        cells = [
-            "-" if pd.isna(v) else formats.get(col, "{:.3f}").format(v) for col, v in row.items()
-        ]
+        cells = [cell(col, v) for col, v in row.items()]
         lines.append("| " + " | ".join([str(method), *cells]) + " |")
     return "\n".join(lines)
 
@@ -233,31 +238,19 @@ def interval_metrics(intervals: pd.DataFrame) -> dict[str, float]:
 
 
 def format_intervals(intervals: pd.DataFrame) -> str:
-    """Markdown table: one row per method, ``estimate [low, high]`` per metric."""
-    money = {"spend_rmse"}
-    share = {"spend_agg_bias"}
-
-    def cell(r) -> str:
-        if r.metric in money:
-            return f"{r.estimate:.2f} [{r.low:.2f}, {r.high:.2f}]"
-        if r.metric in share:
-            return f"{r.estimate:+.1%} [{r.low:+.1%}, {r.high:+.1%}]"
-        return f"{r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]"
-
-    columns = {
-        "spend_gini_norm": "gini_norm",
-        "spend_top_decile_capture": "top_decile",
-        "spend_rmse": "rmse",
-        "spend_agg_bias": "agg_bias",
-        "churn_roc_auc": "roc_auc",
-    }
+    """Markdown table: one row per method, ``estimate [low, high]`` per metric (columns named and
+    formatted as in :func:`format_evaluation_table`)."""
+    columns = {name: col for col, name in TABLE_METRICS.items() if name in set(intervals["metric"])}
+    formats = {"rmse": "{:.2f}", "agg_bias": "{:+.1%}"}
     names = {"model": "model", "bgnbd": "BG/NBD × Gamma-Gamma", "model - bgnbd": "model − BG/NBD"}
     lines = ["| method | " + " | ".join(columns.values()) + " |", "|" + "---|" * (len(columns) + 1)]
     for method, rows in intervals.groupby("method", sort=False):
-        by_metric = {r.metric: cell(r) for r in rows.itertuples()}
-        lines.append(
-            f"| {names.get(method, method)} | " + " | ".join(by_metric[m] for m in columns) + " |"
-        )
+        cells = []
+        for name, col in columns.items():
+            r = rows.loc[rows["metric"] == name].iloc[0]
+            fmt = formats.get(col, "{:.3f}")
+            cells.append(f"{fmt.format(r.estimate)} [{fmt.format(r.low)}, {fmt.format(r.high)}]")
+        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
