@@ -56,9 +56,9 @@ def season_mismatch(model: ClvModel, as_of: pd.Timestamp) -> str | None:
     """A warning when the model's level was corrected for the season of a window that starts
     more than ``SEASON_TOLERANCE_DAYS`` away from ``as_of`` (None otherwise)."""
     start = model.season_window_start()
-    if start is None or abs((as_of - start).days) <= SEASON_TOLERANCE_DAYS:
+    gap = 0 if start is None else (as_of - start).days
+    if abs(gap) <= SEASON_TOLERANCE_DAYS:
         return None
-    gap = (as_of - start).days
     return (
         f"the model's level is corrected for the season of the window starting {start.date()} "
         f"(its training cutoff); scoring as of {as_of.date()} is {abs(gap)} days "

@@ -168,15 +168,19 @@ def evaluation_table(metrics: dict[str, float]) -> pd.DataFrame:
     return table
 
 
+def _cell_format(column: str) -> str:
+    """Money with 2 decimals, agg_bias in %, everything else with 3 decimals."""
+    return {"rmse": "{:.2f}", "mae": "{:.2f}", "agg_bias": "{:+.1%}"}.get(column, "{:.3f}")
+
+
 def format_evaluation_table(table: pd.DataFrame) -> str:
     """Markdown table as in EVALUATION.md (agg_bias in %, money with 2 decimals); the index is
     the first column (headed by its name, default ``method``), text cells are kept as they are."""
-    formats = {"rmse": "{:.2f}", "mae": "{:.2f}", "agg_bias": "{:+.1%}"}
 
     def cell(col: str, v: Any) -> str:
         if isinstance(v, str):
             return v
-        return "-" if pd.isna(v) else formats.get(col, "{:.3f}").format(v)
+        return "-" if pd.isna(v) else _cell_format(col).format(v)
 
     header = [table.index.name or "method", *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -241,14 +245,13 @@ def format_intervals(intervals: pd.DataFrame) -> str:
     """Markdown table: one row per method, ``estimate [low, high]`` per metric (columns named and
     formatted as in :func:`format_evaluation_table`)."""
     columns = {name: col for col, name in TABLE_METRICS.items() if name in set(intervals["metric"])}
-    formats = {"rmse": "{:.2f}", "agg_bias": "{:+.1%}"}
     names = {"model": "model", "bgnbd": "BG/NBD × Gamma-Gamma", "model - bgnbd": "model − BG/NBD"}
     lines = ["| method | " + " | ".join(columns.values()) + " |", "|" + "---|" * (len(columns) + 1)]
     for method, rows in intervals.groupby("method", sort=False):
         cells = []
         for name, col in columns.items():
             r = rows.loc[rows["metric"] == name].iloc[0]
-            fmt = formats.get(col, "{:.3f}")
+            fmt = _cell_format(col)
             cells.append(f"{fmt.format(r.estimate)} [{fmt.format(r.low)}, {fmt.format(r.high)}]")
         lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
