@@ -65,6 +65,16 @@ def snapshot_dates(
     return usable
 
 
+def snapshot_rows(past: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """One snapshot: ``snapshot_date``, ``customer_id``, features as of ``as_of`` and the labels of
+    ``[as_of, as_of + horizon_days)``, computed from ``past`` (already cut at the cutoff)."""
+    features = build_features(past, as_of)
+    labels = build_labels(past, as_of, horizon_days)
+    rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
+    rows.insert(0, "snapshot_date", as_of)
+    return rows
+
+
 def build_training_set(
     tx: pd.DataFrame,
     cutoff: DateLike,
@@ -101,10 +111,7 @@ def build_training_set(
     )
     parts = []
     for as_of in dates:
-        features = build_features(past, as_of)
-        labels = build_labels(past, as_of, horizon_days)
-        rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
-        rows.insert(0, "snapshot_date", as_of)
+        rows = snapshot_rows(past, as_of, horizon_days)
         parts.append(rows)
         log.info(
             "snapshot %s: %d customers, %.1f%% active",
@@ -138,9 +145,7 @@ def same_season_snapshot(
     if not (past["timestamp"] < as_of).any():
         log.info("no same-season snapshot: no transaction before %s", as_of.date())
         return None
-    features = build_features(past, as_of)
-    labels = build_labels(past, as_of, horizon_days)
-    rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
+    rows = snapshot_rows(past, as_of, horizon_days)
     buyers = int((rows["n_purchase_days"] > 0).sum())
     active = int(rows["active"].sum())
     if buyers < MIN_SEASON_BUYERS or active < MIN_SEASON_ACTIVE:
@@ -153,6 +158,5 @@ def same_season_snapshot(
             MIN_SEASON_ACTIVE,
         )
         return None
-    rows.insert(0, "snapshot_date", as_of)
     log.info("same-season snapshot %s: %d customers, %d active", as_of.date(), len(rows), active)
     return rows
