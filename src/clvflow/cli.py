@@ -154,7 +154,11 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_required: bool) -> None:
     h.add_argument("--learning-rate", type=POSITIVE_FLOAT, default=mp.learning_rate)
     h.add_argument("--max-depth", type=POSITIVE_INT, default=mp.max_depth)
     h.add_argument(
-        "--n-jobs", type=POSITIVE_INT, default=mp.n_jobs, help="XGBoost threads (1 on busy cores)"
+        "--n-jobs",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="XGBoost threads (default 0: the cores this process may use, here "
+        f"{mp.n_jobs}; threads wait passively, so a busy machine does not slow them down)",
     )
     h.add_argument(
         "--seasonal-level",
@@ -182,6 +186,7 @@ def _job_settings(args: argparse.Namespace):
     import os
     from pathlib import Path
 
+    from clvflow.cores import available_cores
     from clvflow.models import ModelParams
     from clvflow.pipeline import JobSettings, data_name
     from clvflow.training import SnapshotSettings
@@ -197,7 +202,7 @@ def _job_settings(args: argparse.Namespace):
             n_estimators=args.n_estimators,
             learning_rate=args.learning_rate,
             max_depth=args.max_depth,
-            n_jobs=args.n_jobs,
+            n_jobs=args.n_jobs or available_cores(),
             seasonal_level=args.seasonal_level,
             seed=args.seed,
         ),

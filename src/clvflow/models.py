@@ -57,6 +57,7 @@ import xgboost as xgb
 from scipy.optimize import brentq
 
 from clvflow.baselines import BTYD_PREDICTION_COLUMNS, BtydFit, btyd_predictions, fit_btyd
+from clvflow.cores import available_cores
 from clvflow.features import FEATURE_COLUMNS
 from clvflow.labels import validate_horizon
 from clvflow.training_set import SEASON_LAG_DAYS
@@ -106,7 +107,7 @@ class ModelParams:
     anchor_to_btyd: bool = True  # scored totals = BG/NBD totals (mean p_active, sum of spend)
     seasonal_level: bool = True  # ... corrected by BG/NBD's error in the same season a year ago
     seed: int = 0
-    n_jobs: int = 2
+    n_jobs: int = field(default_factory=available_cores)  # XGBoost threads
     extra: dict[str, Any] = field(default_factory=dict)
 
     def xgb_params(self) -> dict[str, Any]:
