@@ -21,13 +21,13 @@ EXPECTED = {
         frequency=2,
         t_x_days=40,
         T_days=59,
-        mean_repeat_spend=25,
+        mean_repeat_spend=22.5,  # (20 + 25) / 2: the last purchase day nets 30 - 5 = 25
         total_spend=60,
         gross_spend=65,
-        mean_spend_per_day=65 / 3,
-        max_spend_per_day=30,
+        mean_spend_per_day=20,
+        max_spend_per_day=25,
         first_purchase_spend=15,
-        last_purchase_spend=30,
+        last_purchase_spend=25,
         purchase_days_30d=1,
         purchase_days_90d=3,
         purchase_days_180d=3,
@@ -185,6 +185,41 @@ def test_no_customer_before_as_of_gives_empty_table(tiny_tx):
     features = build_features(tiny_tx, "2020-01-01")
     assert features.empty
     assert list(features.columns) == ["customer_id", *FEATURE_COLUMNS]
+
+
+def test_same_day_cancellations_are_netted_per_purchase_day():
+    """An order cancelled the same day leaves only what was kept; a day whose cancellations
+    exceed its purchases spends 0 (not negative), and is still a purchase day."""
+    rows = [
+        ("A", "2024-01-05 09:00", 168_000.0),  # ordered ...
+        ("A", "2024-01-05 09:00", 2.9),
+        ("A", "2024-01-05 17:00", -168_000.0),  # ... and cancelled the same day: net 2.90
+        ("A", "2024-02-01 10:00", 10.0),
+        ("B", "2024-01-10 10:00", 40.0),
+        ("B", "2024-02-20 10:00", 50.0),
+        ("B", "2024-02-20 11:00", -80.0),  # cancels more than that day's purchase: net 0
+    ]
+    columns = [
+        "n_purchase_days",
+        "mean_repeat_spend",
+        "mean_spend_per_day",
+        "max_spend_per_day",
+        "first_purchase_spend",
+        "last_purchase_spend",
+        "gross_spend",
+        "total_spend",
+        "return_amount",
+    ]
+    expected = pd.DataFrame(
+        {
+            "A": [2, 10.0, 6.45, 10.0, 2.9, 10.0, 168_012.9, 12.9, 168_000.0],
+            "B": [2, 0.0, 20.0, 40.0, 40.0, 0.0, 90.0, 10.0, 80.0],
+        },
+        index=columns,
+    ).T.astype("float64")
+    features = build_features(make_tx(rows), TINY_AS_OF).set_index("customer_id")[columns]
+    # (total_spend is gross - returns in float: 168,012.9 - 168,000 is 12.9 to about 1e-12)
+    pd.testing.assert_frame_equal(features, expected, check_names=False, rtol=1e-12)
 
 
 AS_OF = pd.Timestamp("2024-06-01")

@@ -1,8 +1,9 @@
 """build_features equals, bit for bit, the straightforward DuckDB query it replaced.
 
 The reference below is the previous implementation (one DuckDB query over the pandas frame, money
-as DECIMAL(18,4), then the same derivations), kept as an oracle: any change of meaning in the numpy
-engine shows up here on a simulated log with returns, zero amounts and split baskets.
+as DECIMAL(18,4), then the same derivations; since then a purchase day's spend is its net amount
+floored at 0), kept as an oracle: any change of meaning in the numpy engine shows up here on a
+simulated log with returns, same-day cancellations, zero amounts and split baskets.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _window_sql() -> str:
 
 
 _SQL = f"""
-WITH d AS (
+WITH days AS (
     SELECT customer_id,
            CAST(timestamp AS DATE) AS day,
            sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE amount >= 0) AS buy,
@@ -39,6 +40,11 @@ WITH d AS (
     WHERE timestamp < $as_of
     GROUP BY ALL
 ),
+d AS (
+    -- spend of a purchase day: its net amount (same-day returns taken off), floored at 0
+    SELECT *, CASE WHEN buy IS NOT NULL THEN greatest(buy - coalesce(ret, 0), 0) END AS spend
+    FROM days
+),
 agg AS (
     SELECT customer_id,
         min(day) AS first_day,
@@ -46,11 +52,12 @@ agg AS (
         max(day) FILTER (WHERE buy IS NOT NULL) AS lp,
         count(buy) AS n_purchase_days,
         coalesce(sum(buy), 0) AS gross_spend,
+        coalesce(sum(spend), 0) AS purchase_spend,
         coalesce(sum(ret), 0) AS return_amount,
         count(ret) AS n_return_days,
-        coalesce(max(buy), 0) AS max_spend_per_day,
-        coalesce(arg_min(buy, day) FILTER (WHERE buy IS NOT NULL), 0) AS first_purchase_spend,
-        coalesce(arg_max(buy, day) FILTER (WHERE buy IS NOT NULL), 0) AS last_purchase_spend,
+        coalesce(max(spend), 0) AS max_spend_per_day,
+        coalesce(arg_min(spend, day) FILTER (WHERE buy IS NOT NULL), 0) AS first_purchase_spend,
+        coalesce(arg_max(spend, day) FILTER (WHERE buy IS NOT NULL), 0) AS last_purchase_spend,
         {_window_sql()},
         coalesce(sum(coalesce(buy, 0) - coalesce(ret, 0)) FILTER
             (WHERE day >= $as_of_day - 360 AND day < $as_of_day - 180), 0) AS spend_prev_180d
@@ -106,6 +113,7 @@ def _derive(raw: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     since_lp = np.where(has_buy, days_until_as_of("lp"), tenure)
     frequency = np.maximum(n - 1, 0)
     gross = raw["gross_spend"].to_numpy("float64")
+    net_days = raw["purchase_spend"].to_numpy("float64")
     first_spend = raw["first_purchase_spend"].to_numpy("float64")
     returns = raw["return_amount"].to_numpy("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -115,10 +123,10 @@ def _derive(raw: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
         f["frequency"] = frequency
         f["t_x_days"] = since_fp - since_lp
         f["T_days"] = since_fp - 1
-        f["mean_repeat_spend"] = np.where(frequency > 0, (gross - first_spend) / frequency, 0.0)
+        f["mean_repeat_spend"] = np.where(frequency > 0, (net_days - first_spend) / frequency, 0.0)
         f["total_spend"] = gross - returns
         f["gross_spend"] = gross
-        f["mean_spend_per_day"] = np.where(has_buy, gross / n, 0.0)
+        f["mean_spend_per_day"] = np.where(has_buy, net_days / n, 0.0)
         f["max_spend_per_day"] = raw["max_spend_per_day"].to_numpy("float64")
         f["first_purchase_spend"] = first_spend
         f["last_purchase_spend"] = raw["last_purchase_spend"].to_numpy("float64")
@@ -149,7 +157,17 @@ def _derive(raw: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def log() -> pd.DataFrame:
-    return simulate(3000, seed=11, zero_amount_prob=0.02, return_prob=0.1).transactions
+    """Simulated log plus same-day cancellations (the simulator's returns come days later): 8% of
+    the purchase rows get a negative row an hour later of 0.5, 1 or 1.5 times their amount, so a
+    day's net is positive, zero or negative (floored)."""
+    tx = simulate(3000, seed=11, zero_amount_prob=0.02, return_prob=0.1).transactions
+    rng = np.random.default_rng(5)
+    bought = tx[(tx["amount"] > 0) & (rng.random(len(tx)) < 0.08)]
+    cancels = bought.assign(
+        timestamp=bought["timestamp"].dt.floor("D") + pd.Timedelta(hours=23),
+        amount=-(bought["amount"] * rng.choice([0.5, 1.0, 1.5], len(bought))).round(2),
+    )
+    return pd.concat([tx, cancels], ignore_index=True)
 
 
 @pytest.mark.parametrize("as_of", ["2022-03-01", "2023-06-15", "2024-01-01", "2024-05-01"])

@@ -2,9 +2,14 @@
 
 Conventions (those of lifetimes / CLVTools): time is in days; all transactions of a customer on one
 calendar day collapse into one *customer-day*. A customer-day is a *purchase day* when it has at
-least one row with amount >= 0; its spend is the sum of those amounts. Returns (amount < 0) are
-netted in the spend windows and totals and summarised separately. ``as_of`` is exclusive: the last
-observed day is ``as_of - 1 day``.
+least one row with amount >= 0. Its *spend* is the day's net amount, floored at 0: the purchases
+minus the returns or cancellations (amount < 0) of the same day, so an order cancelled the same
+day counts as a purchase day with the spend that is left (0 if nothing is). The per-purchase-day
+features (``mean_repeat_spend``, ``mean_spend_per_day``, ``max_spend_per_day``,
+``first_purchase_spend``, ``last_purchase_spend``) use that spend. ``gross_spend`` is the sum of
+the amounts >= 0; ``total_spend`` and the spend windows are net of every return; every return is
+also summarised separately (``return_amount``, ``n_return_days``). Without negative amounts the
+net spends equal the gross ones. ``as_of`` is exclusive: the last observed day is ``as_of - 1 day``.
 
 ``FEATURE_COLUMNS`` is the one feature list: training and scoring both use it.
 
@@ -320,24 +325,28 @@ def _windows(cd: dict, first: np.ndarray, as_of_day: int) -> dict[str, np.ndarra
 
 
 def _purchase_days(cd: dict, n_customers: int, first_day: np.ndarray) -> dict[str, np.ndarray]:
-    """First/last purchase day and spend, max daily spend and gap statistics (purchase days).
+    """First/last purchase day and spend, total and max daily spend and gap statistics.
 
+    A purchase day's spend is its net amount (bought minus returned that day) floored at 0.
     Customers without a purchase day get first_day as fp/lp (unused: features fall back to tenure),
     0 spends and NaN gap statistics; those with one purchase day get NaN gap statistics.
     """
     buy = np.flatnonzero(cd["has_buy"])
-    code, day, spend = cd["code"][buy], cd["day"][buy], cd["buy"][buy]
+    code, day = cd["code"][buy], cd["day"][buy]
+    spend = np.maximum(cd["buy"][buy] - cd["ret"][buy], 0)
     start = _segment_starts(code)
     end = np.append(start[1:], len(code))[: len(start)] - 1
     who = code[start]
     out = {
         "fp": first_day.copy(),
         "lp": first_day.copy(),
+        "purchase_spend": np.zeros(n_customers, dtype=np.int64),
         "first_purchase_spend": np.zeros(n_customers, dtype=np.int64),
         "last_purchase_spend": np.zeros(n_customers, dtype=np.int64),
         "max_spend_per_day": np.zeros(n_customers, dtype=np.int64),
     }
     out["fp"][who], out["lp"][who] = day[start], day[end]
+    out["purchase_spend"][who] = _sum_at(spend, start)
     out["first_purchase_spend"][who] = spend[start]
     out["last_purchase_spend"][who] = spend[end]
     out["max_spend_per_day"][who] = _max_at(spend, start)
@@ -361,6 +370,7 @@ def _purchase_days(cd: dict, n_customers: int, first_day: np.ndarray) -> dict[st
 _MONEY = (
     "gross_spend",
     "return_amount",
+    "purchase_spend",
     "max_spend_per_day",
     "first_purchase_spend",
     "last_purchase_spend",
@@ -387,6 +397,7 @@ def _derive(ids: pd.Index, agg: dict[str, np.ndarray], as_of_day: int) -> pd.Dat
     since_lp = np.where(has_buy, days_until_as_of("lp"), tenure)
     frequency = np.maximum(n - 1, 0)
     gross = col("gross_spend")
+    net_days = col("purchase_spend")  # sum of the purchase days' net spends
     first_spend = col("first_purchase_spend")
     returns = col("return_amount")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -396,10 +407,10 @@ def _derive(ids: pd.Index, agg: dict[str, np.ndarray], as_of_day: int) -> pd.Dat
         f["frequency"] = frequency
         f["t_x_days"] = since_fp - since_lp
         f["T_days"] = since_fp - 1
-        f["mean_repeat_spend"] = np.where(frequency > 0, (gross - first_spend) / frequency, 0.0)
+        f["mean_repeat_spend"] = np.where(frequency > 0, (net_days - first_spend) / frequency, 0.0)
         f["total_spend"] = gross - returns
         f["gross_spend"] = gross
-        f["mean_spend_per_day"] = np.where(has_buy, gross / n, 0.0)
+        f["mean_spend_per_day"] = np.where(has_buy, net_days / n, 0.0)
         f["max_spend_per_day"] = col("max_spend_per_day")
         f["first_purchase_spend"] = first_spend
         f["last_purchase_spend"] = col("last_purchase_spend")
