@@ -173,3 +173,74 @@ def test_directory_and_corrupt_parquet(tmp_path):
 def test_no_amount_mapping():
     with pytest.raises(InputError, match="no amount column"):
         ColumnMap(amount=None).required()
+
+
+def test_exclude_rules_count_exactly_what_they_drop(tmp_path):
+    path = write(tmp_path, "invoices.csv", INVOICE_CSV)
+    rules = ["InvoiceNo^=C", "StockCode=D,22139,71053"]  # D is a cancellation: counted by rule 1
+    tx, report = load_transactions(path, INVOICE_COLUMNS, exclude=rules)
+    assert report.excluded == [
+        {"rule": "InvoiceNo starts with C", "rows": 2},
+        {"rule": "StockCode in {D, 22139, 71053}", "rows": 3},  # the duplicate pair, a no-id row
+    ]
+    assert report.dropped_excluded == 5
+    assert report.dropped_missing_customer_id == 1
+    assert report.duplicate_rows == 0 and report.returns == 0
+    assert len(tx) == report.rows_used == 4
+    assert tx["amount"].round(2).tolist() == [15.3, 54.08, 0.0, 25.5]
+    assert report.rows_used + report.dropped_excluded + report.dropped_missing_customer_id == 10
+    table = report.to_table()
+    assert "dropped: --exclude rules" in table
+    assert "excluded by StockCode in {D, 22139, 71053}" in table
+
+
+def test_exclude_on_mapped_and_typed_columns(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "cust": ["a", "b", "c", "d"],
+            "ts": pd.to_datetime(["2024-01-01"] * 4),
+            "value": [1.0, 2.0, 3.0, 4.0],
+            "store": [7, 8, None, 7],
+        }
+    )
+    path = tmp_path / "tx.parquet"
+    frame.to_parquet(path)
+    tx, report = load_transactions(
+        path, ColumnMap("cust", "ts", "value"), exclude=["store=7;cust= b "]
+    )
+    assert tx["customer_id"].tolist() == ["c"]  # a missing store never matches
+    assert [e["rows"] for e in report.excluded] == [2, 1]
+
+
+def test_excluded_rows_are_not_parsed_and_lines_stay_right(tmp_path):
+    text = "customer_id,timestamp,amount,kind\na,2024-01-01,1,x\nb,never,2,fee\nc,2024-01-03,3,x\n"
+    path = write(tmp_path, "tx.csv", text)
+    tx, _ = load_transactions(path, exclude=["kind=fee"])
+    assert tx["customer_id"].tolist() == ["a", "c"]
+    path = write(tmp_path, "tx.csv", text.replace("2024-01-03", "soon"))
+    with pytest.raises(InputError, match=r"column 'timestamp'.*first: line 4 \('soon'\)"):
+        load_transactions(path, exclude=["kind=fee"])
+
+
+@pytest.mark.parametrize(
+    ("rule", "match"),
+    [
+        (
+            "Stockcode=POST",
+            r"invoices.csv: --exclude 'Stockcode in \{POST\}' names column 'Stockcode', which the "
+            r"file does not have. Columns present: \['InvoiceNo', 'StockCode', 'Description',",
+        ),
+        ("StockCode", r"bad --exclude rule 'StockCode': write COLUMN=VALUE\[,VALUE...\]"),
+        ("StockCode=POST,", r"bad --exclude rule 'StockCode=POST,'"),
+        ("Country=United Kingdom", r"the --exclude rules drop every row"),
+    ],
+)
+def test_bad_exclude_rules(tmp_path, rule, match):
+    path = write(tmp_path, "invoices.csv", INVOICE_CSV)
+    with pytest.raises(InputError, match=match):
+        load_transactions(path, INVOICE_COLUMNS, exclude=[rule])
+
+
+def test_exclude_column_missing_from_a_raw_frame():
+    with pytest.raises(InputError, match=r"cdnow.*'CDs'.*present: \[.*'number_of_cds'\]"):
+        load_transactions("cdnow", exclude=["CDs=1"])

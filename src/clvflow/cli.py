@@ -13,6 +13,27 @@ from clvflow.ingest import ColumnMap, InputError, load_transactions
 log = logging.getLogger("clvflow")
 
 
+def _exclude_text(text: str) -> str:
+    """An --exclude value, checked (rules separated by ';'; blank: none) but kept as text."""
+    from clvflow.rowfilter import parse_row_filters
+
+    try:
+        parse_row_filters([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+class _AppendRules(argparse.Action):
+    """Collect --exclude values; a blank one (an unset MLproject parameter) adds nothing."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        texts = list(getattr(namespace, self.dest) or [])
+        if values.strip():
+            texts.append(values)
+        setattr(namespace, self.dest, texts)
+
+
 def add_transaction_args(p: argparse.ArgumentParser) -> None:
     """Flags that locate and map a transactions file (shared by every command that reads one)."""
     g = p.add_argument_group("transactions")
@@ -30,6 +51,17 @@ def add_transaction_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--drop-duplicates", action="store_true", help="drop exact duplicate rows (default: keep)"
+    )
+    g.add_argument(
+        "--exclude",
+        action=_AppendRules,
+        type=_exclude_text,
+        default=[],
+        metavar="RULE",
+        help="drop rows by any input column, counted in the data-quality report: "
+        "'COLUMN=VALUE[,VALUE...]' (exact text) or 'COLUMN^=PREFIX[,PREFIX...]' (starts with), "
+        "e.g. 'StockCode=POST,M,BANK CHARGES' or 'InvoiceNo^=C'; repeatable, or several rules "
+        "separated by ';'",
     )
     g.add_argument("--quality-report", default=None, help="save the data-quality report (JSON)")
 
@@ -49,7 +81,11 @@ def column_map(args: argparse.Namespace) -> ColumnMap:
 def read_transactions(args: argparse.Namespace, as_of=None):
     """Load the transactions named by the flags and log the data-quality table."""
     tx, report = load_transactions(
-        args.transactions, column_map(args), as_of=as_of, drop_duplicates=args.drop_duplicates
+        args.transactions,
+        column_map(args),
+        as_of=as_of,
+        drop_duplicates=args.drop_duplicates,
+        exclude=args.exclude,
     )
     for line in report.to_table().splitlines():
         log.info(line)

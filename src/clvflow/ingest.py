@@ -6,6 +6,8 @@ inputs are converted to UTC first) and ``amount`` (float64; returns are negative
 after an ``as_of`` date are kept (labels need them) but counted; features never see them.
 
 Every input row is either in the output or counted, by reason, in the :class:`DataQualityReport`.
+Opt-in row filters (:mod:`clvflow.rowfilter`, e.g. ``StockCode=POST,M`` or ``InvoiceNo^=C``) drop
+rows by the value of any input column before anything else, and are counted rule by rule.
 Bad input raises :class:`InputError` naming the file, the column, the first offending rows and what
 to do.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ import pyarrow.parquet as pq
 
 from clvflow.duplicates import duplicated_rows
 from clvflow.idcodes import count_codes, encode_ids, is_plain_text, packed_text_keys
+from clvflow.rowfilter import RowFilter, parse_row_filters
 from clvflow.textparse import exact_numbers, iso_timestamps
 from clvflow.timeutil import DateLike, to_day
 
@@ -80,6 +84,8 @@ class DataQualityReport:
     source: str
     rows_read: int = 0
     rows_used: int = 0
+    dropped_excluded: int = 0
+    excluded: list[dict] = field(default_factory=list)  # {"rule": description, "rows": count}
     dropped_missing_customer_id: int = 0
     dropped_duplicates: int = 0
     duplicate_rows: int = 0
@@ -102,6 +108,7 @@ class DataQualityReport:
         labels = {
             "rows_read": "rows read",
             "rows_used": "rows used",
+            "dropped_excluded": "dropped: --exclude rules",
             "dropped_missing_customer_id": "dropped: no customer id",
             "dropped_duplicates": "dropped: exact duplicates (--drop-duplicates)",
             "duplicate_rows": "exact duplicate rows found",
@@ -115,6 +122,10 @@ class DataQualityReport:
         lines = [f"Data quality: {self.source}"]
         for key, label in labels.items():
             lines.append(f"  {label:<48} {getattr(self, key):>12,}")
+            if key == "dropped_excluded":
+                lines.extend(
+                    f"    {'excluded by ' + e['rule']:<46} {e['rows']:>12,}" for e in self.excluded
+                )
         lines.append(f"  {'time span':<48} {self.first_timestamp} .. {self.last_timestamp}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
@@ -129,6 +140,7 @@ def load_transactions(
     *,
     as_of: DateLike | None = None,
     drop_duplicates: bool = False,
+    exclude: Sequence[RowFilter | str] = (),
 ) -> tuple[pd.DataFrame, DataQualityReport]:
     """Read and clean a transaction file (or the embedded dataset ``"cdnow"``).
 
@@ -137,14 +149,21 @@ def load_transactions(
         columns: input column names; defaults to the logical names.
         as_of: optional date; rows on or after it are counted in the report (kept in the table).
         drop_duplicates: drop exact duplicate rows instead of keeping them.
+        exclude: row filters on any input column, as :class:`~clvflow.rowfilter.RowFilter` or
+            text such as ``"StockCode=POST,M"`` / ``"InvoiceNo^=C"``; the rows they match are
+            dropped first and counted per rule.
 
     Returns:
         (transactions table, data-quality report).
 
     Raises:
-        InputError: missing file, unsupported format, missing columns, empty file, unparseable
-            timestamps or amounts.
+        InputError: missing file, unsupported format, missing columns (a filter's too), empty
+            file, unparseable timestamps or amounts, a malformed filter, or every row filtered.
     """
+    try:
+        rules = parse_row_filters(exclude)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if str(source) == "cdnow":
         from clvflow.datasets import read_cdnow_raw
 
@@ -154,7 +173,7 @@ def load_transactions(
     else:
         columns = columns or ColumnMap()
         path = Path(source)
-        raw, line_offset = read_raw(path, columns), (2 if _is_csv(path) else 1)
+        raw, line_offset = read_raw(path, columns, rules), (2 if _is_csv(path) else 1)
         name = str(path)
     return clean_transactions(
         raw,
@@ -163,6 +182,7 @@ def load_transactions(
         drop_duplicates=drop_duplicates,
         line_offset=line_offset,
         columns=columns,
+        exclude=rules,
     )
 
 
@@ -170,10 +190,12 @@ def _is_csv(path: Path) -> bool:
     return path.name.lower().endswith((".csv", ".csv.gz"))
 
 
-def read_raw(path: Path, columns: ColumnMap) -> pd.DataFrame:
-    """Read the mapped columns of a CSV/Parquet file, renamed to logical names.
+def read_raw(path: Path, columns: ColumnMap, exclude: Sequence[RowFilter] = ()) -> pd.DataFrame:
+    """Read a CSV/Parquet file: the mapped columns renamed to logical names, every other column
+    ``X`` as ``__X``.
 
     CSV columns are read as text so that ids keep leading zeros and bad values can be reported.
+    The columns of the ``exclude`` filters are checked to exist before the data is read.
     """
     if not path.exists():
         raise InputError(
@@ -198,6 +220,9 @@ def read_raw(path: Path, columns: ColumnMap) -> pd.DataFrame:
             "Map yours with --customer-col, --timestamp-col, --amount-col "
             "(or --quantity-col and --unit-price-col)."
         )
+    for rule in exclude:
+        if rule.column not in present:
+            raise _missing_filter_column(str(path), rule, present)
     # All columns are read: "exact duplicate" means equal in every column of the file, not only
     # in the mapped ones (two invoice lines can share customer, time and amount).
     if _is_csv(path):
@@ -239,17 +264,19 @@ def clean_transactions(
     drop_duplicates: bool = False,
     line_offset: int = 2,
     columns: ColumnMap | None = None,
+    exclude: Sequence[RowFilter] = (),
 ) -> tuple[pd.DataFrame, DataQualityReport]:
     """Validate and clean a raw frame with logical column names.
 
     Args:
         raw: columns ``customer_id``, ``timestamp`` and ``amount`` or ``quantity`` + ``unit_price``
-            (text or typed).
+            (text or typed); other input columns ``X`` as ``__X``.
         source: file name used in messages and the report.
         as_of: optional date for the on/after count.
         drop_duplicates: drop exact duplicate rows.
         line_offset: line number of the first data row in the file (2 for a CSV with a header).
-        columns: the input column names, for messages.
+        columns: the input column names, for messages and the filters.
+        exclude: row filters (input column names), applied first and counted per rule.
 
     Returns:
         (transactions table sorted as given, report).
@@ -259,6 +286,9 @@ def clean_transactions(
     report = DataQualityReport(source=source, rows_read=len(raw))
     if raw.empty:
         raise InputError(f"{source}: no data rows. Export the transactions again.")
+    kept_rows = None
+    if exclude:
+        raw, kept_rows = _apply_row_filters(raw, exclude, names, report)
 
     ids, n_float = normalise_customer_ids(raw["customer_id"])
     report.customer_ids_float_formatted = n_float
@@ -267,7 +297,7 @@ def clean_transactions(
             f"{n_float:,} customer ids were float-formatted (e.g. '17850.0') and were normalised "
             "to integers ('17850')"
         )
-    ctx = _Context(source, line_offset)
+    ctx = _Context(source, line_offset, kept_rows)
     timestamps = parse_timestamps(raw["timestamp"], ctx.where(names["timestamp"]))
     if columns.uses_quantity_price:
         qty = parse_numbers(raw["quantity"], ctx.where(names["quantity"]))
@@ -293,6 +323,44 @@ def clean_transactions(
         _summarise(tx, report, as_of)
     report.rows_used = len(tx)
     return tx, report
+
+
+def _apply_row_filters(
+    raw: pd.DataFrame, rules: Sequence[RowFilter], names: dict[str, str], report: DataQualityReport
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Drop the rows the rules match, counting each under the first rule that matches it.
+
+    Returns:
+        (remaining rows, their positions in ``raw`` (None when none was dropped)).
+    """
+    logical = {col: name for name, col in names.items()}
+    keep = np.ones(len(raw), dtype=bool)
+    for rule in rules:
+        key = logical.get(rule.column, f"__{rule.column}")
+        if key not in raw.columns:
+            present = [names.get(c, c.removeprefix("__")) for c in raw.columns]
+            raise _missing_filter_column(report.source, rule, present)
+        hit = rule.matches(raw[key]) & keep
+        keep &= ~hit
+        report.excluded.append({"rule": rule.describe(), "rows": int(hit.sum())})
+        if not hit.any():
+            report.notes.append(f"--exclude {rule.describe()} dropped no row (check the values)")
+    report.dropped_excluded = int(len(raw) - keep.sum())
+    if keep.all():
+        return raw, None
+    if not keep.any():
+        raise InputError(
+            f"{report.source}: the --exclude rules drop every row "
+            f"({'; '.join(e['rule'] for e in report.excluded)}). Check the rules."
+        )
+    return raw.loc[keep].reset_index(drop=True), np.flatnonzero(keep)
+
+
+def _missing_filter_column(source: str, rule: RowFilter, present: list[str]) -> InputError:
+    return InputError(
+        f"{source}: --exclude {rule.describe()!r} names column {rule.column!r}, which the file "
+        f"does not have. Columns present: {present}. Column names are case-sensitive."
+    )
 
 
 def _used_rows(tx: pd.DataFrame, keep: np.ndarray, source: str, id_column: str) -> pd.DataFrame:
@@ -328,9 +396,10 @@ def _summarise(tx: pd.DataFrame, report: DataQualityReport, as_of: DateLike | No
 class _Context:
     source: str
     line_offset: int
+    rows: np.ndarray | None = None  # position in the file of each row (None: the identity)
 
     def where(self, column: str) -> _Where:
-        return _Where(self.source, column, self.line_offset)
+        return _Where(self.source, column, self.line_offset, self.rows)
 
 
 @dataclass(frozen=True)
@@ -338,11 +407,15 @@ class _Where:
     source: str
     column: str
     line_offset: int
+    rows: np.ndarray | None = None
+
+    def line(self, i: int) -> int:
+        return int(i if self.rows is None else self.rows[i]) + self.line_offset
 
     def fail(self, bad: np.ndarray, values: pd.Series, problem: str, fix: str) -> None:
         rows = np.flatnonzero(bad)
         examples = ", ".join(
-            f"line {i + self.line_offset} ({values.iloc[i]!r})" for i in rows[:MAX_EXAMPLES]
+            f"line {self.line(i)} ({values.iloc[i]!r})" for i in rows[:MAX_EXAMPLES]
         )
         raise InputError(
             f"{self.source}, column {self.column!r}: {len(rows):,} row(s) {problem}; "
