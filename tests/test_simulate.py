@@ -1,4 +1,6 @@
-"""Tests for clvflow.simulate: schema, determinism, label consistency, oracle calibration."""
+"""Tests for clvflow.simulate: schema, determinism, label consistency, oracle calibration, and the
+optional retail-file features (short histories, wholesale buyers, same-day cancellations, a Q4
+peak, guest rows without id)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvflow.simulate import TRANSACTION_COLUMNS, TRUTH_COLUMNS, Simulation, simulate
+from clvflow.simulate import (
+    RETAIL_LIKE_SETTINGS,
+    TRANSACTION_COLUMNS,
+    TRUTH_COLUMNS,
+    Simulation,
+    retail_like,
+    simulate,
+)
 
 N_LARGE = 50_000
 
@@ -73,6 +82,13 @@ def test_date_forms_are_equivalent(as_of: object) -> None:
         ({"seasonal_amplitude": -0.1}, "seasonal_amplitude"),
         ({"seasonal_peak_day": 0}, "seasonal_peak_day"),
         ({"seasonal_peak_day": 12.5}, "seasonal_peak_day"),
+        ({"seed": -1}, "seed"),
+        ({"wholesale_share": 1.0}, "wholesale_share"),
+        ({"wholesale_order_value_mean": 0.0}, "wholesale_order_value_mean"),
+        ({"wholesale_order_value_sigma": -1.0}, "wholesale_order_value_sigma"),
+        ({"cancel_rate": -0.1}, "cancel_rate"),
+        ({"cancel_partial_prob": 1.5}, "cancel_partial_prob"),
+        ({"missing_id_share": 1.0}, "missing_id_share"),
     ],
 )
 def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
@@ -222,3 +238,138 @@ def test_no_season_is_the_default() -> None:
     flat = simulate(2_000, seed=4, seasonal_amplitude=0.0, seasonal_peak_day=100)
     pd.testing.assert_frame_equal(plain.transactions, flat.transactions)
     pd.testing.assert_frame_equal(plain.truth, flat.truth)
+
+
+# --- retail-file features --------------------------------------------------------------------
+
+
+def test_defaults_are_unchanged_by_the_retail_options() -> None:
+    """Pinned from the simulator before the optional retail settings existed (numpy's PCG64)."""
+    plain = simulate(2_000, seed=3)
+    assert len(plain.transactions) == 36_929
+    assert plain.transactions["amount"].sum() == pytest.approx(1_696_770.47, abs=0.01)
+    off = simulate(
+        2_000,
+        seed=3,
+        wholesale_share=0.0,
+        wholesale_order_value_mean=9.0,
+        cancel_rate=0.0,
+        cancel_partial_prob=0.7,
+        missing_id_share=0.0,
+    )
+    pd.testing.assert_frame_equal(plain.transactions, off.transactions)
+    pd.testing.assert_frame_equal(plain.truth, off.truth)
+
+
+def _without_returns(**kwargs: object) -> Simulation:
+    return simulate(20_000, seed=11, return_prob=0.0, split_prob=0.0, **kwargs)
+
+
+def test_cancellations_are_same_day_negatives_of_their_orders() -> None:
+    base, cancelled = _without_returns(), _without_returns(cancel_rate=0.2)
+    tx = cancelled.transactions
+    orders, cancels = tx[tx["amount"] >= 0], tx[tx["amount"] < 0]
+    # The same orders as without cancellations, plus cancellation rows.
+    pd.testing.assert_frame_equal(orders.reset_index(drop=True), base.transactions)
+    assert len(cancels) / (orders["amount"] > 0).sum() == pytest.approx(0.2, abs=0.01)
+    keys = ["customer_id", "day", "value"]
+    pairs = cancels.assign(day=cancels["timestamp"].dt.normalize(), value=-cancels["amount"]).merge(
+        orders.assign(day=orders["timestamp"].dt.normalize(), value=orders["amount"]),
+        on=keys,
+        suffixes=("", "_order"),
+    )
+    delay = pairs["timestamp"] - pairs["timestamp_order"]
+    pairs = pairs[(delay >= pd.Timedelta(0)) & (delay <= pd.Timedelta(hours=6))]
+    assert pairs.drop_duplicates(["customer_id", "timestamp", "amount"]).shape[0] == len(cancels)
+
+
+def test_partial_cancellations_net_to_the_stated_share() -> None:
+    base = _without_returns()
+    cancelled = _without_returns(cancel_rate=0.2, cancel_partial_prob=0.5)
+    amount = cancelled.transactions["amount"]
+    # Cancelled share of the order value: 0.2 of the orders x (1 - 0.5 / 2) of their value each.
+    assert -amount[amount < 0].sum() / amount[amount >= 0].sum() == pytest.approx(0.15, abs=0.01)
+    assert amount.sum() == pytest.approx(base.transactions["amount"].sum() * 0.85, rel=0.01)
+
+
+def test_truth_under_cancellations() -> None:
+    sim = simulate(20_000, seed=12, cancel_rate=0.3, cancel_partial_prob=0.5)
+    truth = sim.truth.set_index("customer_id")
+    direct = _window_labels(sim.transactions, sim.as_of, sim.horizon_days)
+    direct = direct.reindex(truth.index, fill_value=0)
+    np.testing.assert_array_equal(truth["active"], direct["active"])
+    np.testing.assert_allclose(truth["spend"], direct["spend"], atol=1e-6)
+    assert truth["expected_spend"].sum() / truth["spend"].sum() - 1 == pytest.approx(0, abs=0.03)
+    assert truth["p_active_oracle"].mean() == pytest.approx(truth["active"].mean(), abs=0.01)
+
+
+def _spend_in_2023(sim: Simulation) -> pd.Series:
+    tx = sim.transactions
+    year = tx[(tx["timestamp"] >= "2023-01-01") & (tx["timestamp"] < "2024-01-01")]
+    return year.groupby("customer_id")["amount"].sum().sort_values(ascending=False)
+
+
+def test_wholesale_buyers_make_a_heavy_tail() -> None:
+    base, wholesale = simulate(20_000, seed=5), simulate(20_000, seed=5, wholesale_share=0.05)
+    changed = base.truth["mean_order_value"] != wholesale.truth["mean_order_value"]
+    assert changed.mean() == pytest.approx(0.05, abs=0.005)
+    # Only order values change (and, through them, which baskets split: the split needs >= 1.00).
+    latent = ["first_purchase", "purchase_rate_per_day", "dropout_prob", "alive_at_as_of"]
+    pd.testing.assert_frame_equal(base.truth[latent], wholesale.truth[latent])
+    plain_spend, spend = _spend_in_2023(base), _spend_in_2023(wholesale)
+    assert plain_spend.max() < 50_000 and (spend >= 100_000).sum() >= 5
+    # Share of the year's spend held by the top 1% of the customers: ~0.10 without, ~0.43 with.
+    assert _top_percent_share(plain_spend) < 0.15 and _top_percent_share(spend) > 0.3
+
+
+def _top_percent_share(spend: pd.Series) -> float:
+    return spend.head(len(spend) // 100).sum() / spend.sum()
+
+
+@pytest.mark.parametrize("start", ["2023-10-01", "2023-07-01", "2023-01-01"])
+def test_short_histories(start: str) -> None:
+    sim = simulate(20_000, seed=6, start=start, horizon_days=90, seasonal_amplitude=0.4)
+    tx, truth = sim.transactions, sim.truth
+    assert tx["timestamp"].min() >= pd.Timestamp(start)
+    assert (truth["first_purchase"] < sim.as_of).all()
+    direct = _window_labels(tx, sim.as_of, sim.horizon_days)
+    direct = direct.reindex(truth["customer_id"], fill_value=0)
+    np.testing.assert_array_equal(truth["active"], direct["active"])
+    assert truth["p_active_oracle"].mean() == pytest.approx(truth["active"].mean(), abs=0.01)
+    assert truth["expected_spend"].sum() / truth["spend"].sum() - 1 == pytest.approx(0, abs=0.03)
+
+
+def _orders_per_quarter(sim: Simulation) -> pd.Series:
+    tx = sim.transactions
+    orders = tx[(tx["amount"] >= 0) & (tx["timestamp"] >= "2011-01-01")]
+    return orders["timestamp"].dt.quarter.value_counts()
+
+
+def test_q4_peak() -> None:
+    peak = _orders_per_quarter(retail_like(4_000, seed=3))
+    flat = _orders_per_quarter(retail_like(4_000, seed=3, seasonal_amplitude=0.0))
+    # Q4 stops at 8 December and the customer base grows, so compare with the season switched off.
+    assert peak[4] > 1.5 * peak[2]
+    assert peak[4] / peak[2] > 1.5 * flat[4] / flat[2]
+
+
+def test_retail_like() -> None:
+    sim = retail_like(4_000, seed=1)
+    tx, truth = sim.transactions, sim.truth
+    assert tx["timestamp"].min() >= pd.Timestamp(RETAIL_LIKE_SETTINGS["start"])
+    assert tx["timestamp"].max() < pd.Timestamp("2011-12-09")
+    guests = tx["customer_id"].isna()
+    assert guests.mean() == pytest.approx(0.2, abs=0.02)
+    assert set(tx.loc[~guests, "customer_id"]) == set(truth["customer_id"])
+    direct = _window_labels(tx[~guests], sim.as_of, sim.horizon_days)
+    direct = direct.reindex(truth["customer_id"], fill_value=0)
+    np.testing.assert_allclose(truth["spend"], direct["spend"], atol=1e-6)
+    assert (tx["amount"] < -10_000).any() and tx["amount"].max() > 20_000
+    assert retail_like(300, seed=1, horizon_days=30).horizon_days == 30
+
+
+def test_retail_like_is_deterministic() -> None:
+    a, b, c = retail_like(1_000, seed=4), retail_like(1_000, seed=4), retail_like(1_000, seed=5)
+    pd.testing.assert_frame_equal(a.transactions, b.transactions)
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+    assert not a.transactions.equals(c.transactions)
