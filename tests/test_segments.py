@@ -132,6 +132,22 @@ def test_new_takes_precedence_over_cant_lose_them() -> None:
     assert out.loc["B", "segment"] == "new"
 
 
+def test_no_net_spend_is_never_vip_nor_a_top_priority() -> None:
+    """The top customer by predicted clv and value at risk cancelled everything (net spend 0):
+    tier low, and ranked with G (only returns) after everyone with net spend."""
+    table = hand_table()
+    cancelled = table[table["customer_id"] == "B"].assign(customer_id="K", historical_clv=0.0)
+    cancelled[["clv", "expected_spend", "expected_spend_if_active"]] *= 10  # a VIP by prediction
+    cancelled["customer_id"] = cancelled["customer_id"].astype("str")
+    out = add_segments(pd.concat([table, cancelled], ignore_index=True)).set_index("customer_id")
+    assert out.loc["K", "clv_percentile"] == 100.0
+    assert out.loc["K", "value_tier"] == "low"
+    assert out.loc["K", "value_at_risk"] == pytest.approx(10 * 1700)
+    assert "VIP" not in set(out["value_tier"])  # (n = 11: K's is the only percentile above 95)
+    expected_priority = {cid: e[4] for cid, e in EXPECTED.items()} | {"K": 10, "G": 11}
+    assert out["retention_priority"].to_dict() == expected_priority
+
+
 def test_synthetic_tier_sizes() -> None:
     out = add_segments(synthetic_scores(2000, seed=5))
     counts = out["value_tier"].value_counts()
@@ -210,17 +226,25 @@ def test_invariants(rows: list[tuple]) -> None:
     assert out["segment"].isin(SEGMENTS).all()
     assert out["value_tier"].isin(VALUE_TIERS).all()
     assert out["churn_risk"].isin(CHURN_RISKS).all()
-    # priorities: a permutation of 1..n, ordered by value_at_risk desc then customer_id
+    # priorities: a permutation of 1..n, customers with net spend first, then by value_at_risk
+    # desc, then customer_id
     assert sorted(out["retention_priority"]) == list(range(1, n + 1))
     by_priority = out.sort_values("retention_priority")
-    expected = out.sort_values(["value_at_risk", "customer_id"], ascending=[False, True])
+    no_net = out.assign(no_net=out["historical_clv"] <= 0)
+    expected = no_net.sort_values(
+        ["no_net", "value_at_risk", "customer_id"], ascending=[True, False, True]
+    )
     assert by_priority["customer_id"].tolist() == expected["customer_id"].tolist()
-    # percentile in (0, 100], monotone in clv, equal for equal clv; tiers follow it
+    # percentile in (0, 100], monotone in clv, equal for equal clv; tiers follow it among the
+    # customers with net spend, and the others are "low"
     pct = out["clv_percentile"].to_numpy()
     clv = out["clv"].to_numpy()
+    has_net = out["historical_clv"].to_numpy() > 0
     assert ((pct > 0) & (pct <= 100)).all()
     tier_rank = out["value_tier"].map(VALUE_TIERS.index).to_numpy()
+    assert (out.loc[~has_net, "value_tier"] == "low").all()
     for i in range(n):
         assert (pct[clv > clv[i]] > pct[i]).all()
         assert (pct[clv == clv[i]] == pct[i]).all()
-        assert (tier_rank[clv > clv[i]] <= tier_rank[i]).all()
+        if has_net[i]:
+            assert (tier_rank[(clv > clv[i]) & has_net] <= tier_rank[i]).all()

@@ -199,7 +199,8 @@ _SEGMENT_NOTES = {
     "lifetime CLV": "expected value over the remaining lifetime (geometric retention)",
     "value at risk": "P(churn) x horizon CLV if the customer buys: the horizon CLV that "
     "preventing churn would add",
-    "value tier": "by horizon CLV: VIP top 5%, high next 15%, medium next 30%, low the rest",
+    "value tier": "by horizon CLV: VIP top 5%, high next 15%, medium next 30%, low the rest "
+    "and every customer without net spend to date",
     "churn risk": "P(churn) in the window: low < 50%, medium 50-80%, high >= 80%",
     "segment": "RFM quintiles of recency, purchase days and net spend to date plus churn risk "
     "(rules in clvflow.segments); new = first purchase < 90 days ago",

@@ -3,6 +3,11 @@
 Pure functions of the scores table (see docs/ARCHITECTURE.md, "Scores table"); no I/O. Every rule
 is deterministic: the same table, in any row order, gets the same labels.
 
+No net spend, no VIP: a customer whose net spend to date (``historical_clv``: purchases minus
+returns and cancellations) is <= 0 gets value tier "low" whatever the model predicts, and comes
+after every customer with positive net spend in ``retention_priority``. An order cancelled in full
+must not make its customer a VIP or the top retention priority.
+
 Segment rules
 -------------
 Each customer gets R, F and M scores from 1 (worst) to 5 (best), the quintile of the customer
@@ -128,13 +133,14 @@ def _quintile_score(values: pd.Series, higher_is_better: bool) -> np.ndarray:
     return np.ceil(5.0 * ranks / n).astype("int64")  # multiply first: exact at quintile edges
 
 
-def _value_tier(percentile: np.ndarray) -> np.ndarray:
+def _value_tier(percentile: np.ndarray, has_net_spend: np.ndarray) -> np.ndarray:
     conditions = [
         percentile > 100.0 - VIP_TOP_PCT,
         percentile > 100.0 - HIGH_TOP_PCT,
         percentile > 100.0 - MEDIUM_TOP_PCT,
     ]
-    return np.select(conditions, list(VALUE_TIERS[:3]), default=VALUE_TIERS[3])
+    tier = np.select(conditions, list(VALUE_TIERS[:3]), default=VALUE_TIERS[3])
+    return np.where(has_net_spend, tier, VALUE_TIERS[3])
 
 
 def _churn_risk(p_churn: np.ndarray) -> np.ndarray:
@@ -185,7 +191,8 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     Adds, in this order (replacing them if present):
     - ``clv_percentile``: 0-100, 100 x rank of ``clv`` / n, ties averaged (highest clv = 100).
     - ``value_tier``: "VIP" if clv_percentile > 95 (top 5%), "high" if > 80 (next 15%), "medium"
-      if > 50 (next 30%), else "low". Equal clv always gets the same tier.
+      if > 50 (next 30%), else "low"; but always "low" when historical_clv (net spend to date)
+      is <= 0. Equal clv and positive net spend always get the same tier.
     - ``churn_risk``: "low" if p_churn < 0.5, "medium" if 0.5 <= p_churn < 0.8, else "high".
     - ``segment``: RFM-style name, rules in the module docstring.
     - ``value_at_risk``: p_churn x clv_if_active (currency), where clv_if_active is the horizon
@@ -195,7 +202,8 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
       the geometric model in clvflow.value that equals ``clv`` exactly without discounting (and
       ranks like it with discounting), so it would rank by CLV, ignoring risk; nor p_churn x clv
       = p(1 - p) x spend, which also vanishes for the customers most likely to leave.
-    - ``retention_priority``: 1..n by value_at_risk descending, ties by customer_id ascending.
+    - ``retention_priority``: 1..n: first the customers with historical_clv > 0, then those
+      without net spend; within each, by value_at_risk descending, ties by customer_id ascending.
 
     Args:
         scores: scores table with at least REQUIRED_COLUMNS, unique customer_id.
@@ -225,19 +233,22 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     ranks = out["clv"].rank(method="average").to_numpy("float64")
     percentile = 100.0 * ranks / n
     risk = _churn_risk(out["p_churn"].to_numpy("float64"))
+    has_net_spend = out["historical_clv"].to_numpy("float64") > 0
     out["clv_percentile"] = percentile
-    out["value_tier"] = _value_tier(percentile)
+    out["value_tier"] = _value_tier(percentile, has_net_spend)
     out["churn_risk"] = risk
     out["segment"] = _segment(out, risk)
     out["value_at_risk"] = out["p_churn"].to_numpy("float64") * clv_if_active(out)
-    # Order by value_at_risk descending, ties by customer_id ascending: a stable sort on the value
-    # after ordering by id (scores tables usually arrive sorted by id, so that step is skipped).
+    # Customers with net spend first, then by value_at_risk descending, ties by customer_id
+    # ascending: stable sorts on the value then the group after ordering by id (scores tables
+    # usually arrive sorted by id, so that step is skipped).
     ids = out["customer_id"].reset_index(drop=True)
     by_id = (
         np.arange(n) if ids.is_monotonic_increasing else np.argsort(ids.to_numpy(), kind="stable")
     )
     var = out["value_at_risk"].to_numpy()
     order = by_id[np.argsort(-var[by_id], kind="stable")]
+    order = order[np.argsort(~has_net_spend[order], kind="stable")]
     priority = np.empty(n, dtype="int64")
     priority[order] = np.arange(1, n + 1)
     out["retention_priority"] = priority
