@@ -10,6 +10,7 @@ import pytest
 
 from clvflow.baselines import (
     BASELINE_COLUMNS,
+    MIN_REPEAT_BUYERS,
     BgNbdParams,
     GammaGammaParams,
     bgnbd_expected_purchases,
@@ -17,6 +18,7 @@ from clvflow.baselines import (
     bgnbd_prob_active,
     bgnbd_prob_alive,
     fit_bgnbd,
+    fit_btyd_checked,
     fit_gamma_gamma,
     gamma_gamma_expected_spend,
     historical_baseline,
@@ -324,3 +326,45 @@ def test_baselines_reject_bad_features(baseline) -> None:
         baseline(_tiny_features().drop(columns="T_days"), 30)
     with pytest.raises(ValueError, match="horizon_days must be a positive"):
         baseline(_tiny_features(), 0)
+
+
+# ---- degenerate fits are reported, not raised -------------------------------------------------
+
+
+def _features(rows: list[tuple[str, str, float]], as_of: str) -> pd.DataFrame:
+    from tests.conftest import make_tx
+
+    return build_features(make_tx(rows), as_of)
+
+
+def test_checked_fit_needs_enough_repeat_buyers() -> None:
+    rows = [(f"c{i}", "2024-01-01", 10.0) for i in range(30)]
+    rows += [(f"c{i}", "2024-01-05", 12.0) for i in range(MIN_REPEAT_BUYERS - 1)]
+    fit, why = fit_btyd_checked(_features(rows, "2024-02-01"), 30)
+    assert fit is None
+    assert why == f"{MIN_REPEAT_BUYERS - 1} repeat buyers (BG/NBD and Gamma-Gamma need 20)"
+    with pytest.raises(ValueError, match="cannot be fitted on these data: 19 repeat buyers"):
+        bgnbd_gamma_gamma_baseline(_features(rows, "2024-02-01"), 30)
+
+
+def test_checked_fit_rejects_cdnow_after_three_days(monkeypatch) -> None:
+    """CDNOW's first snapshot of a one-year backtest had 3 days of history: 9 repeat buyers, and
+    fitted anyway BG/NBD runs off (r and alpha in the tens of thousands) and its expected
+    purchases are not finite (hyp2f1 fails)."""
+    from clvflow import baselines
+    from clvflow.datasets import load_cdnow
+
+    features = build_features(load_cdnow(), "1997-01-04")
+    fit, why = fit_btyd_checked(features, 181)
+    assert (fit, why) == (None, "9 repeat buyers (BG/NBD and Gamma-Gamma need 20)")
+    monkeypatch.setattr(baselines, "MIN_REPEAT_BUYERS", 1)
+    fit, why = fit_btyd_checked(features, 181)
+    assert fit is None and why.startswith("BG/NBD expected purchases are not finite")
+
+
+def test_checked_fit_accepts_cdnow_after_a_month() -> None:
+    from clvflow.datasets import load_cdnow
+
+    features = build_features(load_cdnow(), "1997-02-01")
+    fit, why = fit_btyd_checked(features, 181)
+    assert why == "" and fit is not None and fit.gamma_gamma.q > 1

@@ -41,7 +41,8 @@ def _fails(capsys, argv: list[str], match: str) -> str:
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["train", "--horizon-days", "60"], "horizon_days=60 is too long for the history"),
+        (["train", "--horizon-days", "75"], "horizon_days=75 is too long for the history"),
+        (["train", "--horizon-days", "10"], "dropped, fewer than 50 buyers"),
         (["train", "--horizon-days", "10", "--cutoff", "2023-06-01"], "on or before the first"),
         (["train", "--horizon-days", "10", "--cutoff", "2025-01-01"], "after the end of the data"),
         (
@@ -68,8 +69,9 @@ def test_export_dir_holding_other_files_is_refused_before_training(log_csv, caps
 
 
 def test_horizon_message_says_what_fits(log_csv, capsys):
-    err = _fails(capsys, ["train", "--transactions", log_csv, "--horizon-days", "60"], "span")
-    assert "span 100 days (from 2024-01-01)" in err and "--horizon-days 49 or less" in err
+    err = _fails(capsys, ["train", "--transactions", log_csv, "--horizon-days", "75"], "span")
+    assert "span 100 days (from 2024-01-01)" in err and "--horizon-days 69 or less" in err
+    assert "on or after 2024-04-16" in err  # 75-day window + 31 days of history
 
 
 @pytest.mark.parametrize(
@@ -95,11 +97,28 @@ def test_bad_flag_values_exit_2(flag, value, match, capsys):
     assert match in capsys.readouterr().err
 
 
-def test_backtest_requires_a_cutoff(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["backtest", "--transactions", "cdnow", "--horizon-days", "30"])
-    assert exc.value.code == 2
-    assert "--cutoff" in capsys.readouterr().err
+def test_backtest_requires_a_cutoff_or_cutoffs(capsys):
+    assert main(["backtest", "--transactions", "cdnow", "--horizon-days", "30"]) == 2
+    assert "give --cutoff DATE or --cutoffs DATE [DATE ...]" in capsys.readouterr().err
+    argv = ["backtest", "--transactions", "cdnow", "--horizon-days", "30"]
+    argv += ["--cutoff", "1998-01-01", "--cutoffs", "1998-02-01"]
+    assert main(argv) == 2
+
+
+def test_cutoff_ranges():
+    from clvflow.cli import parse_cutoffs
+
+    days = parse_cutoffs(["1997-04-01:1997-07-01:1m", "1997-05-01", "1998-01-01"])
+    assert [d.date().isoformat() for d in days] == [
+        "1997-04-01",
+        "1997-05-01",
+        "1997-06-01",
+        "1997-07-01",
+        "1998-01-01",
+    ]
+    assert len(parse_cutoffs(["2024-01-01:2024-01-31:10d"])) == 4
+    with pytest.raises(ValueError, match="START:STOP:STEP"):
+        parse_cutoffs(["2024-01-01:2024-02-01:2w"])
 
 
 def test_blank_values_mean_not_given():

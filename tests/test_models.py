@@ -101,3 +101,83 @@ def test_no_season_correction_when_btyd_cannot_be_fitted(log, caplog):
     one_timers = reference.assign(frequency=0.0, t_x_days=0.0, mean_repeat_spend=0.0)
     assert _season_correction(one_timers, HORIZON) is None
     assert "no seasonal level correction" in caplog.text
+
+
+# ---- degenerate BTYD fits degrade, never crash ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def young_log():
+    """Three months of a new shop: a snapshot 3 days after the first sale has almost no repeat
+    buyers (BTYD degenerate there), one 60 days in is fine."""
+    return simulate(1500, start="2023-01-01", as_of="2023-04-01", horizon_days=30, seed=5)
+
+
+def _young_training_set(young_log):
+    from clvflow.training_set import SnapshotRule, stack_snapshots
+
+    past = young_log.transactions
+    past = past.loc[past["timestamp"] < pd.Timestamp("2023-04-01")]
+    rows, checks = stack_snapshots(
+        past, "2023-04-01", 30, n_snapshots=2, spacing_days=57, rule=SnapshotRule(1, 1, 0)
+    )
+    assert [c.snapshot_date.date().isoformat() for c in checks] == ["2023-03-02", "2023-01-04"]
+    return past, rows
+
+
+def test_a_degenerate_snapshot_drops_its_btyd_base_with_a_logged_reason(young_log, caplog):
+    from clvflow.features import build_features
+    from clvflow.models import ClvModel
+
+    past, rows = _young_training_set(young_log)
+    model = ClvModel(30, ModelParams(**SMALL))
+    with caplog.at_level("WARNING"):
+        model.fit(rows, build_features(past, "2023-04-01"))
+    assert list(model.btyd_fallbacks_) == ["2023-01-04"]
+    assert "repeat buyers" in model.btyd_fallbacks_["2023-01-04"]
+    assert "snapshot 2023-01-04: BTYD base dropped" in caplog.text
+    assert model.btyd_ is not None  # the cutoff itself has enough history
+    pred = model.predict(build_features(past, "2023-04-01"))
+    assert np.isfinite(pred[["p_active", "expected_spend"]].to_numpy()).all()
+
+
+def test_without_btyd_at_the_cutoff_the_model_scores_at_the_latest_snapshots_level(
+    young_log, tmp_path
+):
+    from clvflow.features import build_features
+    from clvflow.models import ClvModel
+
+    past, rows = _young_training_set(young_log)
+    early = build_features(past, "2023-01-04")  # 3 days of history: BTYD degenerate
+    model = ClvModel(30, ModelParams(**SMALL)).fit(rows, early)
+    assert model.btyd_ is None and "cutoff" in model.btyd_fallbacks_
+    latest = rows[rows["snapshot_date"] == rows["snapshot_date"].max()]
+    rate = latest["active"].mean()
+    assert model.level_["churn_logit_shift"] == pytest.approx(np.log(rate / (1 - rate)))
+    pred = model.predict(early)
+    assert np.isfinite(pred[["p_active", "expected_spend"]].to_numpy()).all()
+    model.save(tmp_path / "m")
+    again = ClvModel.load(tmp_path / "m")
+    assert again.btyd_ is None
+    pd.testing.assert_frame_equal(again.predict(early), pred)
+
+
+def test_a_blended_model_mixes_boosters_and_bgnbd_exactly(log):
+    from clvflow.selection import Blend
+
+    model, features = _fit(log, seasonal_level=False)
+    boosters = model.predict(features)
+    bg = btyd_predictions(model.btyd_, features, HORIZON)
+    model.blend_ = Blend(0.3, 0.6)
+    mixed = model.predict(features)
+    np.testing.assert_allclose(
+        mixed["p_active"], 0.3 * boosters["p_active"] + 0.7 * bg["bg_p_active"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        mixed["expected_spend"],
+        0.6 * boosters["expected_spend"] + 0.4 * bg["bg_expected_spend"],
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        mixed["p_active"] * mixed["expected_spend_if_active"], mixed["expected_spend"], rtol=1e-9
+    )

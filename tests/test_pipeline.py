@@ -71,7 +71,8 @@ def test_train_succeeds_and_prints_the_evaluation_table(trained):
     assert trained["rc"] == 0
     run = trained["run"]
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == f"train tx h{HORIZON} cutoff {run.data.params['cutoff']}"
+    # unique run names: what was done, then the UTC time
+    assert run.info.run_name.startswith(f"train tx h{HORIZON} cutoff {run.data.params['cutoff']} (")
     out = trained["out"]
     assert (
         "| method | gini_norm | top_decile | rmse | mae | agg_bias | roc_auc | pr_auc | brier |"
@@ -193,6 +194,7 @@ def test_same_seed_trains_identical_model(trained, features):
         HORIZON,
         params=ModelParams(n_estimators=20, seed=0, n_jobs=1),
         snapshots=SnapshotSettings(n_snapshots=2),
+        method="auto",
     )
     model, _ = bundle.load_model(trained["tmp"] / "bundle")
     pd.testing.assert_frame_equal(again.predict(features), model.predict(features))
@@ -211,7 +213,7 @@ def test_backtest_command_prints_table_and_logs_a_run(trained, capsys, monkeypat
     assert "95% intervals" in out and "| model − BG/NBD | " in out
     client = trained["client"]
     (run,) = client.search_runs([client.get_experiment_by_name(f"{NAME}-backtest").experiment_id])
-    assert run.info.run_name == f"backtest tx h{HORIZON} cutoff 2024-02-01"
+    assert run.info.run_name.startswith(f"backtest tx h{HORIZON} cutoff 2024-02-01 (")
     assert "baseline_bgnbd_spend_gini_norm" in run.data.metrics
     contexts = {
         {t.key: t.value for t in d.tags}["mlflow.data.context"] for d in run.inputs.dataset_inputs
@@ -240,3 +242,92 @@ def test_format_intervals_one_row_per_method():
         "| BG/NBD × Gamma-Gamma",
         "| model − BG/NBD",
     ]
+
+
+def test_registry_version_says_data_cutoff_horizon_method_and_backtest(trained):
+    mv = trained["client"].get_model_version(NAME, "1")
+    assert mv.tags["data_name"] == "tx" and mv.tags["horizon_days"] == str(HORIZON)
+    assert mv.tags["exported_method"] in {"boosters", "bgnbd", "blend"}
+    cutoff = trained["run"].data.params["cutoff"]
+    assert f"Trained on tx before {cutoff}, horizon {HORIZON} days. Exported method:" in (
+        mv.description
+    )
+    assert "Internal backtest on [" in mv.description and "| model |" in mv.description
+    tags = trained["run"].data.tags
+    assert tags["internal_backtest"] == "yes" and tags["exported_method"]
+    assert trained["run"].data.params["exported_method"] == mv.tags["exported_method"]
+
+
+def test_new_data_never_becomes_a_version_of_another_data_sets_model(trained):
+    tracking.check_registered_model(NAME, {"data_name": "tx", "horizon_days": HORIZON})
+    with pytest.raises(ValueError, match="was trained with data_name 'tx' .this run: 'cdnow'"):
+        tracking.check_registered_model(NAME, {"data_name": "cdnow", "horizon_days": HORIZON})
+    with pytest.raises(ValueError, match="horizon_days '90' .this run: '30'"):
+        tracking.check_registered_model(NAME, {"data_name": "tx", "horizon_days": 30})
+    target = trained["tmp"] / "bundle"
+    bundle.check_export_dir(target, {"data_name": "tx", "horizon_days": HORIZON})
+    with pytest.raises(ValueError, match="refusing to overwrite another data set's"):
+        bundle.check_export_dir(target, {"data_name": "cdnow", "horizon_days": HORIZON})
+
+
+def test_default_registered_name_comes_from_the_data_and_horizon():
+    from clvflow.pipeline import default_model_name
+
+    assert default_model_name("cdnow", 181) == "clvflow-cdnow-h181"
+    assert default_model_name("Online Retail II", 90) == "clvflow-Online-Retail-II-h90"
+
+
+def test_a_model_that_loses_its_backtest_is_never_champion(trained):
+    from clvflow.pipeline import promotion_verdict
+    from clvflow.selection import Blend
+    from clvflow.training import BacktestResult, Selection
+
+    def selection(gini: float, auc: float) -> Selection:
+        metrics = {
+            "spend_gini_norm": gini,
+            "churn_roc_auc": auc,
+            "baseline_bgnbd_spend_gini_norm": 0.70,
+            "baseline_bgnbd_churn_roc_auc": 0.80,
+        }
+        result = BacktestResult(pd.Timestamp("2024-01-01"), 90, metrics, {}, None, None, 0)
+        return Selection(Blend(1.0, 1.0, "forced"), result)
+
+    assert promotion_verdict(selection(0.71, 0.80)) == (True, "")
+    ok, why = promotion_verdict(selection(0.69, 0.81))
+    assert not ok and why.startswith("loses to BG/NBD x Gamma-Gamma in the internal backtest")
+    assert not promotion_verdict(selection(0.75, 0.79))[0]
+    ok, why = promotion_verdict(Selection(Blend(), None, "history too short"))
+    assert not ok and why == "no internal backtest (history too short)"
+
+    # even with no champion at all, an ineligible model stays a candidate
+    client = trained["client"]
+    uri = client.get_model_version(NAME, "1").source
+    reg = tracking.register_candidate(uri, f"{NAME}-fresh", 0.99, eligible=False, why_not=why)
+    assert not reg.promoted and reg.decision == f"candidate only: {why}"
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias(f"{NAME}-fresh", "champion")
+
+
+def test_backtest_at_several_cutoffs_logs_child_runs_and_a_summary(trained, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained['tmp']}/mlflow.db")
+    argv = ["backtest", "--transactions", str(trained["path"])]
+    argv += ["--cutoffs", "2024-02-01:2024-03-01:1m", *FAST, "--n-estimators", "10"]
+    argv += ["--experiment-name", f"{NAME}-multi"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("Backtest at 2024-0") == 2
+    assert "Across 2 cutoffs: mean paired gain" in out
+    assert "| metric | mean gain over BG/NBD | 95% interval | cutoffs with a gain |" in out
+    client = trained["client"]
+    runs = client.search_runs([client.get_experiment_by_name(f"{NAME}-multi").experiment_id])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parent) == 1 and len(children) == 2
+    assert {c.data.params["cutoff"] for c in children} == {"2024-02-01", "2024-03-01"}
+    assert all(c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for c in children)
+    metrics = parent[0].data.metrics
+    low = metrics["mean_gain_vs_bgnbd_spend_gini_norm_ci95_low"]
+    assert low <= metrics["mean_gain_vs_bgnbd_spend_gini_norm"]
+    assert parent[0].data.params["cutoffs"] == "2024-02-01 2024-03-01"

@@ -6,15 +6,17 @@ from clvflow.simulate import simulate
 from clvflow.training_set import (
     MIN_SEASON_BUYERS,
     SEASON_LAG_DAYS,
+    SnapshotRule,
     build_training_set,
     same_season_snapshot,
     snapshot_dates,
+    stack_snapshots,
 )
 from tests.conftest import make_tx
 
 
 def test_snapshot_dates_spacing_and_label_windows_end_by_cutoff():
-    dates = snapshot_dates(pd.Timestamp("2023-01-01"), "2024-01-01", 30, 3, 10)
+    dates = snapshot_dates("2024-01-01", 30, 3, 10)
     assert dates == [
         pd.Timestamp("2023-12-02"),
         pd.Timestamp("2023-11-22"),
@@ -23,14 +25,64 @@ def test_snapshot_dates_spacing_and_label_windows_end_by_cutoff():
     assert all(d + pd.Timedelta(days=30) <= pd.Timestamp("2024-01-01") for d in dates)
 
 
-def test_snapshots_without_history_are_skipped():
-    dates = snapshot_dates(pd.Timestamp("2023-11-15"), "2024-01-01", 30, 5, 10)
-    assert dates == [pd.Timestamp("2023-12-02"), pd.Timestamp("2023-11-22")]
+#: No minimum: every snapshot with a day of history and a customer is used.
+ANY = SnapshotRule(min_history_days=1, min_buyers=1, min_outcomes=0)
 
 
-def test_history_too_short_is_refused():
-    with pytest.raises(ValueError, match="history too short for horizon_days=181"):
-        snapshot_dates(pd.Timestamp("2023-10-01"), "2024-01-01", 181, 3, 30)
+def _daily_log(first: str, last: str, n_customers: int = 60) -> pd.DataFrame:
+    """Customer i buys on day i mod 7 of every week from ``first`` to ``last``."""
+    days = pd.date_range(first, last, freq="D")
+    rows = [
+        (f"c{i:03d}", str(day.date()), 10.0 + i)
+        for i in range(n_customers)
+        for k, day in enumerate(days)
+        if k % 7 == i % 7 and (k // 7 + i) % 3 != 0
+    ]
+    return make_tx(rows)
+
+
+def test_snapshots_with_too_little_history_are_dropped_with_their_reason(caplog):
+    # data from 2023-11-15; candidates 12-02 (17 days of history), 11-22 (7), 11-12 (none)
+    tx = _daily_log("2023-11-15", "2023-12-31")
+    with caplog.at_level("INFO", logger="clvflow.training_set"):
+        rows, checks = stack_snapshots(
+            tx, "2024-01-01", 30, n_snapshots=3, spacing_days=10, rule=SnapshotRule(14, 1, 0)
+        )
+    assert [(c.snapshot_date.date().isoformat(), c.history_days, c.used) for c in checks] == [
+        ("2023-12-02", 17, True),
+        ("2023-11-22", 7, False),
+        ("2023-11-12", -3, False),
+    ]
+    assert checks[1].reason == "history < 14 days"
+    assert set(rows["snapshot_date"]) == {pd.Timestamp("2023-12-02")}
+    assert "snapshot 2023-11-22 (7 days of history): dropped, history < 14 days" in caplog.text
+
+
+def test_snapshots_with_too_few_buyers_or_outcomes_are_dropped():
+    tx = _daily_log("2023-10-01", "2023-12-31", n_customers=30)
+    with pytest.raises(ValueError, match="dropped, fewer than 31 buyers. Snapshots need 31"):
+        stack_snapshots(
+            tx, "2024-01-01", 30, n_snapshots=1, spacing_days=10, rule=SnapshotRule(1, 31, 0)
+        )
+    # everybody buys every week: nobody is inactive in the window, nothing to learn churn from
+    with pytest.raises(ValueError, match="30 active.: dropped, fewer than 1 active or inactive"):
+        stack_snapshots(
+            tx, "2024-01-01", 30, n_snapshots=1, spacing_days=10, rule=SnapshotRule(1, 1, 1)
+        )
+    rows, checks = stack_snapshots(
+        tx, "2024-01-01", 30, n_snapshots=1, spacing_days=10, rule=SnapshotRule(1, 30, 0)
+    )
+    assert checks[0].used and checks[0].n_buyers == 30 and len(rows) == 30
+
+
+def test_no_usable_snapshot_says_what_history_would_do():
+    tx = _daily_log("2023-11-15", "2023-12-31")
+    with pytest.raises(ValueError, match="no usable training snapshot") as err:
+        stack_snapshots(tx, "2024-01-01", 30, n_snapshots=2, spacing_days=10)
+    text = str(err.value)
+    assert "2023-12-02 (17 days of history): dropped, history < 31 days" in text
+    assert "at least 61 days" in text and "on or after 2024-01-15" in text
+    assert "--horizon-days 16 or less" in text
 
 
 def test_cutoff_before_data_is_refused(tiny_tx):
@@ -47,7 +99,9 @@ def test_stacked_snapshots_ignore_everything_from_cutoff_on():
             ("a", "2024-03-01", 1000.0),  # on the cutoff: must not appear anywhere
         ]
     )
-    ts = build_training_set(tx, "2024-03-01", horizon_days=14, n_snapshots=3, spacing_days=7)
+    ts = build_training_set(
+        tx, "2024-03-01", horizon_days=14, n_snapshots=3, spacing_days=7, rule=ANY
+    )
     assert list(ts.columns) == ["snapshot_date", "customer_id", *FEATURE_COLUMNS, "active", "spend"]
     assert sorted(ts["snapshot_date"].unique()) == list(
         pd.to_datetime(["2024-02-02", "2024-02-09", "2024-02-16"])

@@ -484,6 +484,48 @@ def fit_btyd(features: pd.DataFrame) -> BtydFit:
     return BtydFit(bg, fit_gamma_gamma(x[fit_rows], monetary[fit_rows]))
 
 
+#: Fewer repeat buyers than this and BG/NBD's dropout and Gamma-Gamma's spread are not identified.
+MIN_REPEAT_BUYERS = 20
+
+
+def fit_btyd_checked(features: pd.DataFrame, horizon_days: int) -> tuple[BtydFit | None, str]:
+    """:func:`fit_btyd`, judged usable for ``horizon_days`` predictions, or None and why not.
+
+    A fit is degenerate when there are fewer than ``MIN_REPEAT_BUYERS`` repeat buyers, a fit
+    fails, a parameter sits on the optimiser's bound (the data do not identify it), Gamma-Gamma's
+    q <= 1 (infinite mean spend) or a prediction is not finite (e.g. BG/NBD's hyp2f1 fails when
+    r and alpha run off together on a few days of history). Callers fall back instead of crashing.
+
+    Returns:
+        (fit, "") or (None, reason).
+    """
+    _check_features(features, horizon_days)
+    buyers = features.loc[features["n_purchase_days"].to_numpy(dtype=float) > 0]
+    repeat = buyers["frequency"].to_numpy(dtype=float) > 0
+    monetary = buyers["mean_repeat_spend"].to_numpy(dtype=float)
+    n_repeat = int((repeat & (monetary > 0)).sum())
+    if n_repeat < MIN_REPEAT_BUYERS:
+        return None, f"{n_repeat} repeat buyers (BG/NBD and Gamma-Gamma need {MIN_REPEAT_BUYERS})"
+    try:
+        fit = fit_btyd(features)
+    except ValueError as err:
+        return None, str(err)
+    logs = np.log([fit.bgnbd.r, fit.bgnbd.alpha, fit.bgnbd.a, fit.bgnbd.b])
+    logs = np.append(logs, np.log([fit.gamma_gamma.p, fit.gamma_gamma.q, fit.gamma_gamma.gamma]))
+    if np.any(np.abs(logs) >= _LOG_BOUND - 1e-3):
+        return None, f"a parameter ran off to the search bound ({fit})"
+    if fit.gamma_gamma.q <= 1.0:
+        return None, f"Gamma-Gamma q={fit.gamma_gamma.q:.3f} <= 1 (infinite mean spend)"
+    try:
+        with np.errstate(all="ignore"):
+            pred = btyd_predictions(fit, buyers, horizon_days)
+    except ValueError as err:
+        return None, str(err)
+    if not np.isfinite(pred.to_numpy()).all():
+        return None, f"non-finite predictions ({fit})"
+    return fit, ""
+
+
 def btyd_predictions(fit: BtydFit, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """BTYD predictions for the window [as_of, as_of + horizon_days) of each customer.
 
@@ -529,10 +571,14 @@ def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.
         DataFrame with columns customer_id, p_active, expected_spend (rows as in `features`).
 
     Raises:
-        ValueError: on missing columns, a bad horizon, or data the models cannot be fitted on.
+        ValueError: on missing columns, a bad horizon, or data the models cannot be fitted on
+            (including a degenerate fit, see :func:`fit_btyd_checked`).
     """
     _check_features(features, horizon_days)
-    pred = btyd_predictions(fit_btyd(features), features, horizon_days)
+    fit, why = fit_btyd_checked(features, horizon_days)
+    if fit is None:
+        raise ValueError(f"BG/NBD x Gamma-Gamma cannot be fitted on these data: {why}")
+    pred = btyd_predictions(fit, features, horizon_days)
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),

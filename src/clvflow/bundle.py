@@ -107,8 +107,10 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
     return directory
 
 
-def check_export_dir(target: str | Path) -> Path:
-    """Raise ValueError unless ``target`` is absent, an empty folder or a bundle (replaceable).
+def check_export_dir(target: str | Path, identity: dict[str, Any] | None = None) -> Path:
+    """Raise ValueError unless ``target`` is absent, an empty folder or a bundle (replaceable);
+    with ``identity`` (e.g. data_name, horizon_days), also when the bundle there was trained on
+    other data or for another horizon.
 
     Returns:
         The absolute path.
@@ -121,6 +123,22 @@ def check_export_dir(target: str | Path) -> Path:
             f"{target}: exists and is not a clvflow model bundle; refusing to replace it, "
             "choose another --export-dir"
         )
+    if identity and (target / MANIFEST).is_file():
+        try:
+            manifest = json.loads((target / MANIFEST).read_text())
+        except (OSError, ValueError):
+            manifest = {}
+        clash = {
+            k: manifest[k]
+            for k in identity
+            if k in manifest and str(manifest[k]) != str(identity[k])
+        }
+        if clash:
+            raise ValueError(
+                f"{target}: holds a bundle trained with {clash} (this run: "
+                f"{ {k: identity[k] for k in clash} }); refusing to overwrite another data set's "
+                "or horizon's model, choose another --export-dir"
+            )
     return target
 
 

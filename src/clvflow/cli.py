@@ -203,12 +203,34 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_required: bool) -> None:
         help="correct the BG/NBD level by its error in the same season a year earlier, when the "
         "history allows (default true)",
     )
-    h.add_argument("--n-snapshots", type=POSITIVE_INT, default=snap.n_snapshots)
-    h.add_argument("--snapshot-spacing-days", type=POSITIVE_INT, default=snap.spacing_days)
+    h.add_argument(
+        "--n-snapshots",
+        type=POSITIVE_INT,
+        default=snap.n_snapshots,
+        help=f"training snapshots (default {snap.n_snapshots}); those with less than "
+        f"{snap.rule.min_history_days} days of history, {snap.rule.min_buyers} buyers or "
+        f"{snap.rule.min_outcomes} active and inactive customers are dropped (logged)",
+    )
+    h.add_argument(
+        "--snapshot-spacing-days",
+        type=POSITIVE_INT,
+        default=snap.spacing_days,
+        help=f"days between snapshots (default {snap.spacing_days})",
+    )
+    h.add_argument(
+        "--method",
+        choices=METHOD_CHOICES,
+        default="auto",
+        help="what to export: auto (default) lets the internal backtest choose the boosters, "
+        "BG/NBD x Gamma-Gamma or a blend of the two; boosters or bgnbd force one",
+    )
     h.add_argument("--margin", type=MARGIN, default=1.0, help="share of revenue kept, for CLV")
     h.add_argument(
         "--annual-discount-rate", type=DISCOUNT, default=0.0, help="yearly discount rate for CLV"
     )
+
+
+METHOD_CHOICES = ("auto", "boosters", "bgnbd")  # clvflow.training.METHODS
 
 
 def _blank_to_none(args: argparse.Namespace, *names: str) -> None:
@@ -230,7 +252,7 @@ def _job_settings(args: argparse.Namespace):
     _blank_to_none(args, "quantity_col", "unit_price_col", "quality_report", "export_dir")
     skip = ("func", "command", "verbose", "experiment_name")  # the run's experiment says it
     flags = {k: v for k, v in vars(args).items() if k not in skip}
-    register_as = getattr(args, "register_as", None) or "clvflow"
+    register_as = getattr(args, "register_as", None) or None
     return JobSettings(
         horizon_days=args.horizon_days,
         cutoff=args.cutoff,
@@ -242,7 +264,9 @@ def _job_settings(args: argparse.Namespace):
             seasonal_level=args.seasonal_level,
             seed=args.seed,
         ),
-        snapshots=SnapshotSettings(args.n_snapshots, args.snapshot_spacing_days),
+        snapshots=SnapshotSettings(
+            n_snapshots=args.n_snapshots, spacing_days=args.snapshot_spacing_days
+        ),
         margin=args.margin,
         annual_discount_rate=args.annual_discount_rate,
         experiment_name=args.experiment_name
@@ -250,6 +274,7 @@ def _job_settings(args: argparse.Namespace):
         or "clvflow",
         data_name=data_name(args.transactions),
         register_as=register_as,
+        method=args.method,
         export_dir=Path(args.export_dir) if getattr(args, "export_dir", None) else None,
         flag_params=flags,
     )
@@ -258,8 +283,19 @@ def _job_settings(args: argparse.Namespace):
 def _print_intervals(outcome) -> None:
     from clvflow import pipeline
 
-    print("\n95% intervals: bootstrap over customers (200 resamples; the gain row is paired)")
+    print(
+        f"\n95% intervals: bootstrap over customers ({pipeline.N_RESAMPLES} resamples; the gain "
+        "row is paired)"
+    )
     print(pipeline.format_intervals(outcome.intervals))
+
+
+def _print_selection(selection) -> None:
+    print(f"\nexported method: {selection.blend.describe()}")
+    if selection.backtest is None:
+        print(f"  not backtested: {selection.reason}")
+    else:
+        print(f"  chosen on the internal backtest window: {selection.blend.reason}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -271,32 +307,86 @@ def cmd_train(args: argparse.Namespace) -> int:
     tx, report = read_transactions(args, as_of=settings.cutoff)
     outcome = pipeline.train(tx, report, settings)
     reg = outcome.registration
-    start = (outcome.cutoff - pd.Timedelta(days=settings.horizon_days)).date()
-    print(f"Backtest at {start}: the {settings.horizon_days} days before {outcome.cutoff.date()}")
-    print(pipeline.format_evaluation_table(outcome.table))
-    _print_intervals(outcome)
+    if outcome.selection.backtest is not None:
+        start = (outcome.cutoff - pd.Timedelta(days=settings.horizon_days)).date()
+        print(
+            f"Internal backtest on [{start}, {outcome.cutoff.date()}) (the blend's weights are "
+            "fitted on this window; `clvflow backtest` judges the exported model out of time):"
+        )
+        print(pipeline.format_evaluation_table(outcome.table))
+        _print_intervals(outcome)
+    _print_selection(outcome.selection)
     aliases = "candidate, champion" if reg.promoted else "candidate"
     print(f"model: {reg.name} version {reg.version} ({aliases}); MLflow run {outcome.run_id}")
-    if not reg.promoted:
-        print(
-            f"champion stays version {reg.previous_champion} "
-            f"(spend_gini_norm {reg.previous_score:.4f} >= {reg.score:.4f})"
-        )
+    print(f"  {reg.decision}")
     print(f"bundle: {outcome.bundle_dir}")
     return 0
+
+
+def _print_backtest(outcome, horizon_days: int) -> None:
+    from clvflow import pipeline
+
+    start = outcome.cutoff.date()
+    print(f"Backtest at {start}, window of {horizon_days} days from {start}:")
+    print(pipeline.format_evaluation_table(outcome.table))
+    _print_intervals(outcome)
+    _print_selection(outcome.selection)
+
+
+def parse_cutoffs(tokens: list[str]) -> list:
+    """Dates, or ``START:STOP:STEP`` ranges (STOP included; STEP ``30d`` days or ``1m``
+    months), e.g. ``1997-04-01:1998-07-01:1m``."""
+    import pandas as pd
+
+    from clvflow.timeutil import to_day
+
+    days = []
+    for token in tokens:
+        if ":" not in token:
+            days.append(to_day(token, "cutoff"))
+            continue
+        parts = token.split(":")
+        step = parts[2].strip().lower() if len(parts) == 3 else ""
+        if len(parts) != 3 or not step[:-1].isdigit() or step[-1] not in "dm" or int(step[:-1]) < 1:
+            raise ValueError(
+                f"--cutoffs {token!r}: use START:STOP:STEP with STEP like 30d (days) or 1m "
+                "(months), e.g. 1997-04-01:1998-07-01:1m"
+            )
+        start, stop = to_day(parts[0], "cutoff"), to_day(parts[1], "cutoff")
+        n = int(step[:-1])
+        offset = pd.DateOffset(days=n) if step[-1] == "d" else pd.DateOffset(months=n)
+        day = start
+        while day <= stop:
+            days.append(day)
+            day = day + offset
+    return sorted(set(days))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from clvflow import pipeline
 
+    if (args.cutoff is None) == (not args.cutoffs):
+        raise ValueError("give --cutoff DATE or --cutoffs DATE [DATE ...] (one of the two)")
     settings = _job_settings(args)
-    tx, report = read_transactions(args, as_of=settings.cutoff)
-    outcome = pipeline.backtest(tx, report, settings)
-    start = outcome.cutoff.date()
-    print(f"Backtest at {start}, window of {settings.horizon_days} days from {start}:")
-    print(pipeline.format_evaluation_table(outcome.table))
-    _print_intervals(outcome)
-    print(f"MLflow run {outcome.run_id}")
+    if not args.cutoffs:
+        tx, report = read_transactions(args, as_of=settings.cutoff)
+        outcome = pipeline.backtest(tx, report, settings)
+        _print_backtest(outcome, settings.horizon_days)
+        print(f"MLflow run {outcome.run_id}")
+        return 0
+    cutoffs = parse_cutoffs(args.cutoffs)
+    tx, report = read_transactions(args)
+    multi = pipeline.backtest_cutoffs(tx, report, settings, cutoffs)
+    for outcome in multi.outcomes:
+        _print_backtest(outcome, settings.horizon_days)
+        print(f"MLflow child run {outcome.run_id}\n")
+    if not multi.summary.empty:
+        print(
+            f"Across {len(multi.outcomes)} cutoffs: mean paired gain of the model over BG/NBD x "
+            "Gamma-Gamma (95% interval from the per-cutoff bootstraps)"
+        )
+        print(pipeline.format_summary(multi.summary))
+    print(f"MLflow parent run {multi.run_id}")
     return 0
 
 
@@ -308,16 +398,31 @@ def add_job_parsers(sub) -> None:
         conflict_handler="resolve",
     )
     _add_job_args(p, cutoff_required=False)
-    p.add_argument("--export-dir", default=None, help="bundle folder (default models/<name>/)")
-    p.add_argument("--register-as", default="clvflow", help="registered model name")
+    p.add_argument(
+        "--export-dir", default=None, help="bundle folder (default models/<registered name>/)"
+    )
+    p.add_argument(
+        "--register-as",
+        default=None,
+        help="registered model name (default clvflow-<data>-h<horizon>, e.g. "
+        "clvflow-cdnow-h181: one registered model per data set and horizon)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "backtest",
-        help="out-of-time backtest at a cutoff vs baselines (printed and logged to MLflow)",
+        help="out-of-time backtest of what train would export, at one or more cutoffs, vs "
+        "baselines (printed and logged to MLflow)",
         conflict_handler="resolve",
     )
-    _add_job_args(p, cutoff_required=True)
+    _add_job_args(p, cutoff_required=False)
+    p.add_argument(
+        "--cutoffs",
+        nargs="+",
+        default=None,
+        help="several cutoffs instead of --cutoff: dates and/or START:STOP:STEP ranges (STEP "
+        "30d or 1m), e.g. 1997-10-01:1998-01-01:1m; one child run per cutoff and a summary",
+    )
     p.set_defaults(func=cmd_backtest)
 
 

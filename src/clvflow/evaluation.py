@@ -444,6 +444,87 @@ def _bootstrap_point(active: np.ndarray, spend: np.ndarray, p: np.ndarray, s: np
     }
 
 
+def bootstrap_draws(
+    actual: pd.DataFrame,
+    preds: dict[str, pd.DataFrame],
+    *,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
+    """Each method's :data:`BOOTSTRAP_METRICS` on all customers and on the same bootstrap
+    resamples of the customers (see :func:`paired_bootstrap`).
+
+    Returns:
+        (estimates: method -> metric -> value, draws: method -> frame of one row per resample).
+    """
+    if n_resamples < 10:
+        raise ValueError(f"need n_resamples >= 10 (got {n_resamples})")
+    for pred in preds.values():
+        evaluate_predictions(actual, pred)  # same checks and messages as the point metrics
+    order = actual[CUSTOMER_ID].to_numpy()
+    a = actual.set_index(CUSTOMER_ID)
+    active = a["active"].to_numpy(dtype=int)
+    spend = a["spend"].to_numpy(dtype=float)
+    arrays = {
+        name: (
+            pred.set_index(CUSTOMER_ID).loc[order, "p_active"].to_numpy(dtype=float),
+            pred.set_index(CUSTOMER_ID).loc[order, "expected_spend"].to_numpy(dtype=float),
+        )
+        for name, pred in preds.items()
+    }
+    rng = np.random.default_rng(seed)
+    n = len(order)
+    draws: dict[str, list[dict]] = {name: [] for name in preds}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        if active[idx].min() == active[idx].max() or spend[idx].sum() <= 0:
+            continue  # a degenerate resample (tiny samples only): metrics undefined
+        for name, (p, s) in arrays.items():
+            draws[name].append(_bootstrap_point(active[idx], spend[idx], p[idx], s[idx]))
+    full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
+    frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
+    return full, frames
+
+
+def intervals_from_draws(
+    estimates: dict[str, dict[str, float]],
+    draws: dict[str, pd.DataFrame],
+    *,
+    reference: str,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Percentile intervals of :func:`bootstrap_draws`, with each method's paired difference to
+    ``reference`` (table layout of :func:`paired_bootstrap`)."""
+    if reference not in draws:
+        raise ValueError(f"reference {reference!r} is not one of the methods {sorted(draws)}")
+    if not 0 < level < 1:
+        raise ValueError(f"need 0 < level < 1 (got {level})")
+    tail = 100 * (1 - level) / 2
+    others = [name for name in draws if name != reference]
+    series = [(name, draws[name], estimates[name]) for name in draws] + [
+        (
+            f"{name} - {reference}",
+            draws[name] - draws[reference],
+            {k: estimates[name][k] - estimates[reference][k] for k in BOOTSTRAP_METRICS},
+        )
+        for name in others
+    ]
+    rows = []
+    for label, frame, estimate in series:
+        for metric in BOOTSTRAP_METRICS:
+            low, high = np.percentile(frame[metric].to_numpy(), [tail, 100 - tail])
+            rows.append(
+                {
+                    "method": label,
+                    "metric": metric,
+                    "estimate": estimate[metric],
+                    "low": float(low),
+                    "high": float(high),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def paired_bootstrap(
     actual: pd.DataFrame,
     preds: dict[str, pd.DataFrame],
@@ -477,51 +558,42 @@ def paired_bootstrap(
         raise ValueError(f"reference {reference!r} is not one of the methods {sorted(preds)}")
     if n_resamples < 10 or not 0 < level < 1:
         raise ValueError(f"need n_resamples >= 10 and 0 < level < 1 (got {n_resamples}, {level})")
-    for pred in preds.values():
-        evaluate_predictions(actual, pred)  # same checks and messages as the point metrics
-    order = actual[CUSTOMER_ID].to_numpy()
-    a = actual.set_index(CUSTOMER_ID)
-    active = a["active"].to_numpy(dtype=int)
-    spend = a["spend"].to_numpy(dtype=float)
-    arrays = {
-        name: (
-            pred.set_index(CUSTOMER_ID).loc[order, "p_active"].to_numpy(dtype=float),
-            pred.set_index(CUSTOMER_ID).loc[order, "expected_spend"].to_numpy(dtype=float),
-        )
-        for name, pred in preds.items()
-    }
-    rng = np.random.default_rng(seed)
-    n = len(order)
-    draws: dict[str, list[dict]] = {name: [] for name in preds}
-    for _ in range(n_resamples):
-        idx = rng.integers(0, n, n)
-        if active[idx].min() == active[idx].max() or spend[idx].sum() <= 0:
-            continue  # a degenerate resample (tiny samples only): metrics undefined
-        for name, (p, s) in arrays.items():
-            draws[name].append(_bootstrap_point(active[idx], spend[idx], p[idx], s[idx]))
+    estimates, draws = bootstrap_draws(actual, preds, n_resamples=n_resamples, seed=seed)
+    return intervals_from_draws(estimates, draws, reference=reference, level=level)
+
+
+def mean_gain_intervals(
+    gains: list[tuple[dict[str, float], pd.DataFrame]], level: float = 0.95
+) -> pd.DataFrame:
+    """Mean paired gain over several backtests (e.g. cutoffs) with a percentile interval.
+
+    Each backtest gives its gain on all customers and its gain on each bootstrap resample (from
+    :func:`bootstrap_draws`: method minus reference). Resample ``i`` of every backtest is
+    averaged into resample ``i`` of the mean; resamples are drawn independently per backtest,
+    so the interval treats the backtests' noise as independent (customers shared between
+    cutoffs make it somewhat too narrow).
+
+    Returns:
+        DataFrame ``metric``, ``estimate`` (mean of the estimates), ``low``, ``high``,
+        ``n_backtests``, ``n_positive`` (backtests whose estimate is > 0).
+    """
+    if not gains:
+        raise ValueError("no backtest to summarise")
+    n = min(len(frame) for _, frame in gains)
     tail = 100 * (1 - level) / 2
     rows = []
-    full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
-    frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
-    others = [name for name in preds if name != reference]
-    series = [(name, frames[name], full[name]) for name in preds] + [
-        (
-            f"{name} - {reference}",
-            frames[name] - frames[reference],
-            {k: full[name][k] - full[reference][k] for k in BOOTSTRAP_METRICS},
+    for metric in BOOTSTRAP_METRICS:
+        estimates = np.array([estimate[metric] for estimate, _ in gains])
+        mean_draws = np.mean([frame[metric].to_numpy()[:n] for _, frame in gains], axis=0)
+        low, high = np.percentile(mean_draws, [tail, 100 - tail])
+        rows.append(
+            {
+                "metric": metric,
+                "estimate": float(estimates.mean()),
+                "low": float(low),
+                "high": float(high),
+                "n_backtests": len(gains),
+                "n_positive": int((estimates > 0).sum()),
+            }
         )
-        for name in others
-    ]
-    for label, frame, estimate in series:
-        for metric in BOOTSTRAP_METRICS:
-            low, high = np.percentile(frame[metric].to_numpy(), [tail, 100 - tail])
-            rows.append(
-                {
-                    "method": label,
-                    "metric": metric,
-                    "estimate": estimate[metric],
-                    "low": float(low),
-                    "high": float(high),
-                }
-            )
     return pd.DataFrame(rows)

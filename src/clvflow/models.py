@@ -56,10 +56,16 @@ import pandas as pd
 import xgboost as xgb
 from scipy.optimize import brentq
 
-from clvflow.baselines import BTYD_PREDICTION_COLUMNS, BtydFit, btyd_predictions, fit_btyd
+from clvflow.baselines import (
+    BTYD_PREDICTION_COLUMNS,
+    BtydFit,
+    btyd_predictions,
+    fit_btyd_checked,
+)
 from clvflow.cores import available_cores
 from clvflow.features import FEATURE_COLUMNS
 from clvflow.labels import validate_horizon
+from clvflow.selection import Blend, blend_arrays
 from clvflow.training_set import SEASON_LAG_DAYS
 
 log = logging.getLogger(__name__)
@@ -150,19 +156,35 @@ def _bg_spend_if_active(x: pd.DataFrame) -> np.ndarray:
     return np.maximum(cond, 1.0)
 
 
+def _btyd_bases(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """BG/NBD log-odds of P(active) and log of its E[spend | active]; 0 (a flat start) on rows
+    without BTYD predictions (a degenerate fit, see :func:`clvflow.baselines.fit_btyd_checked`)."""
+    missing = x["bg_p_active"].isna().to_numpy()
+    if not missing.any():
+        return _logit(x["bg_p_active"]), np.log(_bg_spend_if_active(x))
+    churn, spend = np.zeros(len(x)), np.zeros(len(x))
+    have = x.loc[~missing]
+    churn[~missing], spend[~missing] = (
+        _logit(have["bg_p_active"]),
+        np.log(_bg_spend_if_active(have)),
+    )
+    return churn, spend
+
+
 def _snapshot_offsets(rows: pd.DataFrame, level: bool) -> tuple[np.ndarray, np.ndarray]:
     """Base margins (churn log-odds, spend log) for training rows: BG/NBD plus, if ``level``,
     a per-snapshot constant that matches the snapshot's observed level (active rate; mean ratio
-    of spend to BG/NBD E[spend | active] among the active)."""
-    churn = _logit(rows["bg_p_active"])
-    spend = np.log(_bg_spend_if_active(rows))
-    if not level:
-        return churn, spend
+    of spend to BG/NBD E[spend | active] among the active). A snapshot without BTYD predictions
+    always gets the constant: its start is then the snapshot's own level."""
+    churn, spend = _btyd_bases(rows)
+    no_btyd = rows["bg_p_active"].isna().to_numpy()
     snap = rows["snapshot_date"].to_numpy()
     active = rows["active"].to_numpy() == 1
     ratio = np.maximum(rows["spend"].to_numpy(dtype="float64"), 0.01) / np.exp(spend)
     for s in np.unique(snap):
         i = snap == s
+        if not (level or no_btyd[i].any()):
+            continue
         churn[i] += _logit_shift(churn[i], rows["active"].to_numpy()[i].mean())
         if (i & active).any():
             spend[i] += np.log(ratio[i & active].mean())
@@ -175,11 +197,11 @@ def _season_correction(reference: pd.DataFrame, horizon_days: int) -> dict | Non
     observed active rate, and observed / predicted total spend. None when BTYD cannot be fitted.
     """
     buyers = reference.loc[reference["n_purchase_days"] > 0]
-    try:
-        btyd = btyd_predictions(fit_btyd(buyers), buyers, horizon_days)
-    except ValueError as err:
-        log.warning("no seasonal level correction: BTYD fit failed on the snapshot (%s)", err)
+    fit, why = fit_btyd_checked(buyers, horizon_days)
+    if fit is None:
+        log.warning("no seasonal level correction: BTYD unusable on the snapshot (%s)", why)
         return None
+    btyd = btyd_predictions(fit, buyers, horizon_days)
     predicted = float(btyd["bg_expected_spend"].sum())
     if predicted <= 0:
         return None
@@ -192,6 +214,16 @@ def _season_correction(reference: pd.DataFrame, horizon_days: int) -> dict | Non
     }
     log.info("seasonal level correction from %s: %s", snapshot, correction)
     return correction
+
+
+def _latest_level(rows: pd.DataFrame) -> dict:
+    """Level constants without BTYD at the cutoff: the latest training snapshot's active rate
+    (as a logit) and mean spend among its active customers (as the spend factor)."""
+    latest = rows.loc[rows["snapshot_date"] == rows["snapshot_date"].max()]
+    active = latest["active"].to_numpy() == 1
+    rate = float(np.clip(active.mean(), 1e-4, 1 - 1e-4))
+    spend = float(np.maximum(latest["spend"].to_numpy(dtype="float64")[active], 0.01).mean())
+    return {"churn_logit_shift": float(np.log(rate / (1 - rate))), "spend_factor": spend}
 
 
 class NotFittedError(RuntimeError):
@@ -237,13 +269,23 @@ class ClvModel:
             _, n_spend = self._fit_spend(rows[~holdout], rows[holdout])
         self.churn_booster_, _ = self._fit_churn(rows, None, n_churn)
         self.spend_booster_, _ = self._fit_spend(rows, None, n_spend)
-        self.btyd_ = fit_btyd(cutoff_features)
+        self.btyd_, why = fit_btyd_checked(cutoff_features, self.horizon_days)
+        if self.btyd_ is None:
+            log.warning(
+                "BG/NBD x Gamma-Gamma is unusable at the cutoff (%s): the model scores without "
+                "BTYD inputs, at the latest training snapshot's level",
+                why,
+            )
+            self.btyd_fallbacks_["cutoff"] = why
+        self.blend_ = Blend()
         self.n_trees_ = {"churn": n_churn, "spend": n_spend}
         self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
         self.feature_columns_ = list(FEATURE_COLUMNS)
         self.model_input_columns_ = list(MODEL_INPUT_COLUMNS)
         self.level_ = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
-        if p.anchor_to_btyd:
+        if self.btyd_ is None:
+            self.level_ = _latest_level(rows)
+        elif p.anchor_to_btyd:
             season = None
             if p.seasonal_level and season_reference is not None:
                 season = _season_correction(season_reference, self.horizon_days)
@@ -282,9 +324,25 @@ class ClvModel:
         return level
 
     def _with_btyd_per_snapshot(self, training_set: pd.DataFrame) -> pd.DataFrame:
+        """Training rows with BTYD predictions fitted on each snapshot's own history; a snapshot
+        where the fit is degenerate keeps its rows with the BTYD inputs missing (logged, and
+        recorded in ``btyd_fallbacks_``)."""
         parts = []
-        for _, snap in training_set.groupby("snapshot_date", sort=True):
-            btyd = btyd_predictions(fit_btyd(snap), snap, self.horizon_days)
+        self.btyd_fallbacks_: dict[str, str] = {}
+        for date, snap in training_set.groupby("snapshot_date", sort=True):
+            fit, why = fit_btyd_checked(snap, self.horizon_days)
+            if fit is None:
+                day = pd.Timestamp(date).date().isoformat()
+                log.warning(
+                    "snapshot %s: BTYD base dropped (%s); its trees start from the "
+                    "snapshot's level",
+                    day,
+                    why,
+                )
+                self.btyd_fallbacks_[day] = why
+                btyd = pd.DataFrame(np.nan, index=snap.index, columns=BTYD_PREDICTION_COLUMNS)
+            else:
+                btyd = btyd_predictions(fit, snap, self.horizon_days)
             parts.append(pd.concat([snap, btyd], axis=1))
         return pd.concat(parts)
 
@@ -365,25 +423,40 @@ class ClvModel:
         spend_if_active = spend_if_active * self.level_["spend_factor"]
         no_purchase = x["n_purchase_days"].to_numpy() <= 0
         p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
+        expected_spend = p_active * spend_if_active
+        blend = getattr(self, "blend_", Blend())
+        if blend.method != "boosters" and self.btyd_ is not None:
+            p_active, expected_spend = blend_arrays(
+                blend,
+                p_active,
+                expected_spend,
+                x["bg_p_active"].to_numpy(dtype="float64"),
+                x["bg_expected_spend"].to_numpy(dtype="float64"),
+            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                spend_if_active = np.where(p_active > 0, expected_spend / p_active, spend_if_active)
         return pd.DataFrame(
             {
                 "customer_id": x["customer_id"].astype("str").to_numpy(),
                 "p_active": p_active.astype("float64"),
                 "expected_spend_if_active": spend_if_active.astype("float64"),
-                "expected_spend": (p_active * spend_if_active).astype("float64"),
+                "expected_spend": expected_spend.astype("float64"),
             }
         )
 
     def _raw(self, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """Model inputs, churn margin and E[spend | active] before level anchoring."""
-        btyd = btyd_predictions(self.btyd_, features, self.horizon_days)
+        if self.btyd_ is None:  # degenerate at the cutoff: inputs missing, flat start
+            btyd = pd.DataFrame(np.nan, index=features.index, columns=BTYD_PREDICTION_COLUMNS)
+        else:
+            btyd = btyd_predictions(self.btyd_, features, self.horizon_days)
         x = pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
         # one float32 matrix for both boosters; inplace_predict skips building DMatrix objects
         inputs = x[self.model_input_columns_].to_numpy(dtype="float32")
+        churn_base, spend_base = _btyd_bases(x)
         margin = self.churn_booster_.inplace_predict(
-            inputs, predict_type="margin", base_margin=_logit(x["bg_p_active"])
+            inputs, predict_type="margin", base_margin=churn_base
         )
-        spend_base = np.log(_bg_spend_if_active(x))
         spend = self.spend_booster_.inplace_predict(inputs, base_margin=spend_base)
         return x, margin.astype("float64"), np.maximum(spend, 0.0).astype("float64")
 
@@ -423,10 +496,14 @@ class ClvModel:
         meta = {
             "horizon_days": self.horizon_days,
             "params": asdict(self.params),
-            "btyd": {
+            "btyd": None
+            if self.btyd_ is None
+            else {
                 "bgnbd": asdict(self.btyd_.bgnbd),
                 "gamma_gamma": asdict(self.btyd_.gamma_gamma),
             },
+            "btyd_fallbacks": getattr(self, "btyd_fallbacks_", {}),
+            "blend": getattr(self, "blend_", Blend()).to_dict(),
             "n_trees": self.n_trees_,
             "snapshots": self.snapshots_,
             "feature_columns": self.feature_columns_,
@@ -446,9 +523,14 @@ class ClvModel:
         model = cls(meta["horizon_days"], ModelParams(**meta["params"]))
         model.churn_booster_ = joblib.load(d / "churn_booster.joblib")
         model.spend_booster_ = joblib.load(d / "spend_booster.joblib")
-        model.btyd_ = BtydFit(
-            BgNbdParams(**meta["btyd"]["bgnbd"]), GammaGammaParams(**meta["btyd"]["gamma_gamma"])
+        btyd = meta["btyd"]
+        model.btyd_ = (
+            None
+            if btyd is None
+            else BtydFit(BgNbdParams(**btyd["bgnbd"]), GammaGammaParams(**btyd["gamma_gamma"]))
         )
+        model.btyd_fallbacks_ = meta.get("btyd_fallbacks", {})
+        model.blend_ = Blend.from_dict(meta.get("blend"))
         model.n_trees_ = meta["n_trees"]
         model.snapshots_ = meta["snapshots"]
         model.feature_columns_ = meta["feature_columns"]

@@ -3,15 +3,20 @@
 The computation lives in :mod:`clvflow.training` (pure); this module checks the settings against
 the data, runs it, and records everything in one MLflow run:
 
-- :func:`train`: backtest at ``cutoff - horizon_days`` (model and both baselines), refit on all
-  snapshots up to ``cutoff``, log params / metrics / plots / dataset / models, register the
-  ``clv_model`` pyfunc (alias ``candidate``; ``champion`` if its backtest ``spend_gini_norm``
-  beats the champion's), export the bundle.
-- :func:`backtest`: the backtest at an explicit cutoff, logged the same way (no model export).
+- :func:`train`: the internal backtest at ``cutoff - horizon_days`` (boosters, BG/NBD x
+  Gamma-Gamma, the blend it chooses, the historical baseline), refit on all usable snapshots up
+  to ``cutoff``, log params / metrics / plots / dataset / models, register the ``clv_model``
+  pyfunc (alias ``candidate``; ``champion`` only when the backtest exists, the exported method
+  does not lose to BG/NBD on it, and its ``spend_gini_norm`` beats the champion's), export the
+  bundle.
+- :func:`backtest`: what ``train`` would export at an explicit cutoff, judged on the window
+  after it, logged the same way (no model export); :func:`backtest_cutoffs` does it for several
+  cutoffs under one parent run and summarises the gain over BG/NBD across them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -21,23 +26,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvflow.evaluation import decile_table, paired_bootstrap
+from clvflow.evaluation import (
+    bootstrap_draws,
+    decile_table,
+    intervals_from_draws,
+    mean_gain_intervals,
+)
 from clvflow.ingest import DataQualityReport
 from clvflow.models import ClvModel, ModelParams
 from clvflow.timeutil import DateLike, day_after, to_day
 from clvflow.tracking import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
-from clvflow.training import BASELINE_PREFIXES, BacktestResult, SnapshotSettings, fit_model
+from clvflow.training import (
+    BASELINE_PREFIXES,
+    BacktestResult,
+    Selection,
+    SnapshotSettings,
+    fit_boosters,
+    select_method,
+)
 from clvflow.training import backtest as run_backtest_computation
+from clvflow.training_set import SnapshotCheck, shortest_history_days, usable_snapshots
 
 log = logging.getLogger(__name__)
 
 #: Evaluation table: method -> metric prefix, and column -> metric (EVALUATION.md layout).
 METHODS = {
     "model": "",
+    "boosters alone": BASELINE_PREFIXES["boosters"],
     "BG/NBD × Gamma-Gamma": BASELINE_PREFIXES["bgnbd"],
     "historical": BASELINE_PREFIXES["historical"],
 }
-PREDICTION_KEYS = {"model": "model", "BG/NBD × Gamma-Gamma": "bgnbd", "historical": "historical"}
+PREDICTION_KEYS = {
+    "model": "model",
+    "boosters alone": "boosters",
+    "BG/NBD × Gamma-Gamma": "bgnbd",
+    "historical": "historical",
+}
+#: Bootstrap resamples of every backtest's intervals.
+N_RESAMPLES = 500
 TABLE_METRICS = {
     "gini_norm": "spend_gini_norm",
     "top_decile": "spend_top_decile_capture",
@@ -63,8 +89,9 @@ class JobSettings:
     annual_discount_rate: float = 0.0
     experiment_name: str = DEFAULT_EXPERIMENT
     data_name: str = "transactions"
-    register_as: str = DEFAULT_MODEL_NAME
+    register_as: str | None = None  # None: default_model_name(data_name, horizon_days)
     export_dir: Path | None = None
+    method: str = "auto"  # training.METHODS
     flag_params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +107,7 @@ class JobOutcome:
     registration: Any = None  # tracking.Registration (train only)
     bundle_dir: Path | None = None
     model_uri: str | None = None
+    selection: Selection | None = None
 
 
 # ---- checks (pure) -------------------------------------------------------------------------
@@ -100,10 +128,19 @@ def resolve_cutoff(tx: pd.DataFrame, cutoff: DateLike | None) -> pd.Timestamp:
     return to_day(cutoff, "cutoff")
 
 
-def check_history(tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, windows: int) -> None:
-    """Raise ValueError unless data exist before ``cutoff`` and the history before it holds
-    ``windows`` horizons plus at least one day (train: backtest window + a training label
-    window = 2; backtest: 1)."""
+def default_model_name(data: str, horizon_days: int) -> str:
+    """Registered-model name for a data source and horizon, e.g. ``clvflow-cdnow-h181``: one
+    registered model per data set and horizon, so champions are only compared like for like."""
+    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in data).strip("-") or "data"
+    return f"{DEFAULT_MODEL_NAME}-{slug}-h{horizon_days}"
+
+
+def check_history(
+    tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, snapshots: SnapshotSettings
+) -> None:
+    """Raise ValueError unless the history before ``cutoff`` holds at least one usable training
+    snapshot: a full label window after the snapshot rule's minimum history, and enough
+    customers (:func:`clvflow.training_set.usable_snapshots`), checked before any run starts."""
     first = tx["timestamp"].min().normalize()
     if cutoff <= first:
         raise ValueError(
@@ -111,19 +148,26 @@ def check_history(tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, win
             f"there is no history to learn from; use a cutoff after {first.date()}"
         )
     have = (cutoff - first).days
-    if have <= windows * horizon_days:
-        why = (
-            "training backtests on the last horizon before the cutoff and needs a full "
-            "label window of training data before that"
-            if windows == 2
-            else "training needs a full label window of data before the cutoff"
-        )
+    need = shortest_history_days(horizon_days, snapshots.rule)
+    if have < need:
+        shorter = have - snapshots.rule.min_history_days
         raise ValueError(
             f"horizon_days={horizon_days} is too long for the history: the data before "
-            f"{cutoff.date()} span {have} days (from {first.date()}), but {why} "
-            f"(more than {windows} x {horizon_days} days). Use --horizon-days "
-            f"{max((have - 1) // windows, 1)} or less, or more history."
+            f"{cutoff.date()} span {have} days (from {first.date()}), but training needs a "
+            f"{horizon_days}-day label window after at least {snapshots.rule.min_history_days} "
+            f"days of history, i.e. {need} days. Use a cutoff on or after "
+            f"{(first + pd.Timedelta(days=need)).date()}"
+            + (f", or --horizon-days {shorter} or less" if shorter >= 1 else "")
+            + "."
         )
+    usable_snapshots(
+        tx,
+        cutoff,
+        horizon_days,
+        snapshots.n_snapshots,
+        snapshots.spacing_days,
+        snapshots.rule,
+    )
 
 
 def check_window_covered(tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int) -> None:
@@ -158,12 +202,15 @@ def check_train_cutoff(tx: pd.DataFrame, cutoff: pd.Timestamp) -> None:
 
 
 def evaluation_table(metrics: dict[str, float]) -> pd.DataFrame:
-    """Rows model / BG/NBD x Gamma-Gamma / historical; EVALUATION.md columns (agg_bias: a share)."""
+    """Rows model / boosters alone (when the model is not) / BG/NBD x Gamma-Gamma / historical;
+    EVALUATION.md columns (agg_bias: a share). A method without metrics has no row (the model's
+    row is always there)."""
     rows = {
         method: {col: metrics.get(f"{prefix}{name}", np.nan) for col, name in TABLE_METRICS.items()}
         for method, prefix in METHODS.items()
     }
     table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table.loc[table.notna().any(axis=1) | (table.index == "model")]
     table.index.name = "method"
     return table
 
@@ -216,12 +263,26 @@ def _aligned(result: BacktestResult, key: str) -> pd.DataFrame:
     return result.actuals.merge(pred, on="customer_id", how="left", validate="one_to_one")
 
 
-def backtest_intervals(result: BacktestResult, n_resamples: int = 200) -> pd.DataFrame:
+def backtest_intervals(
+    result: BacktestResult, n_resamples: int = N_RESAMPLES
+) -> tuple[pd.DataFrame, tuple[dict, pd.DataFrame] | None]:
     """95% paired-bootstrap intervals (over customers) of the model's and BG/NBD's headline
     metrics and of the model's gain over BG/NBD (:func:`clvflow.evaluation.paired_bootstrap`).
-    Methods are named ``model``, ``bgnbd`` and ``model - bgnbd``."""
-    preds = {key: result.predictions[key] for key in ("model", "bgnbd")}
-    return paired_bootstrap(result.actuals, preds, reference="bgnbd", n_resamples=n_resamples)
+    Methods are named ``model``, ``bgnbd`` and ``model - bgnbd`` (the model alone when BG/NBD
+    could not be fitted).
+
+    Returns:
+        (intervals, gain): gain is (estimate per metric, one row per resample) of model minus
+        BG/NBD, for :func:`clvflow.evaluation.mean_gain_intervals`; None without BG/NBD.
+    """
+    keys = [k for k in ("model", "bgnbd") if k in result.predictions]
+    preds = {key: result.predictions[key] for key in keys}
+    estimates, draws = bootstrap_draws(result.actuals, preds, n_resamples=n_resamples)
+    intervals = intervals_from_draws(estimates, draws, reference=keys[-1])
+    if "bgnbd" not in preds:
+        return intervals, None
+    gain = {k: estimates["model"][k] - estimates["bgnbd"][k] for k in estimates["model"]}
+    return intervals, (gain, draws["model"] - draws["bgnbd"])
 
 
 #: MLflow metric prefixes of the interval rows (``<prefix><metric>_ci95_low`` / ``_high``).
@@ -266,7 +327,11 @@ def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, f
     """
     from clvflow import plots, tracking
 
-    aligned = {method: _aligned(result, key) for method, key in PREDICTION_KEYS.items()}
+    aligned = {
+        method: _aligned(result, key)
+        for method, key in PREDICTION_KEYS.items()
+        if key in result.predictions
+    }
     actual = result.actuals["spend"].to_numpy()
     deciles = []
     metrics = dict(result.metrics)
@@ -326,8 +391,114 @@ def _log_inputs(tx: pd.DataFrame, report: DataQualityReport, name: str) -> str:
 # ---- jobs ----------------------------------------------------------------------------------
 
 
+def _run_name(kind: str, settings: JobSettings, cutoff: pd.Timestamp) -> str:
+    """``<kind> <data> h<H> cutoff <date> (<UTC time>)``: unique, so runs are told apart."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{kind} {settings.data_name} h{settings.horizon_days} cutoff {cutoff.date()} ({stamp} UTC)"
+    )
+
+
+def snapshot_table(checks: list[SnapshotCheck]) -> pd.DataFrame:
+    """One row per candidate snapshot: date, history, buyers, active, used, why not."""
+    return pd.DataFrame(
+        [
+            {
+                "snapshot_date": c.snapshot_date.date().isoformat(),
+                "history_days": c.history_days,
+                "n_buyers": c.n_buyers,
+                "n_active": c.n_active,
+                "used": c.used,
+                "reason": c.reason,
+            }
+            for c in checks
+        ],
+        columns=["snapshot_date", "history_days", "n_buyers", "n_active", "used", "reason"],
+    )
+
+
+def _log_snapshots(model: ClvModel, stem: str) -> None:
+    """The snapshot checks and the BTYD fallbacks of a fitted model, as a table and metrics."""
+    from clvflow import tracking
+
+    table = snapshot_table(getattr(model, "snapshot_checks_", []))
+    fallbacks = getattr(model, "btyd_fallbacks_", {})
+    table["btyd"] = [fallbacks.get(d, "fitted") for d in table["snapshot_date"]]
+    tracking.log_table(table, f"tables/{stem}")
+    tracking.log_metrics_finite(
+        {
+            f"{stem}_used": int(table["used"].sum()),
+            f"{stem}_dropped": int((~table["used"]).sum()),
+            f"{stem}_btyd_fallbacks": len(fallbacks),
+        }
+    )
+
+
+def _log_selection(selection: Selection) -> None:
+    import mlflow
+
+    blend = selection.blend
+    mlflow.log_params(
+        {
+            "exported_method": blend.method,
+            "blend_active_weight": blend.active_weight,
+            "blend_spend_weight": blend.spend_weight,
+        }
+    )
+    mlflow.set_tags(
+        {
+            "exported_method": blend.describe(),
+            "method_reason": selection.reason or blend.reason,
+            "internal_backtest": "yes" if selection.backtest else f"none: {selection.reason}",
+        }
+    )
+
+
+def _backtest_in_run(
+    tx: pd.DataFrame, cutoff: pd.Timestamp, settings: JobSettings
+) -> tuple[JobOutcome, tuple[dict, pd.DataFrame] | None]:
+    """Run and log one backtest in the active run."""
+    result = run_backtest_computation(
+        tx,
+        cutoff,
+        settings.horizon_days,
+        params=settings.params,
+        snapshots=settings.snapshots,
+        method=settings.method,
+    )
+    intervals, gain = backtest_intervals(result)
+    metrics = log_backtest(result, intervals)
+    _log_selection(result.model.selection_)
+    _log_snapshots(result.model, "snapshots")
+    log_feature_importance(result.model)
+    run_id = mlflow_active_run_id()
+    outcome = JobOutcome(
+        run_id,
+        cutoff,
+        metrics,
+        evaluation_table(result.metrics),
+        intervals,
+        selection=result.model.selection_,
+    )
+    return outcome, gain
+
+
+def mlflow_active_run_id() -> str:
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
+def _check_backtest_cutoff(tx: pd.DataFrame, cutoff: Any, settings: JobSettings) -> pd.Timestamp:
+    cutoff = to_day(cutoff, "cutoff")
+    check_window_covered(tx, cutoff, settings.horizon_days)
+    check_history(tx, cutoff, settings.horizon_days, settings.snapshots)
+    return cutoff
+
+
 def backtest(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) -> JobOutcome:
-    """Out-of-time backtest at ``settings.cutoff``, logged as an MLflow run.
+    """Out-of-time backtest at ``settings.cutoff`` of what ``train`` would export there, logged
+    as an MLflow run.
 
     Raises:
         ValueError: no cutoff, cutoff before the data, horizon too long for the history, or an
@@ -337,86 +508,195 @@ def backtest(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings)
 
     if settings.cutoff is None:
         raise ValueError("backtest needs an explicit cutoff (--cutoff YYYY-MM-DD)")
-    cutoff, horizon = to_day(settings.cutoff, "cutoff"), settings.horizon_days
-    check_history(tx, cutoff, horizon, windows=1)
-    check_window_covered(tx, cutoff, horizon)
+    cutoff = _check_backtest_cutoff(tx, settings.cutoff, settings)
     tracking.configure_tracking()
-    run_name = f"backtest {settings.data_name} h{horizon} cutoff {cutoff.date()}"
-    with tracking.tracked_run(settings.experiment_name, run_name) as run:
-        ts = tx["timestamp"]
-        past = tx.loc[(ts < cutoff).to_numpy()]
-        sha = _log_inputs(past, report, settings.data_name)
-        window = tx.loc[((ts >= cutoff) & (ts < cutoff + pd.Timedelta(days=horizon))).to_numpy()]
-        tracking.log_transactions_input(
-            window,
-            f"{settings.data_name} window",
-            tracking.transactions_sha256(window),
-            "evaluation",
+    with tracking.tracked_run(settings.experiment_name, _run_name("backtest", settings, cutoff)):
+        _log_backtest_inputs(tx, report, settings, [cutoff])
+        outcome, _ = _backtest_in_run(tx, cutoff, settings)
+    return outcome
+
+
+def _log_backtest_inputs(
+    tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings, cutoffs: list
+) -> None:
+    """Transactions before the last cutoff (training input), each evaluation window, params."""
+    from clvflow import tracking
+
+    ts = tx["timestamp"]
+    last = max(cutoffs)
+    sha = _log_inputs(tx.loc[(ts < last).to_numpy()], report, settings.data_name)
+    horizon = pd.Timedelta(days=settings.horizon_days)
+    start, end = min(cutoffs), last + horizon
+    window = tx.loc[((ts >= start) & (ts < end)).to_numpy()]
+    tracking.log_transactions_input(
+        window, f"{settings.data_name} window", tracking.transactions_sha256(window), "evaluation"
+    )
+    resolved = {"cutoff": cutoffs[0].date()} if len(cutoffs) == 1 else {}
+    if len(cutoffs) > 1:
+        resolved["cutoffs"] = " ".join(str(c.date()) for c in cutoffs)
+    tracking.log_params_once(
+        _param_values(settings, data_source=report.source, data_sha256=sha, **resolved)
+    )
+
+
+@dataclass
+class MultiBacktest:
+    """A backtest at several cutoffs: one outcome per cutoff and the summary across them."""
+
+    run_id: str
+    outcomes: list[JobOutcome]
+    summary: pd.DataFrame  # evaluation.mean_gain_intervals (model - BG/NBD); empty without it
+
+
+def backtest_cutoffs(
+    tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings, cutoffs: list
+) -> MultiBacktest:
+    """:func:`backtest` at each cutoff, as child runs of one parent run that logs the summary:
+    the mean gain over BG/NBD across cutoffs with its 95% interval
+    (:func:`clvflow.evaluation.mean_gain_intervals`).
+
+    Raises:
+        ValueError: a cutoff that :func:`backtest` would refuse (checked before any run).
+    """
+    from clvflow import tracking
+
+    days = sorted({_check_backtest_cutoff(tx, c, settings) for c in cutoffs})
+    tracking.configure_tracking()
+    name = (
+        f"backtest {settings.data_name} h{settings.horizon_days} cutoffs "
+        f"{days[0].date()}..{days[-1].date()} ({len(days)})"
+    )
+    outcomes, gains = [], []
+    with tracking.tracked_run(settings.experiment_name, name) as parent:
+        _log_backtest_inputs(tx, report, settings, days)
+        for i, cutoff in enumerate(days, 1):
+            log.info("cutoff %d/%d: %s", i, len(days), cutoff.date())
+            with tracking.child_run(_run_name("backtest", settings, cutoff)):
+                tracking.log_params_once(
+                    _param_values(settings, cutoff=cutoff.date(), data_source=report.source)
+                )
+                outcome, gain = _backtest_in_run(tx, cutoff, settings)
+            outcomes.append(outcome)
+            if gain is not None:
+                gains.append(gain)
+        summary = mean_gain_intervals(gains) if gains else pd.DataFrame()
+        if not summary.empty:
+            tracking.log_table(summary, "tables/mean_gain_vs_bgnbd")
+            tracking.log_metrics_finite(summary_metrics(summary))
+    return MultiBacktest(parent.info.run_id, outcomes, summary)
+
+
+def summary_metrics(summary: pd.DataFrame) -> dict[str, float]:
+    """Flat MLflow metrics of a multi-cutoff summary: ``mean_gain_vs_bgnbd_<metric>`` and its
+    ``_ci95_low`` / ``_ci95_high``."""
+    out = {}
+    for row in summary.itertuples():
+        name = f"mean_gain_vs_bgnbd_{row.metric}"
+        out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = (
+            row.estimate,
+            row.low,
+            row.high,
         )
-        tracking.log_params_once(
-            _param_values(
-                settings, cutoff=cutoff.date(), data_source=report.source, data_sha256=sha
-            )
+    return out
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """Markdown: one row per metric, mean gain [low, high] and how many cutoffs gained."""
+    names = {name: col for col, name in TABLE_METRICS.items()}
+    lines = [
+        "| metric | mean gain over BG/NBD | 95% interval | cutoffs with a gain |",
+        "|---|---|---|---|",
+    ]
+    for row in summary.itertuples():
+        col = names.get(row.metric, row.metric)
+        fmt = _cell_format(col)
+        lines.append(
+            f"| {col} | {fmt.format(row.estimate)} | [{fmt.format(row.low)}, "
+            f"{fmt.format(row.high)}] | {row.n_positive} of {row.n_backtests} |"
         )
-        result = run_backtest_computation(
-            tx, cutoff, horizon, params=settings.params, snapshots=settings.snapshots
+    return "\n".join(lines)
+
+
+def promotion_verdict(selection: Selection) -> tuple[bool, str]:
+    """Whether a trained model may become champion, and why not: it needs an internal backtest,
+    with BG/NBD in it, where the exported method does not lose to BG/NBD on gini or ROC AUC."""
+    result = selection.backtest
+    if result is None:
+        return False, f"no internal backtest ({selection.reason})"
+    m = result.metrics
+    bg = BASELINE_PREFIXES["bgnbd"]
+    if f"{bg}spend_gini_norm" not in m:
+        return False, "BG/NBD x Gamma-Gamma could not be fitted in the internal backtest"
+    gini = m["spend_gini_norm"] - m[f"{bg}spend_gini_norm"]
+    auc = m["churn_roc_auc"] - m[f"{bg}churn_roc_auc"]
+    if gini < 0 or auc < 0:
+        return False, (
+            f"loses to BG/NBD x Gamma-Gamma in the internal backtest (gini {gini:+.4f}, "
+            f"ROC AUC {auc:+.4f})"
         )
-        intervals = backtest_intervals(result)
-        metrics = log_backtest(result, intervals)
-        log_feature_importance(result.model)
-    return JobOutcome(run.info.run_id, cutoff, metrics, evaluation_table(result.metrics), intervals)
+    return True, ""
 
 
 def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) -> JobOutcome:
-    """Backtest, refit, log, register and export a model (module docstring).
+    """Internal backtest, refit, log, register and export a model (module docstring).
 
     Raises:
-        ValueError: cutoff before or after the data, horizon too long for the history, or an
-            export folder that holds something other than a bundle.
+        ValueError: cutoff before or after the data, history too short for one usable
+            snapshot, or a registered name / export folder that belongs to other data.
     """
     from clvflow import bundle, tracking
 
     horizon = settings.horizon_days
     cutoff = resolve_cutoff(tx, settings.cutoff)
-    check_history(tx, cutoff, horizon, windows=2)
     check_train_cutoff(tx, cutoff)
-    backtest_cutoff = cutoff - pd.Timedelta(days=horizon)
+    name = settings.register_as or default_model_name(settings.data_name, horizon)
+    export_dir = settings.export_dir or tracking.project_root() / "models" / name
+    identity = {"data_name": settings.data_name, "horizon_days": horizon}
+    bundle.check_export_dir(export_dir, identity)  # fail before hours of training, not after
+    check_history(tx, cutoff, horizon, settings.snapshots)
     past = tx.loc[(tx["timestamp"] < cutoff).to_numpy()]
-    export_dir = settings.export_dir or tracking.project_root() / "models" / settings.register_as
-    bundle.check_export_dir(export_dir)  # fail before hours of training, not after
     tracking.configure_tracking()
-    run_name = f"train {settings.data_name} h{horizon} cutoff {cutoff.date()}"
-    with tracking.tracked_run(settings.experiment_name, run_name) as run:
+    tracking.check_registered_model(name, identity)
+    with tracking.tracked_run(
+        settings.experiment_name, _run_name("train", settings, cutoff)
+    ) as run:
         sha = _log_inputs(past, report, settings.data_name)
         tracking.log_params_once(
             _param_values(
                 settings,
                 cutoff=cutoff.date(),
-                backtest_cutoff=backtest_cutoff.date(),
+                backtest_cutoff=(cutoff - pd.Timedelta(days=horizon)).date(),
                 data_source=report.source,
                 data_sha256=sha,
                 export_dir=Path(export_dir).resolve(),
+                registered_model=name,
             )
         )
-        log.info("step 1/3: backtest at %s (+%d days)", backtest_cutoff.date(), horizon)
-        # The full log, not `past`: rows after the cutoff prove the window [backtest_cutoff,
-        # cutoff) is covered even when its last days have no sales; labels end at the cutoff,
-        # so nothing on or after it is used.
-        result = run_backtest_computation(
-            tx,
-            backtest_cutoff,
+        log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
+        selection = select_method(
+            past,
+            cutoff,
             horizon,
             params=settings.params,
             snapshots=settings.snapshots,
+            method=settings.method,
         )
-        intervals = backtest_intervals(result)
-        metrics = log_backtest(result, intervals)
-        log.info("step 2/3: refit on snapshots up to %s", cutoff.date())
-        model, features = fit_model(
+        metrics: dict[str, float] = {}
+        intervals = None
+        if selection.backtest is not None:
+            intervals, _ = backtest_intervals(selection.backtest)
+            metrics = log_backtest(selection.backtest, intervals)
+            _log_snapshots(selection.backtest.model, "backtest_snapshots")
+        _log_selection(selection)
+        log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
+        model, features = fit_boosters(
             past, cutoff, horizon, params=settings.params, snapshots=settings.snapshots
         )
+        model.blend_ = selection.blend
+        _log_snapshots(model, "snapshots")
         _log_final_model_facts(model, features, len(past))
-        log.info("step 3/3: log, register and export the model")
+        log.info("step 3/3: log, register and export the model (%s)", selection.blend.describe())
+        eligible, why_not = promotion_verdict(selection)
         registration, model_uri, bundle_dir = _publish(
             model,
             features,
@@ -425,19 +705,48 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
             sha,
             run.info.run_id,
             export_dir,
-            score=result.metrics[tracking.PROMOTION_METRIC],
+            name=name,
+            score=metrics.get(tracking.PROMOTION_METRIC, float("nan")),
+            eligible=eligible,
+            why_not=why_not,
+            description=registry_description(settings, cutoff, selection, metrics, why_not),
         )
         metrics["promoted"] = float(registration.promoted)
     return JobOutcome(
         run.info.run_id,
         cutoff,
         metrics,
-        evaluation_table(result.metrics),
+        evaluation_table(selection.backtest.metrics if selection.backtest else {}),
         intervals,
         registration,
         bundle_dir,
         model_uri,
+        selection,
     )
+
+
+def registry_description(
+    settings: JobSettings,
+    cutoff: pd.Timestamp,
+    selection: Selection,
+    metrics: dict[str, float],
+    why_not: str,
+) -> str:
+    """The registry version's description: data, cutoff, horizon, method, backtest figures."""
+    lines = [
+        f"Trained on {settings.data_name} before {cutoff.date()}, horizon {settings.horizon_days} "
+        f"days. Exported method: {selection.blend.describe()}.",
+    ]
+    if selection.backtest is None:
+        lines.append(f"Not backtested: {selection.reason}. Registered as candidate only.")
+    else:
+        start = (cutoff - pd.Timedelta(days=settings.horizon_days)).date()
+        lines.append(f"Internal backtest on [{start}, {cutoff.date()}):")
+        lines.append(format_evaluation_table(evaluation_table(selection.backtest.metrics)))
+        lines.append(f"Chosen because: {selection.blend.reason}.")
+    if why_not:
+        lines.append(f"Not eligible for champion: {why_not}.")
+    return "\n\n".join(lines)
 
 
 def level_metrics(model: ClvModel) -> dict[str, float]:
@@ -477,9 +786,14 @@ def _publish(
     run_id: str,
     export_dir: Path,
     *,
+    name: str,
     score: float,
+    eligible: bool,
+    why_not: str,
+    description: str,
 ) -> tuple[Any, str, Path]:
-    """Log the pyfunc and boosters, register (promoting on ``score``), export the bundle."""
+    """Log the pyfunc and boosters, register (promoting on ``score`` when ``eligible``), export
+    the bundle."""
     import mlflow
 
     from clvflow import bundle, pyfunc_model, tracking
@@ -490,6 +804,8 @@ def _publish(
         cutoff=cutoff.date().isoformat(),
         training_data_sha256=sha,
         data_source=settings.flag_params.get("transactions", settings.data_name),
+        data_name=settings.data_name,
+        exported_method=model.blend_.to_dict(),
         mlflow_run_id=run_id,
         scoring_defaults={
             "margin": settings.margin,
@@ -505,7 +821,20 @@ def _publish(
             annual_discount_rate=settings.annual_discount_rate,
         )
         pyfunc_model.log_boosters(model)
-        reg = tracking.register_candidate(info.model_uri, settings.register_as, float(score))
+        reg = tracking.register_candidate(
+            info.model_uri,
+            name,
+            float(score),
+            eligible=eligible,
+            why_not=why_not,
+            description=description,
+            tags={
+                "data_name": settings.data_name,
+                "horizon_days": str(settings.horizon_days),
+                "cutoff": cutoff.date().isoformat(),
+                "exported_method": model.blend_.method,
+            },
+        )
         _log_registration(reg)
         bundle_dir = bundle.export_bundle(
             staged, export_dir, registered_model={"name": reg.name, "version": reg.version}
@@ -534,6 +863,7 @@ def _log_registration(reg: Any) -> None:
         "registered_version": reg.version,
         "promoted": str(reg.promoted).lower(),
         "champion_version": reg.version if reg.promoted else str(reg.previous_champion),
+        "champion_decision": reg.decision,
     }
     if reg.previous_score is not None:
         tags["previous_champion_" + tracking.PROMOTION_METRIC] = f"{reg.previous_score:.6f}"

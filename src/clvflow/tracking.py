@@ -220,6 +220,7 @@ class Registration:
     score: float
     previous_champion: str | None
     previous_score: float | None
+    decision: str = ""  # why it was or was not promoted
 
 
 def _champion(client: Any, name: str) -> tuple[str | None, float | None]:
@@ -244,28 +245,82 @@ def _champion(client: Any, name: str) -> tuple[str | None, float | None]:
     return str(current.version), value
 
 
-def register_candidate(model_uri: str, name: str, score: float) -> Registration:
-    """Register ``model_uri`` as a new version of ``name`` with alias ``candidate``, and give it
-    alias ``champion`` if ``score`` (its backtest ``spend_gini_norm``) beats the champion's, or if
-    there is no champion."""
+def register_candidate(
+    model_uri: str,
+    name: str,
+    score: float,
+    *,
+    eligible: bool = True,
+    why_not: str = "",
+    description: str = "",
+    tags: Mapping[str, str] | None = None,
+) -> Registration:
+    """Register ``model_uri`` as a new version of ``name`` with alias ``candidate`` (and the
+    given description and version tags), and give it alias ``champion`` when it is ``eligible``
+    (see ``pipeline.promotion_verdict``) and ``score`` (its backtest ``spend_gini_norm``) beats
+    the champion's, or there is no champion."""
     import mlflow
 
     client = mlflow.MlflowClient()
     previous, previous_score = _champion(client, name)  # before the new version exists
-    version = mlflow.register_model(model_uri, name).version
+    version = mlflow.register_model(model_uri, name, tags=dict(tags or {})).version
+    if description:
+        client.update_model_version(name, version, description=description)
     client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
-    promoted = previous is None or previous_score is None or score > previous_score
+    beats = previous is None or previous_score is None or score > previous_score
+    promoted = eligible and beats
     if promoted:
+        decision = "champion: " + (
+            "no champion before" if previous is None else f"beats v{previous}"
+        )
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    log.info(
-        "registered %s v%s (%s %.4f) as %s%s",
-        name,
-        version,
-        PROMOTION_METRIC,
-        score,
-        CANDIDATE_ALIAS,
-        f" and {CHAMPION_ALIAS}"
-        if promoted
-        else f"; champion stays v{previous} ({PROMOTION_METRIC} {previous_score:.4f})",
-    )
-    return Registration(name, str(version), promoted, score, previous, previous_score)
+    elif not eligible:
+        decision = f"candidate only: {why_not}"
+    else:
+        decision = (
+            f"candidate only: champion v{previous} has {PROMOTION_METRIC} {previous_score:.4f}"
+        )
+    log.info("registered %s v%s (%s %.4f): %s", name, version, PROMOTION_METRIC, score, decision)
+    return Registration(name, str(version), promoted, score, previous, previous_score, decision)
+
+
+def check_registered_model(name: str, identity: Mapping[str, Any]) -> None:
+    """Raise ValueError when registered model ``name`` already holds versions trained on other
+    data or for another horizon (version tags ``data_name`` / ``horizon_days``): a new data set
+    must not become a new version of another one's model."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return
+    for v in versions:
+        theirs = {k: v.tags.get(k) for k in identity}
+        clash = {
+            k: (theirs[k], str(identity[k]))
+            for k in identity
+            if theirs[k] not in (None, str(identity[k]))
+        }
+        if clash:
+            what = ", ".join(f"{k} {old!r} (this run: {new!r})" for k, (old, new) in clash.items())
+            raise ValueError(
+                f"registered model {name!r} version {v.version} was trained with {what}; "
+                "refusing to add a version for other data or another horizon. Leave out "
+                "--register-as (the default name is derived from the data and horizon) or "
+                "choose another name"
+            )
+
+
+@contextmanager
+def child_run(run_name: str) -> Iterator[Any]:
+    """A run nested in the active one (e.g. one cutoff of a multi-cutoff backtest)."""
+    import mlflow
+
+    parent = mlflow.active_run()
+    experiment = parent.info.experiment_id if parent else None  # else MLflow's default one
+    with mlflow.start_run(experiment_id=experiment, run_name=run_name, nested=True) as run:
+        mlflow.set_tag("mlflow.runName", run_name)
+        log.info("MLflow child run %s (%s)", run.info.run_id, run_name)
+        yield run

@@ -1,8 +1,14 @@
 """Training and backtesting pipelines (pure: DataFrames in, fitted model and results out).
 
-- :func:`fit_model`: fit a :class:`ClvModel` on stacked snapshots before a cutoff.
-- :func:`backtest`: fit with data before ``cutoff`` only, predict every customer known at
-  ``cutoff``, and judge model and baselines on ``[cutoff, cutoff + horizon_days)``.
+- :func:`fit_boosters`: fit the boosters (:class:`ClvModel`) on the usable stacked snapshots
+  before a cutoff.
+- :func:`select_method`: the internal backtest. Fit the boosters with data before
+  ``cutoff - horizon_days``, judge them and BG/NBD x Gamma-Gamma on ``[cutoff - horizon_days,
+  cutoff)`` and choose what to export (:mod:`clvflow.selection`), or say why that is impossible.
+- :func:`fit_model`: what ``clvflow train`` exports: the method chosen by the internal backtest,
+  refitted on everything before the cutoff.
+- :func:`backtest`: :func:`fit_model` with data before ``cutoff`` only, judged with the
+  baselines on ``[cutoff, cutoff + horizon_days)``.
 """
 
 from __future__ import annotations
@@ -17,35 +23,232 @@ from clvflow.evaluation import evaluate_predictions
 from clvflow.features import build_features
 from clvflow.labels import build_labels, validate_horizon
 from clvflow.models import ClvModel, ModelParams
+from clvflow.selection import Blend, choose_blend
 from clvflow.timeutil import DateLike, to_day
-from clvflow.training_set import build_training_set, same_season_snapshot
+from clvflow.training_set import (
+    SnapshotCheck,
+    SnapshotRule,
+    same_season_snapshot,
+    shortest_history_days,
+    stack_snapshots,
+)
 
 log = logging.getLogger(__name__)
 
-#: Metric-name prefixes: the model's metrics are ``<target>_<metric>``; baselines add these.
-BASELINE_PREFIXES = {"bgnbd": "baseline_bgnbd_", "historical": "baseline_historical_"}
+#: Metric-name prefixes: the exported model's metrics are ``<target>_<metric>``; the others add
+#: these (``boosters``: the boosters alone, when the exported method is a blend or BG/NBD).
+BASELINE_PREFIXES = {
+    "boosters": "boosters_",
+    "bgnbd": "baseline_bgnbd_",
+    "historical": "baseline_historical_",
+}
+
+#: ``method`` setting: ``auto`` chooses by the internal backtest; the others force a method.
+METHODS = ("auto", "boosters", "bgnbd")
 
 
 @dataclass(frozen=True)
 class SnapshotSettings:
-    """How the stacked training snapshots are laid out (see :mod:`clvflow.training_set`)."""
+    """How the stacked training snapshots are laid out and which are usable
+    (see :mod:`clvflow.training_set`)."""
 
     n_snapshots: int = 6
     spacing_days: int = 30
+    rule: SnapshotRule = field(default_factory=SnapshotRule)
 
 
 @dataclass
 class BacktestResult:
-    """Everything a backtest produced: metrics, per-customer predictions and actuals."""
+    """Everything a backtest produced: metrics, per-customer predictions and actuals.
+
+    ``predictions`` keys: ``model`` (the method judged), ``bgnbd`` and ``historical``
+    (baselines; ``bgnbd`` missing when its fit is degenerate on these data), and ``boosters``
+    when the model is not the boosters alone.
+    """
 
     cutoff: pd.Timestamp
     horizon_days: int
     metrics: dict[str, float]
-    predictions: dict[str, pd.DataFrame]  # "model", "bgnbd", "historical"
+    predictions: dict[str, pd.DataFrame]
     actuals: pd.DataFrame
     model: ClvModel
     n_training_rows: int
+    snapshots: list[SnapshotCheck] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Selection:
+    """The internal backtest's verdict: the blend to export and the backtest it came from
+    (None, with ``reason``, when the history is too short for one)."""
+
+    blend: Blend
+    backtest: BacktestResult | None
+    reason: str = ""
+
+
+def fit_boosters(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+) -> tuple[ClvModel, pd.DataFrame]:
+    """Fit the boosters using only transactions dated before ``cutoff``.
+
+    Returns:
+        (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
+        are in ``model.snapshot_checks_``.
+
+    Raises:
+        ValueError: no usable training snapshot (the message says what history would do).
+    """
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon_days = validate_horizon(horizon_days)
+    snapshots = snapshots or SnapshotSettings()
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    training_set, checks = stack_snapshots(
+        past,
+        cutoff_day,
+        horizon_days,
+        n_snapshots=snapshots.n_snapshots,
+        spacing_days=snapshots.spacing_days,
+        rule=snapshots.rule,
+    )
+    features = build_features(past, cutoff_day)
+    model = ClvModel(horizon_days, params)
+    season = None
+    if model.params.anchor_to_btyd and model.params.seasonal_level:
+        season = same_season_snapshot(past, cutoff_day, horizon_days)
+    model.fit(training_set, features, season)
+    model.n_training_rows_ = len(training_set)
+    model.snapshot_checks_ = checks
+    return model, features
+
+
+def internal_backtest_possible(
+    tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, snapshots: SnapshotSettings
+) -> tuple[bool, str]:
+    """Whether the history before ``cutoff - horizon_days`` can train boosters (by the snapshot
+    rule's history length), and if not, why."""
+    first = tx["timestamp"].min().normalize()
+    need = shortest_history_days(horizon_days, snapshots.rule) + horizon_days
+    have = (cutoff - first).days
+    if have >= need:
+        return True, ""
+    return False, (
+        f"history too short for an internal backtest: {have} days before {cutoff.date()}, "
+        f"{need} needed (a {horizon_days}-day evaluation window, a {horizon_days}-day label "
+        f"window and {snapshots.rule.min_history_days} days of history before it)"
+    )
+
+
+def _predictions(
+    model: ClvModel, features: pd.DataFrame, horizon_days: int
+) -> dict[str, pd.DataFrame]:
+    """The model's, the boosters' (if different) and the baselines' predictions at one cutoff."""
+    preds = {"model": model.predict(features)}
+    if model.blend_.method != "boosters":
+        boosters_only = model.blend_
+        model.blend_ = Blend()
+        try:
+            preds["boosters"] = model.predict(features)
+        finally:
+            model.blend_ = boosters_only
+    try:
+        preds["bgnbd"] = bgnbd_gamma_gamma_baseline(features, horizon_days)
+    except ValueError as err:
+        log.warning("no BG/NBD x Gamma-Gamma baseline at this cutoff: %s", err)
+    preds["historical"] = historical_baseline(features, horizon_days)
+    return preds
+
+
+def judge(
+    model: ClvModel, features: pd.DataFrame, tx: pd.DataFrame, cutoff: pd.Timestamp
+) -> BacktestResult:
+    """Judge ``model`` (fitted before ``cutoff``; ``features`` as of it) and the baselines on
+    ``[cutoff, cutoff + horizon)``; the data must cover that window."""
+    horizon_days = model.horizon_days
+    actuals = build_labels(tx, cutoff, horizon_days)
+    predictions = _predictions(model, features, horizon_days)
+    metrics: dict[str, float] = {}
+    for name, pred in predictions.items():
+        prefix = BASELINE_PREFIXES.get(name, "")
+        for key, value in evaluate_predictions(actuals, pred).items():
+            metrics[f"{prefix}{key}"] = value
+    log.info(
+        "backtest at %s (+%d days): %d customers, %.1f%% active",
+        cutoff.date(),
+        horizon_days,
+        len(actuals),
+        100 * actuals["active"].mean(),
+    )
+    return BacktestResult(
+        cutoff=cutoff,
+        horizon_days=horizon_days,
+        metrics=metrics,
+        predictions=predictions,
+        actuals=actuals,
+        model=model,
+        n_training_rows=model.n_training_rows_,
+        snapshots=getattr(model, "snapshot_checks_", []),
+    )
+
+
+def select_method(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+    method: str = "auto",
+) -> Selection:
+    """The internal backtest at ``cutoff - horizon_days`` and the method it chooses.
+
+    Only transactions dated before ``cutoff`` are used. ``method`` ``boosters`` or ``bgnbd``
+    forces that method (the backtest still runs and is reported).
+
+    Returns:
+        A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
+        the boosters are exported (``auto``) with the reason stated.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon_days = validate_horizon(horizon_days)
+    snapshots = snapshots or SnapshotSettings()
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    forced = {"boosters": Blend(1.0, 1.0, "forced"), "bgnbd": Blend(0.0, 0.0, "forced")}
+    ok, why = internal_backtest_possible(past, cutoff_day, horizon_days, snapshots)
+    if not ok:
+        log.warning(
+            "%s; exporting %s unjudged", why, "the boosters" if method == "auto" else method
+        )
+        return Selection(forced.get(method, Blend(reason=why)), None, why)
+    start = cutoff_day - pd.Timedelta(days=horizon_days)
+    log.info(
+        "internal backtest: fit before %s, judge on [%s, %s)",
+        start.date(),
+        start.date(),
+        cutoff_day.date(),
+    )
+    model, features = fit_boosters(past, start, horizon_days, params=params, snapshots=snapshots)
+    boosters = judge(model, features, past, start)
+    if "bgnbd" not in boosters.predictions:
+        why = "BG/NBD x Gamma-Gamma could not be fitted at the internal backtest's cutoff"
+        return Selection(forced.get(method, Blend(reason=why)), boosters, why)
+    if method == "auto":
+        blend = choose_blend(
+            boosters.actuals, boosters.predictions["model"], boosters.predictions["bgnbd"]
+        )
+    else:
+        blend = forced[method]
+    model.blend_ = blend
+    result = judge(model, features, past, start)
+    log.info("internal backtest chose %s: %s", blend.describe(), blend.reason)
+    return Selection(blend, result, blend.reason)
 
 
 def fit_model(
@@ -55,30 +258,28 @@ def fit_model(
     *,
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
+    method: str = "boosters",
 ) -> tuple[ClvModel, pd.DataFrame]:
-    """Fit a model using only transactions dated before ``cutoff``.
+    """Fit the model ``clvflow train`` would export at ``cutoff`` (data before it only).
+
+    ``method`` ``auto`` runs :func:`select_method` first and exports its choice (the selection is
+    in ``model.selection_``); ``boosters`` (the default here, for speed in library use) or
+    ``bgnbd`` fix the method without an internal backtest.
 
     Returns:
         (fitted model, features as of the cutoff).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     cutoff_day = to_day(cutoff, "cutoff")
-    horizon_days = validate_horizon(horizon_days)
-    snapshots = snapshots or SnapshotSettings()
-    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
-    training_set = build_training_set(
-        past,
-        cutoff_day,
-        horizon_days,
-        n_snapshots=snapshots.n_snapshots,
-        spacing_days=snapshots.spacing_days,
-    )
-    features = build_features(past, cutoff_day)
-    model = ClvModel(horizon_days, params)
-    season = None
-    if model.params.anchor_to_btyd and model.params.seasonal_level:
-        season = same_season_snapshot(past, cutoff_day, horizon_days)
-    model.fit(training_set, features, season)
-    model.n_training_rows_ = len(training_set)
+    if method == "auto":
+        selection = select_method(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
+    else:
+        blend = Blend(1.0, 1.0, "forced") if method == "boosters" else Blend(0.0, 0.0, "forced")
+        selection = Selection(blend, None, "forced")
+    model, features = fit_boosters(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
+    model.blend_ = selection.blend
+    model.selection_ = selection
     return model, features
 
 
@@ -89,11 +290,11 @@ def backtest(
     *,
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
+    method: str = "auto",
 ) -> BacktestResult:
-    """Out-of-time backtest at ``cutoff`` (EVALUATION.md protocol).
-
-    Everything fitted (model, early stopping, calibration, baselines) sees only transactions
-    dated before ``cutoff``; the actuals come from ``[cutoff, cutoff + horizon_days)``.
+    """Out-of-time backtest at ``cutoff``: the model ``train`` would export at ``cutoff``
+    (including its own internal backtest at ``cutoff - horizon_days``), judged with the
+    baselines on ``[cutoff, cutoff + horizon_days)``.
 
     Raises:
         ValueError: the data do not cover the evaluation window, or history is too short.
@@ -109,31 +310,8 @@ def backtest(
             f"{(last_day + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()} "
             "or a shorter horizon"
         )
-    model, features = fit_model(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
-    actuals = build_labels(tx, cutoff_day, horizon_days)
-    predictions = {
-        "model": model.predict(features),
-        "bgnbd": bgnbd_gamma_gamma_baseline(features, horizon_days),
-        "historical": historical_baseline(features, horizon_days),
-    }
-    metrics: dict[str, float] = {}
-    for name, pred in predictions.items():
-        prefix = BASELINE_PREFIXES.get(name, "")
-        for key, value in evaluate_predictions(actuals, pred).items():
-            metrics[f"{prefix}{key}"] = value
-    log.info(
-        "backtest at %s (+%d days): %d customers, %.1f%% active",
-        cutoff_day.date(),
-        horizon_days,
-        len(actuals),
-        100 * actuals["active"].mean(),
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    model, features = fit_model(
+        past, cutoff_day, horizon_days, params=params, snapshots=snapshots, method=method
     )
-    return BacktestResult(
-        cutoff=cutoff_day,
-        horizon_days=horizon_days,
-        metrics=metrics,
-        predictions=predictions,
-        actuals=actuals,
-        model=model,
-        n_training_rows=model.n_training_rows_,
-    )
+    return judge(model, features, tx, cutoff_day)
