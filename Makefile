@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test lint format bench bench-seasons ceiling clean browser
+.PHONY: venv run test lint format bench bench-seasons bench-robustness bench-accuracy ceiling clean browser
 
 venv: $(STAMP)
 
@@ -48,6 +48,16 @@ bench: venv
 # Accuracy across seasons: the model's level with and without the same-season correction (~7 min)
 bench-seasons: venv
 	$(BIN)/python -m clvflow.bench_seasons
+
+# Robustness grid: `clvflow train` with defaults on every monthly CDNOW cutoff x H 30/90/181 and on
+# simulated retail logs with 3-12 months of history; exit 0 or a clear exit 2, never a traceback (~40 min)
+bench-robustness: venv
+	$(BIN)/python -m clvflow.bench_robustness
+
+# Accuracy across cutoffs: multi-cutoff backtests vs BG/NBD on CDNOW, a retail-like and a plain
+# simulated log (~30 min); `--snapshot-rule` compares minimum snapshot histories
+bench-accuracy: venv
+	$(BIN)/python -m clvflow.bench_accuracy
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv

@@ -331,3 +331,15 @@ def test_backtest_at_several_cutoffs_logs_child_runs_and_a_summary(trained, caps
     low = metrics["mean_gain_vs_bgnbd_spend_gini_norm_ci95_low"]
     assert low <= metrics["mean_gain_vs_bgnbd_spend_gini_norm"]
     assert parent[0].data.params["cutoffs"] == "2024-02-01 2024-03-01"
+
+
+def test_score_report_shows_the_model_and_its_backtest(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained['tmp']}/mlflow.db")
+    argv = ["score", "--model", str(trained["tmp"] / "bundle"), "--transactions"]
+    argv += [str(trained["path"]), "--output", str(tmp_path / "s.csv")]
+    argv += ["--report", str(tmp_path / "report")]
+    assert main(argv) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Model and its backtest" in page and f"Model {NAME}/1" in page
+    assert "exported method: " in page and 'id="backtest"' in page
+    assert "Internal backtest on [" in page

@@ -185,7 +185,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     if result.drift is not None and args.drift_output:
         write_table(result.drift, check_output_path(args.drift_output, overwrite=args.overwrite))
     if report_dir is not None:
-        page = write_report(scores, report_dir, cac=cac, overwrite=args.overwrite)
+        card = dict(source.manifest.get("model_card") or {})
+        if card:
+            card["model"] = source.label
+        page = write_report(
+            scores, report_dir, cac=cac, overwrite=args.overwrite, model_card=card or None
+        )
         log.info("report -> %s", page)
     write_table(scores, out)
     log.info("scores: %d customers as of %s -> %s", len(scores), result.as_of.date(), out)

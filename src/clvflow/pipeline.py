@@ -17,6 +17,7 @@ the data, runs it, and records everything in one MLflow run:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -693,6 +694,7 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
             past, cutoff, horizon, params=settings.params, snapshots=settings.snapshots
         )
         model.blend_ = selection.blend
+        model.selection_ = selection
         _log_snapshots(model, "snapshots")
         _log_final_model_facts(model, features, len(past))
         log.info("step 3/3: log, register and export the model (%s)", selection.blend.describe())
@@ -723,6 +725,28 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
         model_uri,
         selection,
     )
+
+
+def model_card(settings: JobSettings, cutoff: pd.Timestamp, selection: Selection) -> dict:
+    """What the report shows about the model (stored in the bundle manifest): data, cutoff,
+    exported method and why, and the internal backtest's table (or why there is none)."""
+    card: dict[str, Any] = {
+        "data": settings.data_name,
+        "cutoff": cutoff.date().isoformat(),
+        "horizon_days": settings.horizon_days,
+        "method": selection.blend.describe(),
+        "reason": selection.blend.reason,
+    }
+    if selection.backtest is None:
+        card["no_backtest"] = selection.reason
+        return card
+    start = cutoff - pd.Timedelta(days=settings.horizon_days)
+    table = evaluation_table(selection.backtest.metrics).reset_index()
+    card["backtest"] = {
+        "window": [start.date().isoformat(), cutoff.date().isoformat()],
+        "table": json.loads(table.to_json(orient="records")),
+    }
+    return card
 
 
 def registry_description(
@@ -806,6 +830,7 @@ def _publish(
         data_source=settings.flag_params.get("transactions", settings.data_name),
         data_name=settings.data_name,
         exported_method=model.blend_.to_dict(),
+        model_card=model_card(settings, cutoff, model.selection_),
         mlflow_run_id=run_id,
         scoring_defaults={
             "margin": settings.margin,

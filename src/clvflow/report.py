@@ -219,6 +219,10 @@ def _pct(v: float) -> str:
     return f"{v:.1%}"
 
 
+def _three(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.3f}"
+
+
 def _ratio(v: float) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:,.2f}"
 
@@ -347,6 +351,42 @@ def _cards(numbers: dict[str, float], horizon_days: int) -> str:
     return '<div class="cards">' + "".join(out) + "</div>"
 
 
+def _model_section(card: dict) -> str:
+    """The model behind the scores: name/version, cutoff, exported method and why, and its
+    internal backtest table (``card``: see :func:`clvflow.pipeline.model_card`)."""
+    facts = [
+        f"Model {card.get('model', '?')}",
+        f"trained on {card.get('data', '?')} before {card.get('cutoff', '?')}",
+        f"exported method: {card.get('method', 'boosters')}",
+    ]
+    parts = [f"<p>{html.escape(' · '.join(facts))}</p>"]
+    backtest = card.get("backtest")
+    if not backtest:
+        reason = card.get("no_backtest", "no internal backtest")
+        parts.append(f"<p>Not backtested: {html.escape(str(reason))}.</p>")
+    else:
+        rows = pd.DataFrame(backtest["table"])
+        columns: list[tuple[str, str, Callable[[object], str] | None]] = [
+            ("method", "Method", None)
+        ]
+        columns += [
+            (
+                c,
+                c.replace("_", " "),
+                {"agg_bias": _pct, "rmse": _money2, "mae": _money2}.get(c, _three),
+            )
+            for c in rows.columns
+            if c != "method"
+        ]
+        parts.append(
+            f"<p>Internal backtest on [{html.escape(backtest['window'][0])}, "
+            f"{html.escape(backtest['window'][1])}), the horizon before the cutoff; chosen "
+            f"because: {html.escape(str(card.get('reason', '')))}.</p>"
+        )
+        parts.append(_table_html("backtest", columns, rows))
+    return "<section><h2>Model and its backtest</h2>" + "".join(parts) + "</section>"
+
+
 def _img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
@@ -409,7 +449,12 @@ def _figures(tables: list[pd.DataFrame]) -> dict[str, tuple[Figure, str]]:
 
 
 def _build(
-    tables: list[pd.DataFrame], out: Path, cac: float | pd.Series | None, top_n: int, title: str
+    tables: list[pd.DataFrame],
+    out: Path,
+    cac: float | pd.Series | None,
+    top_n: int,
+    title: str,
+    model_card: dict | None = None,
 ) -> None:
     """Write the figures and index.html of the report into the directory `out`."""
     current = tables[-1]
@@ -433,6 +478,8 @@ def _build(
     if "trend" in images:
         parts.append(f"<section><h2>Trend over scoring dates</h2>{images['trend']}</section>")
     parts += [_segment_section(current, cac), _priority_section(current, top_n)]
+    if model_card:
+        parts.append(_model_section(model_card))
     (out / "index.html").write_text(_html_page(title, subtitle, parts), encoding="utf-8")
 
 
@@ -444,6 +491,7 @@ def write_report(
     top_n: int = 25,
     title: str = "clvflow report",
     overwrite: bool = False,
+    model_card: dict | None = None,
 ) -> Path:
     """Write an HTML report (index.html + PNG figures) of scores tables into `output_dir`.
 
@@ -461,6 +509,8 @@ def write_report(
         top_n: rows of the retention priority table.
         title: page title.
         overwrite: replace a non-empty existing `output_dir`.
+        model_card: the model's facts and internal backtest (a bundle manifest's
+            ``model_card``), shown in a section of their own; None: no such section.
 
     Returns:
         Path of the written index.html.
@@ -480,7 +530,7 @@ def write_report(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
     try:
-        _build(tables, build, cac, top_n, title)
+        _build(tables, build, cac, top_n, title, model_card)
         build.chmod(0o755)
         _publish(build, output_dir)
     finally:
