@@ -32,6 +32,14 @@ Design (chosen by backtest, see ``docs/model-research.md``):
 - Early stopping uses the latest snapshot (a later time slice than the rows trained on), never
   the evaluation window; the boosters are then refitted on all snapshots with the number of trees
   early stopping chose.
+- Degenerate BTYD fits (:func:`clvflow.baselines.fit_btyd_checked`: too few repeat buyers,
+  parameters on the bound, q <= 1, non-finite predictions) never stop training: such a snapshot
+  keeps its rows with the BTYD inputs missing and a flat start at its own level (recorded in
+  ``btyd_fallbacks_``); without BTYD at the cutoff, the model scores at the latest snapshot's
+  observed level.
+- What is exported (``blend_``, :mod:`clvflow.selection`): the boosters, BG/NBD x Gamma-Gamma
+  or a blend of their probabilities and money, chosen by :func:`clvflow.training.select_method`
+  on the internal backtest; :meth:`ClvModel.predict` applies it.
 - Measured ceiling (`make ceiling`, docs/model-research.md): the same boosters fitted
   *in-sample* on the CDNOW evaluation window itself (5-fold CV) reach roc_auc 0.806 / gini 0.761
   / top decile 0.570; the out-of-time model is within ~0.005 of that, i.e. the ranking is
