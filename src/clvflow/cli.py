@@ -159,7 +159,7 @@ def _optional_date(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_job_args(p: argparse.ArgumentParser, *, cutoff_required: bool) -> None:
+def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
     """Flags shared by train and backtest (defaults from ModelParams / SnapshotSettings)."""
     from clvflow.models import ModelParams
     from clvflow.training import SnapshotSettings
@@ -177,10 +177,8 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_required: bool) -> None:
     p.add_argument(
         "--cutoff",
         type=_optional_date,
-        required=cutoff_required,
         default=None,
-        help="date YYYY-MM-DD; only transactions before it are used"
-        + ("" if cutoff_required else " (default: the day after the last transaction)"),
+        help=cutoff_help,
     )
     p.add_argument("--horizon-days", type=POSITIVE_INT, required=True, help="window length, days")
     p.add_argument("--experiment-name", default=None, help="MLflow experiment (default clvflow)")
@@ -397,7 +395,11 @@ def add_job_parsers(sub) -> None:
         help="backtest, fit, log to MLflow, register and export a model",
         conflict_handler="resolve",
     )
-    _add_job_args(p, cutoff_required=False)
+    _add_job_args(
+        p,
+        cutoff_help="date YYYY-MM-DD; only transactions before it are used (default: the day "
+        "after the last transaction)",
+    )
     p.add_argument(
         "--export-dir", default=None, help="bundle folder (default models/<registered name>/)"
     )
@@ -415,7 +417,11 @@ def add_job_parsers(sub) -> None:
         "baselines (printed and logged to MLflow)",
         conflict_handler="resolve",
     )
-    _add_job_args(p, cutoff_required=False)
+    _add_job_args(
+        p,
+        cutoff_help="date YYYY-MM-DD: train with the transactions before it, judge on the "
+        "horizon after it (or --cutoffs)",
+    )
     p.add_argument(
         "--cutoffs",
         nargs="+",
