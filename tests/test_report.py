@@ -148,7 +148,7 @@ def test_self_contained_and_pngs_kept(single_report: Path) -> None:
     assert len(parsed.images) == 2
     assert all(src.startswith("data:image/png;base64,") for src in parsed.images)
     files = sorted(p.name for p in single_report.parent.iterdir())
-    assert files == ["clv_distribution.png", "index.html", "tier_risk.png"]
+    assert files == [".clvflow-report.json", "clv_distribution.png", "index.html", "tier_risk.png"]
     assert "Mean CAC" in text
 
 
@@ -171,14 +171,25 @@ def test_refuses_non_empty_dir_and_overwrites(tables, tmp_path: Path) -> None:
     out = tmp_path / "r"
     out.mkdir()
     write_report(small, out)  # an empty directory is fine
-    (out / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not empty; pass overwrite=True"):
         write_report(small, out)
-    assert (out / "notes.txt").exists()
-    write_report(small, out, overwrite=True, title="second")
-    assert not (out / "notes.txt").exists()
+    write_report(small, out, overwrite=True, title="second")  # its own report: replaced
     assert "<title>second</title>" in (out / "index.html").read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temp dirs left behind
+    (out / "notes.txt").write_text("keep me")  # a file clvflow did not write: never deleted
+    with pytest.raises(FileExistsError, match=r"files clvflow did not write \(notes.txt\)"):
+        write_report(small, out, overwrite=True, title="third")
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert "<title>second</title>" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_overwrite_never_empties_a_folder_clvflow_did_not_write(tables, tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "transactions.csv").write_text("customer_id,timestamp,amount\n")
+    with pytest.raises(FileExistsError, match="no clvflow report marker|did not write"):
+        write_report(tables[0].head(50), out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["transactions.csv"]
 
 
 def test_interrupted_run_leaves_no_partial_report(tables, tmp_path: Path, monkeypatch) -> None:

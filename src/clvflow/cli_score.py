@@ -100,11 +100,17 @@ def _cac_for(scores: pd.DataFrame, cac: float | pd.Series | None) -> float | pd.
 
 
 def _check_report_dir(path: str | None, overwrite: bool) -> Path | None:
+    """The report folder, checked before any work: absent, empty, or (with --overwrite) a
+    report clvflow wrote that holds nothing else (:func:`clvflow.report.check_report_dir`)."""
+    from clvflow.report import check_report_dir
+
     if not path:
         return None
     out = Path(path)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: report folder exists and is not empty; pass --overwrite")
+    try:
+        check_report_dir(out, overwrite)
+    except FileExistsError as err:
+        raise InputError(f"--report: {err}") from None
     return out
 
 

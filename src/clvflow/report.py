@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import logging
 import os
 import shutil
@@ -522,21 +523,58 @@ def write_report(
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise FileExistsError(f"{output_dir} exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} is not empty; pass overwrite=True to replace it")
+    check_report_dir(output_dir, overwrite)
     tables = _prepare(scores)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
     try:
         _build(tables, build, cac, top_n, title, model_card)
+        _write_marker(build)
         build.chmod(0o755)
         _publish(build, output_dir)
     finally:
         shutil.rmtree(build, ignore_errors=True)  # gone already unless something failed
     logger.info("wrote report for %d customers to %s", len(tables[-1]), output_dir)
     return output_dir / "index.html"
+
+
+#: The list of files a report folder holds, written by clvflow into the folder itself: only a
+#: folder whose every file is on it may be replaced.
+REPORT_MARKER = ".clvflow-report.json"
+
+
+def check_report_dir(output_dir: Path, overwrite: bool) -> None:
+    """Raise FileExistsError unless ``output_dir`` is absent, empty, or (with ``overwrite``) a
+    report clvflow wrote that holds nothing else: ``--overwrite`` never deletes a file clvflow
+    did not write there (an input, the scores, notes)."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} exists and is not a directory")
+    present = {p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*")}
+    if not present:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{output_dir} is not empty; pass overwrite=True (--overwrite) to replace a report "
+            "clvflow wrote there"
+        )
+    try:
+        ours = set(json.loads((output_dir / REPORT_MARKER).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    foreign = sorted(present - ours - {REPORT_MARKER})
+    if foreign or REPORT_MARKER not in present:
+        shown = ", ".join(foreign[:5]) or "(no clvflow report marker)"
+        raise FileExistsError(
+            f"{output_dir} holds files clvflow did not write ({shown}); refusing to replace "
+            "it even with overwrite: choose another folder or move them"
+        )
+
+
+def _write_marker(build: Path) -> None:
+    files = sorted(p.relative_to(build).as_posix() for p in build.rglob("*"))
+    (build / REPORT_MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n")
 
 
 def _publish(build: Path, output_dir: Path) -> None:
