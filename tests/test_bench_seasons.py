@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from clvflow.bench_seasons import compare, format_table
-from clvflow.pipeline import TABLE_METRICS
 from clvflow.simulate import simulate
+from clvflow.tables import TABLE_METRICS
 
 
 def test_compare_one_seasonal_origin():

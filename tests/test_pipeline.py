@@ -224,7 +224,7 @@ def test_backtest_command_prints_table_and_logs_a_run(trained, capsys, monkeypat
 
 def test_format_intervals_one_row_per_method():
     from clvflow.evaluation import BOOTSTRAP_METRICS
-    from clvflow.pipeline import format_intervals
+    from clvflow.tables import format_intervals
 
     rows = [
         {"method": m, "metric": k, "estimate": 0.5, "low": 0.25, "high": 0.75}

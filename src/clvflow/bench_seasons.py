@@ -28,8 +28,8 @@ import pandas as pd
 from clvflow.datasets import load_cdnow
 from clvflow.evaluation import evaluate_predictions
 from clvflow.models import ModelParams
-from clvflow.pipeline import TABLE_METRICS, format_evaluation_table
 from clvflow.simulate import simulate
+from clvflow.tables import TABLE_METRICS, format_evaluation_table
 from clvflow.training import BASELINE_PREFIXES, backtest
 
 SIM_START, SIM_CUTOFFS = "2021-01-01", ("2023-01-01", "2023-04-01", "2023-07-01", "2023-10-01")

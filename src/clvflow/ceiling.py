@@ -33,7 +33,7 @@ from clvflow.evaluation import evaluate_predictions
 from clvflow.features import build_features
 from clvflow.labels import build_labels, validate_horizon
 from clvflow.models import MODEL_INPUT_COLUMNS, ModelParams
-from clvflow.pipeline import TABLE_METRICS, format_evaluation_table
+from clvflow.tables import TABLE_METRICS, format_evaluation_table
 from clvflow.timeutil import DateLike, to_day
 from clvflow.training import BASELINE_PREFIXES, backtest
 

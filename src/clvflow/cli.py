@@ -279,13 +279,13 @@ def _job_settings(args: argparse.Namespace):
 
 
 def _print_intervals(outcome) -> None:
-    from clvflow import pipeline
+    from clvflow import pipeline, tables
 
     print(
         f"\n95% intervals: bootstrap over customers ({pipeline.N_RESAMPLES} resamples; the gain "
         "row is paired)"
     )
-    print(pipeline.format_intervals(outcome.intervals))
+    print(tables.format_intervals(outcome.intervals))
 
 
 def _print_selection(selection) -> None:
@@ -299,7 +299,7 @@ def _print_selection(selection) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from clvflow import pipeline
+    from clvflow import pipeline, tables
 
     settings = _job_settings(args)
     tx, report = read_transactions(args, as_of=settings.cutoff)
@@ -311,7 +311,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"Internal backtest on [{start}, {outcome.cutoff.date()}) (the blend's weights are "
             "fitted on this window; `clvflow backtest` judges the exported model out of time):"
         )
-        print(pipeline.format_evaluation_table(outcome.table))
+        print(tables.format_evaluation_table(outcome.table))
         _print_intervals(outcome)
     _print_selection(outcome.selection)
     aliases = "candidate, champion" if reg.promoted else "candidate"
@@ -322,11 +322,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_backtest(outcome, horizon_days: int) -> None:
-    from clvflow import pipeline
+    from clvflow import tables
 
     start = outcome.cutoff.date()
     print(f"Backtest at {start}, window of {horizon_days} days from {start}:")
-    print(pipeline.format_evaluation_table(outcome.table))
+    print(tables.format_evaluation_table(outcome.table))
     _print_intervals(outcome)
     _print_selection(outcome.selection)
 
@@ -361,7 +361,7 @@ def parse_cutoffs(tokens: list[str]) -> list:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from clvflow import pipeline
+    from clvflow import pipeline, tables
 
     if (args.cutoff is None) == (not args.cutoffs):
         raise ValueError("give --cutoff DATE or --cutoffs DATE [DATE ...] (one of the two)")
@@ -383,7 +383,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             f"Across {len(multi.outcomes)} cutoffs: mean paired gain of the model over BG/NBD x "
             "Gamma-Gamma (95% interval from the per-cutoff bootstraps)"
         )
-        print(pipeline.format_summary(multi.summary))
+        print(tables.format_summary(multi.summary))
     print(f"MLflow parent run {multi.run_id}")
     return 0
 

@@ -35,6 +35,15 @@ from clvflow.evaluation import (
 )
 from clvflow.ingest import DataQualityReport
 from clvflow.models import ClvModel, ModelParams
+from clvflow.tables import (
+    METHODS,
+    PREDICTION_KEYS,
+    evaluation_table,
+    format_evaluation_table,
+    interval_metrics,
+    snapshot_table,
+    summary_metrics,
+)
 from clvflow.timeutil import DateLike, day_after, to_day
 from clvflow.tracking import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
 from clvflow.training import (
@@ -46,35 +55,12 @@ from clvflow.training import (
     select_method,
 )
 from clvflow.training import backtest as run_backtest_computation
-from clvflow.training_set import SnapshotCheck, shortest_history_days, usable_snapshots
+from clvflow.training_set import shortest_history_days, usable_snapshots
 
 log = logging.getLogger(__name__)
 
-#: Evaluation table: method -> metric prefix, and column -> metric (EVALUATION.md layout).
-METHODS = {
-    "model": "",
-    "boosters alone": BASELINE_PREFIXES["boosters"],
-    "BG/NBD × Gamma-Gamma": BASELINE_PREFIXES["bgnbd"],
-    "historical": BASELINE_PREFIXES["historical"],
-}
-PREDICTION_KEYS = {
-    "model": "model",
-    "boosters alone": "boosters",
-    "BG/NBD × Gamma-Gamma": "bgnbd",
-    "historical": "historical",
-}
 #: Bootstrap resamples of every backtest's intervals.
 N_RESAMPLES = 500
-TABLE_METRICS = {
-    "gini_norm": "spend_gini_norm",
-    "top_decile": "spend_top_decile_capture",
-    "rmse": "spend_rmse",
-    "mae": "spend_mae",
-    "agg_bias": "spend_agg_bias",
-    "roc_auc": "churn_roc_auc",
-    "pr_auc": "churn_pr_auc",
-    "brier": "churn_brier",
-}
 
 
 @dataclass(frozen=True)
@@ -199,45 +185,6 @@ def check_train_cutoff(tx: pd.DataFrame, cutoff: pd.Timestamp) -> None:
         )
 
 
-# ---- evaluation table (pure) ---------------------------------------------------------------
-
-
-def evaluation_table(metrics: dict[str, float]) -> pd.DataFrame:
-    """Rows model / boosters alone (when the model is not) / BG/NBD x Gamma-Gamma / historical;
-    EVALUATION.md columns (agg_bias: a share). A method without metrics has no row (the model's
-    row is always there)."""
-    rows = {
-        method: {col: metrics.get(f"{prefix}{name}", np.nan) for col, name in TABLE_METRICS.items()}
-        for method, prefix in METHODS.items()
-    }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table.loc[table.notna().any(axis=1) | (table.index == "model")]
-    table.index.name = "method"
-    return table
-
-
-def _cell_format(column: str) -> str:
-    """Money with 2 decimals, agg_bias in %, everything else with 3 decimals."""
-    return {"rmse": "{:.2f}", "mae": "{:.2f}", "agg_bias": "{:+.1%}"}.get(column, "{:.3f}")
-
-
-def format_evaluation_table(table: pd.DataFrame) -> str:
-    """Markdown table as in EVALUATION.md (agg_bias in %, money with 2 decimals); the index is
-    the first column (headed by its name, default ``method``), text cells are kept as they are."""
-
-    def cell(col: str, v: Any) -> str:
-        if isinstance(v, str):
-            return v
-        return "-" if pd.isna(v) else _cell_format(col).format(v)
-
-    header = [table.index.name or "method", *table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, row in table.iterrows():
-        cells = [cell(col, v) for col, v in row.items()]
-        lines.append("| " + " | ".join([str(method), *cells]) + " |")
-    return "\n".join(lines)
-
-
 # ---- logging helpers -----------------------------------------------------------------------
 
 
@@ -284,39 +231,6 @@ def backtest_intervals(
         return intervals, None
     gain = {k: estimates["model"][k] - estimates["bgnbd"][k] for k in estimates["model"]}
     return intervals, (gain, draws["model"] - draws["bgnbd"])
-
-
-#: MLflow metric prefixes of the interval rows (``<prefix><metric>_ci95_low`` / ``_high``).
-INTERVAL_PREFIXES = {
-    "model": "",
-    "bgnbd": BASELINE_PREFIXES["bgnbd"],
-    "model - bgnbd": "gain_vs_bgnbd_",
-}
-
-
-def interval_metrics(intervals: pd.DataFrame) -> dict[str, float]:
-    """Flat MLflow metrics of :func:`backtest_intervals`."""
-    out = {}
-    for row in intervals.itertuples():
-        name = f"{INTERVAL_PREFIXES[row.method]}{row.metric}_ci95"
-        out[f"{name}_low"], out[f"{name}_high"] = row.low, row.high
-    return out
-
-
-def format_intervals(intervals: pd.DataFrame) -> str:
-    """Markdown table: one row per method, ``estimate [low, high]`` per metric (columns named and
-    formatted as in :func:`format_evaluation_table`)."""
-    columns = {name: col for col, name in TABLE_METRICS.items() if name in set(intervals["metric"])}
-    names = {"model": "model", "bgnbd": "BG/NBD × Gamma-Gamma", "model - bgnbd": "model − BG/NBD"}
-    lines = ["| method | " + " | ".join(columns.values()) + " |", "|" + "---|" * (len(columns) + 1)]
-    for method, rows in intervals.groupby("method", sort=False):
-        cells = []
-        for name, col in columns.items():
-            r = rows.loc[rows["metric"] == name].iloc[0]
-            fmt = _cell_format(col)
-            cells.append(f"{fmt.format(r.estimate)} [{fmt.format(r.low)}, {fmt.format(r.high)}]")
-        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, float]:
@@ -397,24 +311,6 @@ def _run_name(kind: str, settings: JobSettings, cutoff: pd.Timestamp) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"{kind} {settings.data_name} h{settings.horizon_days} cutoff {cutoff.date()} ({stamp} UTC)"
-    )
-
-
-def snapshot_table(checks: list[SnapshotCheck]) -> pd.DataFrame:
-    """One row per candidate snapshot: date, history, buyers, active, used, why not."""
-    return pd.DataFrame(
-        [
-            {
-                "snapshot_date": c.snapshot_date.date().isoformat(),
-                "history_days": c.history_days,
-                "n_buyers": c.n_buyers,
-                "n_active": c.n_active,
-                "used": c.used,
-                "reason": c.reason,
-            }
-            for c in checks
-        ],
-        columns=["snapshot_date", "history_days", "n_buyers", "n_active", "used", "reason"],
     )
 
 
@@ -585,37 +481,6 @@ def backtest_cutoffs(
             tracking.log_table(summary, "tables/mean_gain_vs_bgnbd")
             tracking.log_metrics_finite(summary_metrics(summary))
     return MultiBacktest(parent.info.run_id, outcomes, summary)
-
-
-def summary_metrics(summary: pd.DataFrame) -> dict[str, float]:
-    """Flat MLflow metrics of a multi-cutoff summary: ``mean_gain_vs_bgnbd_<metric>`` and its
-    ``_ci95_low`` / ``_ci95_high``."""
-    out = {}
-    for row in summary.itertuples():
-        name = f"mean_gain_vs_bgnbd_{row.metric}"
-        out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = (
-            row.estimate,
-            row.low,
-            row.high,
-        )
-    return out
-
-
-def format_summary(summary: pd.DataFrame) -> str:
-    """Markdown: one row per metric, mean gain [low, high] and how many cutoffs gained."""
-    names = {name: col for col, name in TABLE_METRICS.items()}
-    lines = [
-        "| metric | mean gain over BG/NBD | 95% interval | cutoffs with a gain |",
-        "|---|---|---|---|",
-    ]
-    for row in summary.itertuples():
-        col = names.get(row.metric, row.metric)
-        fmt = _cell_format(col)
-        lines.append(
-            f"| {col} | {fmt.format(row.estimate)} | [{fmt.format(row.low)}, "
-            f"{fmt.format(row.high)}] | {row.n_positive} of {row.n_backtests} |"
-        )
-    return "\n".join(lines)
 
 
 def promotion_verdict(selection: Selection) -> tuple[bool, str]:
