@@ -292,6 +292,7 @@ def _print_selection(selection) -> None:
     print(f"\nexported method: {selection.blend.describe()}")
     if selection.backtest is None:
         print(f"  not backtested: {selection.reason}")
+        print(f"  {selection.blend.reason}")
     else:
         print(f"  chosen on the internal backtest window: {selection.blend.reason}")
 

@@ -364,7 +364,10 @@ def _model_section(card: dict) -> str:
     backtest = card.get("backtest")
     if not backtest:
         reason = card.get("no_backtest", "no internal backtest")
-        parts.append(f"<p>Not backtested: {html.escape(str(reason))}.</p>")
+        parts.append(
+            f"<p>Not backtested: {html.escape(str(reason))}. "
+            f"{html.escape(str(card.get('reason', '')))}.</p>"
+        )
     else:
         rows = pd.DataFrame(backtest["table"])
         columns: list[tuple[str, str, Callable[[object], str] | None]] = [

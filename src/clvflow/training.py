@@ -31,6 +31,7 @@ from clvflow.training_set import (
     same_season_snapshot,
     shortest_history_days,
     stack_snapshots,
+    usable_snapshots,
 )
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,33 @@ def internal_backtest_possible(
     )
 
 
+def unjudged_choice(
+    past: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, snapshots: SnapshotSettings
+) -> Blend:
+    """What to export when no internal backtest can judge the boosters: the boosters when the
+    latest usable training snapshot has at least ``horizon_days`` of history, else BG/NBD x
+    Gamma-Gamma. Trees fitted on customers observed for less time than the window they predict
+    extrapolate every tenure and recency feature (CDNOW 1997-08-01, H 181: one snapshot with 30
+    days of history; ROC AUC 0.084 below BG/NBD's on the window after the cutoff)."""
+    checks = usable_snapshots(
+        past, cutoff, horizon_days, snapshots.n_snapshots, snapshots.spacing_days, snapshots.rule
+    )
+    history = max(c.history_days for c in checks if c.used)
+    if history >= horizon_days:
+        return Blend(
+            1.0,
+            1.0,
+            f"unjudged: the latest training snapshot has {history} days of history, at least "
+            f"the {horizon_days}-day horizon",
+        )
+    return Blend(
+        0.0,
+        0.0,
+        f"unjudged: the latest training snapshot has only {history} days of history, less "
+        f"than the {horizon_days}-day horizon, so the boosters would extrapolate",
+    )
+
+
 def _predictions(
     model: ClvModel, features: pd.DataFrame, horizon_days: int
 ) -> dict[str, pd.DataFrame]:
@@ -212,7 +240,7 @@ def select_method(
 
     Returns:
         A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
-        the boosters are exported (``auto``) with the reason stated.
+        the method is :func:`unjudged_choice`'s (``auto``), with the reason stated.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -223,10 +251,9 @@ def select_method(
     forced = {"boosters": Blend(1.0, 1.0, "forced"), "bgnbd": Blend(0.0, 0.0, "forced")}
     ok, why = internal_backtest_possible(past, cutoff_day, horizon_days, snapshots)
     if not ok:
-        log.warning(
-            "%s; exporting %s unjudged", why, "the boosters" if method == "auto" else method
-        )
-        return Selection(forced.get(method, Blend(reason=why)), None, why)
+        blend = forced.get(method) or unjudged_choice(past, cutoff_day, horizon_days, snapshots)
+        log.warning("%s; exporting %s unjudged (%s)", why, blend.method, blend.reason)
+        return Selection(blend, None, why)
     start = cutoff_day - pd.Timedelta(days=horizon_days)
     log.info(
         "internal backtest: fit before %s, judge on [%s, %s)",
