@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from clvflow.economics import clv_cac_by_segment
+from clvflow.io import current_umask
 from clvflow.segments import (
     CHURN_RISKS,
     REQUIRED_COLUMNS,
@@ -533,7 +534,7 @@ def write_report(
     try:
         _build(tables, build, cac, top_n, title, model_card)
         _write_marker(build)
-        build.chmod(0o755)
+        build.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; follow the umask
         _publish(build, output_dir)
     finally:
         shutil.rmtree(build, ignore_errors=True)  # gone already unless something failed
