@@ -164,6 +164,13 @@ def _bg_spend_if_active(x: pd.DataFrame) -> np.ndarray:
     return np.maximum(cond, 1.0)
 
 
+def _btyd_inputs(fit: BtydFit | None, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """BTYD predictions as model inputs, all missing (NaN) without a usable fit."""
+    if fit is None:
+        return pd.DataFrame(np.nan, index=features.index, columns=BTYD_PREDICTION_COLUMNS)
+    return btyd_predictions(fit, features, horizon_days)
+
+
 def _btyd_bases(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """BG/NBD log-odds of P(active) and log of its E[spend | active]; 0 (a flat start) on rows
     without BTYD predictions (a degenerate fit, see :func:`clvflow.baselines.fit_btyd_checked`)."""
@@ -348,9 +355,7 @@ class ClvModel:
                     why,
                 )
                 self.btyd_fallbacks_[day] = why
-                btyd = pd.DataFrame(np.nan, index=snap.index, columns=BTYD_PREDICTION_COLUMNS)
-            else:
-                btyd = btyd_predictions(fit, snap, self.horizon_days)
+            btyd = _btyd_inputs(fit, snap, self.horizon_days)
             parts.append(pd.concat([snap, btyd], axis=1))
         return pd.concat(parts)
 
@@ -454,10 +459,7 @@ class ClvModel:
 
     def _raw(self, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """Model inputs, churn margin and E[spend | active] before level anchoring."""
-        if self.btyd_ is None:  # degenerate at the cutoff: inputs missing, flat start
-            btyd = pd.DataFrame(np.nan, index=features.index, columns=BTYD_PREDICTION_COLUMNS)
-        else:
-            btyd = btyd_predictions(self.btyd_, features, self.horizon_days)
+        btyd = _btyd_inputs(self.btyd_, features, self.horizon_days)
         x = pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
         # one float32 matrix for both boosters; inplace_predict skips building DMatrix objects
         inputs = x[self.model_input_columns_].to_numpy(dtype="float32")

@@ -51,7 +51,7 @@ from clvflow.training import (
     BacktestResult,
     Selection,
     SnapshotSettings,
-    fit_boosters,
+    refit,
     select_method,
 )
 from clvflow.training import backtest as run_backtest_computation
@@ -555,11 +555,9 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
             _log_snapshots(selection.backtest.model, "backtest_snapshots")
         _log_selection(selection)
         log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
-        model, features = fit_boosters(
-            past, cutoff, horizon, params=settings.params, snapshots=settings.snapshots
+        model, features = refit(
+            past, cutoff, horizon, selection, params=settings.params, snapshots=settings.snapshots
         )
-        model.blend_ = selection.blend
-        model.selection_ = selection
         _log_snapshots(model, "snapshots")
         _log_final_model_facts(model, features, len(past))
         log.info("step 3/3: log, register and export the model (%s)", selection.blend.describe())

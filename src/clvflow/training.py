@@ -46,6 +46,8 @@ BASELINE_PREFIXES = {
 
 #: ``method`` setting: ``auto`` chooses by the internal backtest; the others force a method.
 METHODS = ("auto", "boosters", "bgnbd")
+#: What a forced method exports.
+FORCED = {"boosters": Blend(1.0, 1.0, "forced"), "bgnbd": Blend(0.0, 0.0, "forced")}
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,19 @@ def unjudged_choice(
 
 
 def _predictions(
-    model: ClvModel, features: pd.DataFrame, horizon_days: int
+    model: ClvModel, features: pd.DataFrame, horizon_days: int, boosters: BacktestResult | None
 ) -> dict[str, pd.DataFrame]:
-    """The model's, the boosters' (if different) and the baselines' predictions at one cutoff."""
+    """The model's, the boosters' (if different) and the baselines' predictions at one cutoff;
+    ``boosters``: a judgement of the same boosters at the same cutoff whose boosters' and
+    baselines' predictions are reused."""
     preds = {"model": model.predict(features)}
+    if boosters is not None:
+        if model.blend_.method != "boosters":
+            preds["boosters"] = boosters.predictions["model"]
+        preds.update(
+            {k: v for k, v in boosters.predictions.items() if k in ("bgnbd", "historical")}
+        )
+        return preds
     if model.blend_.method != "boosters":
         boosters_only = model.blend_
         model.blend_ = Blend()
@@ -193,13 +204,20 @@ def _predictions(
 
 
 def judge(
-    model: ClvModel, features: pd.DataFrame, tx: pd.DataFrame, cutoff: pd.Timestamp
+    model: ClvModel,
+    features: pd.DataFrame,
+    tx: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    *,
+    boosters: BacktestResult | None = None,
 ) -> BacktestResult:
     """Judge ``model`` (fitted before ``cutoff``; ``features`` as of it) and the baselines on
-    ``[cutoff, cutoff + horizon)``; the data must cover that window."""
+    ``[cutoff, cutoff + horizon)``; the data must cover that window. ``boosters``: the judgement
+    of the same boosters alone on the same window, when the model now exports a blend (its
+    actuals and baselines are reused, not refitted)."""
     horizon_days = model.horizon_days
-    actuals = build_labels(tx, cutoff, horizon_days)
-    predictions = _predictions(model, features, horizon_days)
+    actuals = build_labels(tx, cutoff, horizon_days) if boosters is None else boosters.actuals
+    predictions = _predictions(model, features, horizon_days, boosters)
     metrics: dict[str, float] = {}
     for name, pred in predictions.items():
         prefix = BASELINE_PREFIXES.get(name, "")
@@ -248,10 +266,9 @@ def select_method(
     horizon_days = validate_horizon(horizon_days)
     snapshots = snapshots or SnapshotSettings()
     past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
-    forced = {"boosters": Blend(1.0, 1.0, "forced"), "bgnbd": Blend(0.0, 0.0, "forced")}
     ok, why = internal_backtest_possible(past, cutoff_day, horizon_days, snapshots)
     if not ok:
-        blend = forced.get(method) or unjudged_choice(past, cutoff_day, horizon_days, snapshots)
+        blend = FORCED.get(method) or unjudged_choice(past, cutoff_day, horizon_days, snapshots)
         log.warning("%s; exporting %s unjudged (%s)", why, blend.method, blend.reason)
         return Selection(blend, None, why)
     start = cutoff_day - pd.Timedelta(days=horizon_days)
@@ -265,15 +282,15 @@ def select_method(
     boosters = judge(model, features, past, start)
     if "bgnbd" not in boosters.predictions:
         why = "BG/NBD x Gamma-Gamma could not be fitted at the internal backtest's cutoff"
-        return Selection(forced.get(method, Blend(reason=why)), boosters, why)
+        return Selection(FORCED.get(method, Blend(reason=why)), boosters, why)
     if method == "auto":
         blend = choose_blend(
             boosters.actuals, boosters.predictions["model"], boosters.predictions["bgnbd"]
         )
     else:
-        blend = forced[method]
+        blend = FORCED[method]
     model.blend_ = blend
-    result = judge(model, features, past, start)
+    result = judge(model, features, past, start, boosters=boosters)
     log.info("internal backtest chose %s: %s", blend.describe(), blend.reason)
     return Selection(blend, result, blend.reason)
 
@@ -302,9 +319,26 @@ def fit_model(
     if method == "auto":
         selection = select_method(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
     else:
-        blend = Blend(1.0, 1.0, "forced") if method == "boosters" else Blend(0.0, 0.0, "forced")
-        selection = Selection(blend, None, "forced")
-    model, features = fit_boosters(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
+        selection = Selection(FORCED[method], None, "forced")
+    return refit(tx, cutoff_day, horizon_days, selection, params=params, snapshots=snapshots)
+
+
+def refit(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    selection: Selection,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+) -> tuple[ClvModel, pd.DataFrame]:
+    """The boosters fitted on everything before ``cutoff``, exporting ``selection``'s blend
+    (kept in ``model.selection_``).
+
+    Returns:
+        (fitted model, features as of the cutoff).
+    """
+    model, features = fit_boosters(tx, cutoff, horizon_days, params=params, snapshots=snapshots)
     model.blend_ = selection.blend
     model.selection_ = selection
     return model, features
