@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test lint format bench bench-seasons bench-robustness bench-accuracy ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-seasons bench-robustness bench-accuracy ceiling clean browser
 
 venv: $(STAMP)
 
@@ -29,7 +29,33 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: venv browser
+# The pinned dependency set must install from binary wheels on the newer Pythons too (resolution
+# only, against PyPI: nothing is installed). `make pythons` runs the whole suite on each.
+WHEEL_PYTHONS := 3.12 3.13
+ARCH := $(shell uname -m)
+wheels: venv
+	@for v in $(WHEEL_PYTHONS); do \
+	  out=$$($(BIN)/python -m pip install --dry-run --quiet --only-binary=:all: \
+	    --python-version $$v --implementation cp --platform manylinux_2_28_$(ARCH) \
+	    --platform manylinux_2_17_$(ARCH) --platform manylinux2014_$(ARCH) --platform linux_$(ARCH) \
+	    --target "$$(mktemp -d)" -c constraints.txt ".[dev]" 2>&1) \
+	  || { echo "$$out" | grep -v "^WARNING: Location"; \
+	       echo "error: the pinned dependencies do not all have wheels for Python $$v"; exit 1; }; \
+	  echo "wheels: every pinned dependency has a binary wheel for Python $$v ($(ARCH))"; \
+	done
+
+# The whole suite on every other Python 3 found on PATH (python3.12, python3.13), each in its own
+# .venv-3.x from the same constraints. Not part of `make test` (it triples its time).
+pythons: browser
+	@for v in $(WHEEL_PYTHONS); do \
+	  py=$$(command -v python$$v) || { echo "pythons: python$$v not found, skipped"; continue; }; \
+	  echo "pythons: running the suite on $$($$py --version)"; \
+	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]" || exit 1; \
+	  PATH=$(CURDIR)/.venv-$$v/bin:$$PATH .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
+
+test: venv browser wheels
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -64,4 +90,4 @@ ceiling: venv
 	$(BIN)/python -m clvflow.ceiling
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .hypothesis

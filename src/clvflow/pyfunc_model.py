@@ -41,7 +41,6 @@ REQUIRED_DISTRIBUTIONS = (
     "numpy",
     "scipy",
     "joblib",
-    "duckdb",
     "pyarrow",
 )
 BOOSTER_REQUIREMENTS = ("mlflow", "xgboost-cpu", "numpy", "pandas", "scikit-learn")
