@@ -44,11 +44,13 @@ wheels: venv
 	  echo "wheels: every pinned dependency has a binary wheel for Python $$v ($(ARCH))"; \
 	done
 
-# The whole suite on every other Python 3 found on PATH (python3.12, python3.13), each in its own
+# The whole suite on Python 3.12 and 3.13 (on PATH or installed by pyenv), each in its own
 # .venv-3.x from the same constraints. Not part of `make test` (it triples its time).
 pythons: browser
 	@for v in $(WHEEL_PYTHONS); do \
-	  py=$$(command -v python$$v) || { echo "pythons: python$$v not found, skipped"; continue; }; \
+	  py=; for c in python$$v $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v; do \
+	    $$c --version >/dev/null 2>&1 && { py=$$c; break; }; done; \
+	  test -n "$$py" || { echo "pythons: no working python$$v found, skipped"; continue; }; \
 	  echo "pythons: running the suite on $$($$py --version)"; \
 	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
 	  .venv-$$v/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]" || exit 1; \
