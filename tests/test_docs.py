@@ -1,5 +1,6 @@
-"""Documentation links hold: every Markdown file the repository mentions is in it, and every
-``make <target>`` the text mentions is defined in the Makefile."""
+"""Documentation links hold: every Markdown file, and every source file named by its folder, that
+the repository mentions is in it, and every ``make <target>`` the text mentions is defined in the
+Makefile."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: A path or file name ending in ``.md`` (not ``.mdx``), starting with a word character or ``/``.
 MD_REFERENCE = re.compile(r"(?<![\w./-])(/?[\w.][\w./-]*\.md)(?![\w-])")
+#: A source or docs path named from the repository root, e.g. ``src/clvflow/models.py``.
+ROOT_PATH_REFERENCE = re.compile(
+    r"(?<![\w./-])((?:src|tests|training|docs)/[\w./-]*\.(?:py|md))(?![\w-])"
+)
 URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 #: ``make <target>`` after a backtick or at the start of a (code-block) line.
 MAKE_COMMAND = re.compile(r"(?:`|^[ \t]*(?:\$[ \t]+)?)make[ \t\n]+([A-Za-z][\w-]*)(=?)", re.M)
@@ -41,8 +46,10 @@ def _text(root: Path, name: str) -> str | None:
         return None  # binary data (e.g. the gzipped CDNOW log)
 
 
-def missing_md_references(root: Path) -> list[str]:
-    """``file:line: reference`` for every ``*.md`` mention that names no file of the repository.
+def missing_references(root: Path) -> list[str]:
+    """``file:line: reference`` for every ``*.md`` mention, and every ``src/``, ``tests/``,
+    ``training/`` or ``docs/`` path of a ``.py`` or ``.md`` file, that names no file of the
+    repository.
 
     A reference with a folder resolves from the repository root or from the mentioning file's
     folder (a leading ``/`` means the root); a bare file name must be the name of some file.
@@ -56,7 +63,9 @@ def missing_md_references(root: Path) -> list[str]:
         if text is None:
             continue
         for lineno, line in enumerate(text.splitlines(), 1):
-            for ref in MD_REFERENCE.findall(URL.sub(" ", line)):
+            line = URL.sub(" ", line)
+            refs = dict.fromkeys(MD_REFERENCE.findall(line) + ROOT_PATH_REFERENCE.findall(line))
+            for ref in refs:
                 if "/" not in ref.strip("/"):
                     ok = ref.strip("/") in basenames
                 else:
@@ -105,11 +114,11 @@ def _git_repo(tmp_path: Path, files: dict[str, str]) -> Path:
 # ---- the repository ---------------------------------------------------------------------------
 
 
-def test_every_markdown_reference_names_a_file_of_the_repository():
+def test_every_document_and_source_path_mentioned_is_in_the_repository():
     """Issue 13 item 3: no reference to a document that is not in the repository (the code
     pointed at upper-case EVALUATION, ARCHITECTURE and MLFLOW documents under docs/ that were
     never in it)."""
-    assert missing_md_references(ROOT) == []
+    assert missing_references(ROOT) == []
 
 
 def test_every_make_target_mentioned_is_defined():
@@ -128,22 +137,25 @@ def test_the_project_docs_exist():
 # ---- the checks themselves, on small repositories --------------------------------------------
 
 
-def test_missing_md_reference_is_reported_with_file_and_line(tmp_path):
-    """Issue 13 item 3: a mention of an absent document is caught, present ones are not."""
+def test_missing_reference_is_reported_with_file_and_line(tmp_path):
+    """Issue 13 item 3: a mention of an absent document or source file is caught, present ones
+    (from the root, from the mentioning file's folder, or by bare name) are not."""
+    md, src = ".md", "src"  # split so that this file mentions none of these paths itself
     root = _git_repo(
         tmp_path,
         {
-            "docs/guide" + ".md": "See ../README" + ".md and [setup](setup" + ".md).\n",
-            "docs/setup" + ".md": "# setup\n",
-            "README" + ".md": "Read docs/guide" + ".md.\n",
-            "src/a.py": '"""As in docs/EVALUATION' + ".md; see https://x.org/NOTES" + '.md."""\n',
-            "src/b.py": "# outside: /work/shared/docs/MLFLOW" + ".md\n# case: docs/Guide" + ".md\n",
+            f"docs/guide{md}": f"See ../README{md}, [setup](setup{md}) and {src}/a.py.\n",
+            f"docs/setup{md}": "# setup\n",
+            f"README{md}": f"Read docs/guide{md}; the code is {src}/gone.py.\n",
+            f"{src}/a.py": f'"""As in docs/EVALUATION{md}; see https://x.org/NOTES{md}."""\n',
+            f"{src}/b.py": f"# outside: /work/shared/docs/MLFLOW{md}\n# case: docs/Guide{md}\n",
         },
     )
-    assert missing_md_references(root) == [
-        "src/a.py:1: docs/EVALUATION" + ".md",
-        "src/b.py:1: /work/shared/docs/MLFLOW" + ".md",
-        "src/b.py:2: docs/Guide" + ".md",
+    assert missing_references(root) == [
+        f"README{md}:1: {src}/gone.py",
+        f"{src}/a.py:1: docs/EVALUATION{md}",
+        f"{src}/b.py:1: /work/shared/docs/MLFLOW{md}",
+        f"{src}/b.py:2: docs/Guide{md}",
     ]
 
 
@@ -155,7 +167,8 @@ def test_undefined_make_target_is_reported(tmp_path):
         "```bash\nmake run\n$ make lint\nmake deploy\n```\n"
         "Then `make\nbench`, or `make PYTHON=python3.11 venv`; make sure it works.\n"
     )
-    root = _git_repo(tmp_path, {"Makefile": makefile, "README" + ".md": readme})
+    md = ".md"
+    root = _git_repo(tmp_path, {"Makefile": makefile, f"README{md}": readme})
     assert make_targets(root / "Makefile") == {"run", "lint", "venv"}
     assert undefined_make_targets(root) == [
         "README" + ".md: make bench",
