@@ -1,4 +1,5 @@
-"""The across-seasons benchmark: one origin gives the four rows with the EVALUATION.md columns."""
+"""The across-seasons benchmark: one origin gives the four rows with the evaluation table's
+columns (docs/evaluation.md)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def sim() -> Simulation:
 
 
 def _window_labels(tx: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """Labels computed the plain pandas way, as docs/EVALUATION.md defines them."""
+    """Labels computed the plain pandas way, as docs/evaluation.md defines them."""
     end = as_of + pd.Timedelta(days=horizon_days)
     window = tx[(tx["timestamp"] >= as_of) & (tx["timestamp"] < end)]
     purchases = window[window["amount"] >= 0].groupby("customer_id").size()

@@ -94,7 +94,7 @@ def score_transactions(
         psi_threshold: PSI above which a feature or prediction counts as drifted.
 
     Returns:
-        :class:`ScoreResult` with the scores table (ARCHITECTURE.md columns, history,
+        :class:`ScoreResult` with the scores table (docs/architecture.md columns, history,
         ``clv_lifetime``, segments and priorities, model columns).
     """
     day = resolve_as_of(tx, as_of)

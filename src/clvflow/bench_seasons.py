@@ -1,7 +1,7 @@
 """Accuracy across seasons (``make bench-seasons``): does the model's level hold when the
 predicted window falls in another season than the training windows?
 
-Out-of-time backtests (docs/EVALUATION.md) of the model with and without the same-season level
+Out-of-time backtests (docs/evaluation.md) of the model with and without the same-season level
 correction (``ModelParams.seasonal_level``), next to BG/NBD x Gamma-Gamma and, on simulated
 data, the oracle that knows each customer's latent state:
 

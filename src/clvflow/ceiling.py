@@ -9,9 +9,9 @@ to rank better, so the result bounds what the inputs (the features, plus any ext
 carry about the window. It is a diagnostic only: nothing in the product uses it.
 
 Run as ``python -m clvflow.ceiling [--cutoff 1998-01-01] [--horizon-days 181]`` on the embedded
-CDNOW data. It prints the EVALUATION.md table for the honest model and BG/NBD x Gamma-Gamma, the
-in-window boosters on the model's inputs, and the same with CDNOW's per-order number of CDs
-(which the transactions contract does not carry) added as features.
+CDNOW data. It prints the evaluation table (docs/evaluation.md) for the honest model and BG/NBD x
+Gamma-Gamma, the in-window boosters on the model's inputs, and the same with CDNOW's per-order
+number of CDs (which the transactions contract does not carry) added as features.
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def _row(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
 def ceiling_table(
     tx: pd.DataFrame, cutoff: DateLike, horizon_days: int, *, quantity: str | None = None
 ) -> pd.DataFrame:
-    """EVALUATION.md table: the model and BG/NBD x Gamma-Gamma (honest, out of time), then
-    in-window CV boosters on the model's inputs, and on the inputs plus
+    """Evaluation table (docs/evaluation.md): the model and BG/NBD x Gamma-Gamma (honest, out of
+    time), then in-window CV boosters on the model's inputs, and on the inputs plus
     :func:`quantity_features` of column ``quantity``."""
     horizon_days = validate_horizon(horizon_days)
     inputs = model_inputs(tx, cutoff, horizon_days)

@@ -1,4 +1,4 @@
-"""Backtest metrics for CLV predictions, as defined in docs/EVALUATION.md.
+"""Backtest metrics for CLV predictions, as defined in docs/evaluation.md.
 
 Pure functions of arrays: no I/O and no MLflow. Ties in a prediction are always treated as the
 expectation over random tie-breaking, so a constant prediction carries no ranking information
@@ -160,7 +160,7 @@ def gini_norm(actual: ArrayLike, pred: ArrayLike) -> float:
 
     Gini = 2 * area under the gain curve (share of customers by `pred` descending vs cumulative
     share of actual spend, from the origin) - 1, divided by the same for sorting by `actual`. This
-    is EVALUATION.md's 2 * mean(gain) - 1 with the gain's origin point included, which makes a
+    is 2 * mean(gain) - 1 with the gain's origin point included (docs/evaluation.md), which makes a
     constant or random prediction score 0 and a reversed one -1. Ties in `pred` count as the
     expectation over random tie-breaking. O(n log n).
 
@@ -221,7 +221,7 @@ def top_decile_capture(actual: ArrayLike, pred: ArrayLike) -> float:
 
 
 def spend_metrics(actual: ArrayLike, pred: ArrayLike) -> dict[str, float]:
-    """All spend metrics of EVALUATION.md.
+    """All spend metrics of docs/evaluation.md.
 
     Args:
         actual: actual window spend per customer (currency, >= 0).

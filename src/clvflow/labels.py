@@ -1,6 +1,6 @@
 """Labels: what each customer did in the window ``[as_of, as_of + horizon_days)``.
 
-Definitions (../docs EVALUATION.md): ``active`` = 1 when the customer has at least one purchase
+Definitions (docs/evaluation.md): ``active`` = 1 when the customer has at least one purchase
 (a row with amount >= 0) in the window; ``spend`` = sum of the window's amounts net of returns,
 floored at 0. Labels exist for every customer with a transaction before ``as_of`` (those scored).
 """

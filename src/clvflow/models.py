@@ -13,12 +13,11 @@ Design (chosen by backtest, see ``docs/model-research.md``):
   (``bg_expected_spend / bg_p_active``) plus a per-snapshot log-level. expected_spend =
   p_active x that.
 - Why the intercepts: training snapshots' label windows must end by the cutoff, so they are
-  younger and fall in other seasons than the scored window (CDNOW: Jul-Dec 1997 holiday windows,
-  27-35% active, where BG/NBD under-predicts spend by up to 23%, vs 22.8% in Jan-Jun 1998, where
-  it is nearly unbiased). Without the intercepts the trees learn "add the holiday level" and the
-  model over-predicts the scored window by 8-16%; with them the trees only learn who buys more or
-  less than BG/NBD says *relative to the period's level*, so all features (including the
-  age-cumulative ones) can be used without extrapolating the level.
+  younger and fall in other seasons than the scored window, where BG/NBD's level error differs.
+  Without the intercepts the trees learn the training seasons' level and carry it into the
+  scored window; with them the trees only learn who buys more or less than BG/NBD says
+  *relative to the period's level*, so all features (including the age-cumulative ones) can be
+  used without extrapolating the level (the CDNOW diagnosis is in docs/model-research.md).
 - Level anchoring (``ModelParams.anchor_to_btyd``): at fit time, on the cutoff population, one
   logit shift makes mean(p_active) equal BG/NBD's mean P(active) and one factor makes
   sum(expected_spend) equal BG/NBD's total. The boosters set the ranking, BG/NBD (which models
@@ -40,14 +39,8 @@ Design (chosen by backtest, see ``docs/model-research.md``):
 - What is exported (``blend_``, :mod:`clvflow.selection`): the boosters, BG/NBD x Gamma-Gamma
   or a blend of their probabilities and money, chosen by :func:`clvflow.training.select_method`
   on the internal backtest; :meth:`ClvModel.predict` applies it.
-- Measured ceiling (`make ceiling`, docs/model-research.md): the same boosters fitted
-  *in-sample* on the CDNOW evaluation window itself (5-fold CV) reach roc_auc 0.806 / gini 0.761
-  / top decile 0.570; the out-of-time model is within ~0.005 of that, i.e. the ranking is
-  limited by the information in the transaction history, not by the fitting.
-- Result, CDNOW cutoff 1998-01-01, H = 181 (gini / top decile / ROC / RMSE / bias): model
-  0.758 / 0.572 / 0.805 / 55.08 / -3.5%; BG/NBD 0.726 / 0.566 / 0.788 / 56.05 / -3.5%. The ranking
-  gain holds at other cutoffs and the model matches BG/NBD on the simulator; the weak point is the
-  total at cutoffs where BG/NBD's level is off by seasonality (anchored: the model inherits it).
+- Measured results (backtests against BG/NBD, the in-window ceiling of `make ceiling`), each
+  with its command and date: docs/model-research.md.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class ClvPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Scores table (ARCHITECTURE.md); params ``as_of`` (date the features were built for;
+        """Scores table (docs/architecture.md); params ``as_of`` (date the features were built for;
         default: the training cutoff), ``margin``, ``annual_discount_rate``."""
         settings = {**self.manifest.get("scoring_defaults", {}), **(params or {})}
         as_of = to_day(settings.get("as_of") or self.manifest["cutoff"], "as_of")

@@ -1,4 +1,4 @@
-"""Scoring: the per-customer scores table (ARCHITECTURE.md contract) from a fitted model.
+"""Scoring: the per-customer scores table (docs/architecture.md contract) from a fitted model.
 
 ``score_features`` is the one place where model output, the CLV formulas (:mod:`clvflow.value`)
 and the history columns are put together; the MLflow pyfunc, the bundle and the CLI all call it.

@@ -1,7 +1,7 @@
 """Value tiers, churn risk, RFM-style segments and retention priorities for a scores table.
 
-Pure functions of the scores table (see docs/ARCHITECTURE.md, "Scores table"); no I/O. Every rule
-is deterministic: the same table, in any row order, gets the same labels.
+Pure functions of the scores table (see docs/architecture.md, "Contract 4: the scores table"); no
+I/O. Every rule is deterministic: the same table, in any row order, gets the same labels.
 
 No net spend, no VIP: a customer whose net spend to date (``historical_clv``: purchases minus
 returns and cancellations) is <= 0 gets value tier "low" whatever the model predicts, and comes

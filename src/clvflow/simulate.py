@@ -48,7 +48,7 @@ around 330 (26 November); :func:`retail_like` combines these settings.
 
 Truth per customer (all acquired before ``as_of``): the latent draws, ``alive_at_as_of``, the
 realised window labels ``active``/``spend`` over ``[as_of, as_of + horizon_days)`` computed from the
-exported rows exactly as in docs/EVALUATION.md, and two oracles given the latent state at ``as_of``:
+exported rows exactly as in docs/evaluation.md, and two oracles given the latent state at ``as_of``:
 
 - ``p_active_oracle = alive * (1 - exp(-rate * H))``: exact (an alive customer is alive until their
   first purchase in the window), with ``H`` the window's length on the seasonal clock.

@@ -4,7 +4,7 @@ Nothing here runs at import: the tracking URI is set by :func:`configure_trackin
 pipelines call first. Default store: ``sqlite:///<project>/mlflow.db`` (absolute), where
 ``<project>`` is the checkout the package runs from (the current directory for an installed
 package); ``MLFLOW_TRACKING_URI`` overrides it. Inside ``mlflow run`` (``MLFLOW_RUN_ID`` set) the
-run and experiment already exist: they are resumed, never re-created (docs/MLFLOW.md).
+run and experiment already exist: they are resumed, never re-created (docs/mlflow.md).
 """
 
 from __future__ import annotations

@@ -153,8 +153,8 @@ def unjudged_choice(
     """What to export when no internal backtest can judge the boosters: the boosters when the
     latest usable training snapshot has at least ``horizon_days`` of history, else BG/NBD x
     Gamma-Gamma. Trees fitted on customers observed for less time than the window they predict
-    extrapolate every tenure and recency feature (CDNOW 1997-08-01, H 181: one snapshot with 30
-    days of history; ROC AUC 0.084 below BG/NBD's on the window after the cutoff)."""
+    extrapolate every tenure and recency feature (measured on CDNOW at 1997-08-01, H 181:
+    docs/model-research.md)."""
     checks = usable_snapshots(
         past, cutoff, horizon_days, snapshots.n_snapshots, snapshots.spacing_days, snapshots.rule
     )

@@ -34,8 +34,8 @@ class SnapshotRule:
     A snapshot at ``C0`` is used only with at least ``min_history_days`` days between the first
     transaction and ``C0``, ``min_buyers`` customers with a purchase before ``C0``, and at least
     ``min_outcomes`` customers both active and inactive in its label window. Shorter histories
-    gave BTYD fits that run off (CDNOW at 3 days: r = 46,870, alpha = 487,435) and boosters
-    fitted on a handful of days of behaviour.
+    gave BTYD fits that run off and boosters fitted on a handful of days of behaviour (CDNOW
+    measurements in ``docs/model-research.md``).
     """
 
     min_history_days: int = 31
