@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -732,16 +733,29 @@ def parse_timestamps(
 
 
 def _to_datetime(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Series:
-    """Text -> naive datetime64 (aware values converted to UTC); NaT where it does not fit."""
-    first = {"dayfirst": dayfirst} if layout == "mixed" else {}
-    parsed = pd.to_datetime(text, errors="coerce", format=layout, utc=True, **first)
-    return parsed.dt.tz_localize(None)
+    """Text -> naive datetime64 (aware values converted to UTC); NaT where it does not fit.
+
+    ``"mixed"``: ISO rows as ISO (dayfirst would read 2011-03-01 as 3 January), others each in
+    its own layout.
+    """
+    if layout != "mixed":
+        return pd.to_datetime(text, errors="coerce", format=layout, utc=True).dt.tz_localize(None)
+    parsed = _to_datetime(text, "ISO8601")
+    rest = parsed.isna().to_numpy()
+    if rest.any():
+        other = pd.to_datetime(
+            text[rest], errors="coerce", format="mixed", dayfirst=dayfirst, utc=True
+        )
+        parsed[rest] = other.dt.tz_localize(None)
+    return parsed
 
 
 def _day_month_layouts(first: str, dayfirst: bool) -> list[str]:
     """The layouts to try, guessed from the first value: one, or month first and day first
     (when it has a day and a month not led by the year, and ``dayfirst`` is not given)."""
-    layout = guess_datetime_format(first)
+    with warnings.catch_warnings():  # (pandas warns when it guesses day first; we check both)
+        warnings.simplefilter("ignore", UserWarning)
+        layout = guess_datetime_format(first)
     if layout is None:
         return []
     places = {code: layout.find(code) for code in ("%d", "%m", "%Y", "%y")}
