@@ -693,12 +693,12 @@ def parse_timestamps(
             order = "day first (--dayfirst)" if dayfirst else "month first"
             return parsed, f"{column}: each row's date layout guessed on its own, {order}"
         return parsed, f"{column} read with layout {date_format!r} (--date-format)"
-    parsed = _to_datetime(text, "ISO8601")
-    failed = parsed.isna().to_numpy()
-    if not failed.any():
+    if _to_datetime(text.iloc[:1], "ISO8601").notna().all():  # ISO: every row must be
+        parsed = _to_datetime(text, "ISO8601")
+        failed = parsed.isna().to_numpy()
+        if failed.any():
+            raise _layout_error(where, values, text, failed, "ISO: YYYY-MM-DD ...", dayfirst)
         return parsed, None
-    if not failed.all():
-        raise _layout_error(where, values, text, failed, "ISO: YYYY-MM-DD ...", dayfirst)
     layouts = _day_month_layouts(text.iloc[0], dayfirst)
     if not layouts:
         where.fail(
@@ -708,28 +708,44 @@ def parse_timestamps(
             "Give the layout with --date-format (e.g. '%d/%m/%y'), or use ISO dates like "
             "2024-03-31.",
         )
-    readings = [(layout, _to_datetime(text, layout)) for layout in layouts]
-    complete = [(layout, p) for layout, p in readings if p.notna().all()]
-    if len(complete) == 2:
-        (md, month_first), (dm, day_first) = complete
-        differ = np.flatnonzero((month_first != day_first).to_numpy())
-        if differ.size:
-            i = differ[0]
-            raise InputError(
-                f"{where.source}, {column}: the dates can be read month first ({md!r}) or day "
-                f"first ({dm!r}) and no row tells which; e.g. line {where.line(i)} "
-                f"({values.iloc[i]!r}): {month_first.iloc[i].date()} or "
-                f"{day_first.iloc[i].date()}. Pass --dayfirst if day first, or --date-format "
-                f"{md!r} if month first."
-            )
-    if complete:
-        layout, parsed = complete[0]
+    only = " (the only day/month order that fits every row)"
+    parsed = _to_datetime(text, layouts[0])
+    failed = parsed.isna().to_numpy()
+    if not failed.any():
         how = " (--dayfirst)" if dayfirst else ""
-        if len(layouts) == 2 and len(complete) == 1:
-            how = " (the only day/month order that fits every row)"
-        return parsed, f"{column} read with layout {layout!r}{how}"
-    layout, parsed = max(readings, key=lambda r: int(r[1].notna().sum()))
-    raise _layout_error(where, values, text, parsed.isna().to_numpy(), repr(layout), dayfirst)
+        if len(layouts) == 2:  # the other order fits every row too iff every day is <= 12
+            days, months = parsed.dt.day.to_numpy(), parsed.dt.month.to_numpy()
+            if (days > 12).any():
+                how = only
+            elif (days != months).any():
+                raise _ambiguous(where, values, parsed, layouts, np.argmax(days != months))
+        return parsed, f"{column} read with layout {layouts[0]!r}{how}"
+    layout = layouts[0]
+    if len(layouts) == 2:
+        other = _to_datetime(text, layouts[1])
+        if other.notna().all():
+            return other, f"{column} read with layout {layouts[1]!r}{only}"
+        if other.notna().sum() > parsed.notna().sum():
+            layout, failed = layouts[1], other.isna().to_numpy()
+    raise _layout_error(where, values, text, failed, repr(layout), dayfirst)
+
+
+def _ambiguous(
+    where: _Where, values: pd.Series, parsed: pd.Series, layouts: list[str], i: int
+) -> InputError:
+    """The error for dates that read both month first and day first (``parsed``: as
+    ``layouts[0]``), with row ``i`` as the example."""
+    stamp = parsed.iloc[i]
+    readings = [stamp.date(), stamp.replace(month=stamp.day, day=stamp.month).date()]
+    if layouts[0].find("%d") < layouts[0].find("%m"):  # parsed day first
+        layouts, readings = layouts[::-1], readings[::-1]
+    md, dm = layouts
+    return InputError(
+        f"{where.source}, column {where.column!r}: the dates can be read month first ({md!r}) "
+        f"or day first ({dm!r}) and no row tells which; e.g. line {where.line(i)} "
+        f"({values.iloc[i]!r}): {readings[0]} or {readings[1]}. Pass --dayfirst if day first, "
+        f"or --date-format {md!r} if month first."
+    )
 
 
 def _to_datetime(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Series:
@@ -751,8 +767,9 @@ def _to_datetime(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Ser
 
 
 def _day_month_layouts(first: str, dayfirst: bool) -> list[str]:
-    """The layouts to try, guessed from the first value: one, or month first and day first
-    (when it has a day and a month not led by the year, and ``dayfirst`` is not given)."""
+    """The layouts to try, guessed from the first value: the guess, then the other day/month
+    order when it has a day and a month not led by the year; only day first with ``dayfirst``.
+    (Empty when no layout is recognised.)"""
     with warnings.catch_warnings():  # (pandas warns when it guesses day first; we check both)
         warnings.simplefilter("ignore", UserWarning)
         layout = guess_datetime_format(first)
@@ -763,8 +780,9 @@ def _day_month_layouts(first: str, dayfirst: bool) -> list[str]:
     if places["%d"] < 0 or places["%m"] < 0 or 0 <= year < min(places["%d"], places["%m"]):
         return [layout]
     swapped = layout.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
-    md, dm = (layout, swapped) if places["%m"] < places["%d"] else (swapped, layout)
-    return [dm] if dayfirst else [md, dm]
+    if dayfirst:
+        return [layout if places["%d"] < places["%m"] else swapped]
+    return [layout, swapped]
 
 
 def _layout_error(
