@@ -63,6 +63,21 @@ def add_transaction_args(p: argparse.ArgumentParser) -> None:
         "e.g. 'StockCode=POST,M,BANK CHARGES' or 'InvoiceNo^=C'; repeatable, or several rules "
         "separated by ';'",
     )
+    g.add_argument(
+        "--date-format",
+        default=None,
+        help="layout of text dates, e.g. '%%d/%%m/%%Y %%H:%%M', or 'mixed' (each row's own); "
+        "default: ISO, else one layout guessed from the first row",
+    )
+    g.add_argument(
+        "--dayfirst", action="store_true", help="read dates like 03/04/2011 day first (3 April)"
+    )
+    g.add_argument(
+        "--keep-far-dates",
+        action="store_true",
+        help="keep rows dated far from all others (a typo year like 2999; default: dropped and "
+        "counted)",
+    )
     g.add_argument("--quality-report", default=None, help="save the data-quality report (JSON)")
 
 
@@ -86,6 +101,9 @@ def read_transactions(args: argparse.Namespace, as_of=None):
         as_of=as_of,
         drop_duplicates=args.drop_duplicates,
         exclude=args.exclude,
+        date_format=args.date_format or None,
+        dayfirst=args.dayfirst,
+        keep_far_dates=args.keep_far_dates,
     )
     for line in report.to_table().splitlines():
         log.info(line)

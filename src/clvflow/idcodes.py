@@ -151,8 +151,8 @@ def is_plain_text(values: pd.Series) -> bool:
     """True when every value is text that stripping and float-id normalising would leave as is.
 
     That is: pyarrow-held text, every present value non-empty, starting and ending with a printable
-    ASCII character, and without a '.'. A cheap scan of the raw bytes, so that clean ids (the usual
-    case) skip the per-row string operations.
+    ASCII character, without a '.' or a control character below 0x20 (ingest refuses those). A cheap
+    scan of the raw bytes, so that clean ids (the usual case) skip the per-row string operations.
     """
     chunks, _ = _arrow_chunks(values, convert=False)
     if chunks is None:
@@ -166,7 +166,8 @@ def is_plain_text(values: pd.Series) -> bool:
         edges = np.concatenate((data[starts], data[ends - 1]))
         if np.any((edges <= 0x20) | (edges >= 0x7F)):  # whitespace, control or non-ASCII
             return False
-        if np.any(data[offsets[0] : offsets[-1]] == ord(".")):
+        used = data[offsets[0] : offsets[-1]]
+        if used.min(initial=0x20) < 0x20 or np.any(used == ord(".")):  # (min: no temporary)
             return False
     return True
 
