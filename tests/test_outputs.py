@@ -4,6 +4,7 @@ and real processes throughout."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -110,9 +111,10 @@ def test_quality_report_and_drift_output_follow_the_output_rule(model_dir, tx_cs
     assert sorted(p.name for p in tx_csv.parent.iterdir()) == ["notes.json", "s.csv", "tx.csv"]
 
 
-def test_train_refuses_an_existing_quality_report_before_any_work(tx_csv, capsys):
+def test_train_refuses_an_existing_quality_report_before_any_work(tx_csv, capsys, monkeypatch):
     """Issue 9 item 2: train's --quality-report follows the same rule (train and backtest have
     --overwrite for it)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tx_csv.parent}/mlflow.db")
     notes = tx_csv.parent / "q.json"
     notes.write_text("keep me")
     argv = ["--transactions", tx_csv, "--horizon-days", "90", "--quality-report", notes]
@@ -133,18 +135,44 @@ def test_two_outputs_of_one_run_may_not_collide(model_dir, tx_csv, capsys):
 # ---- item 4: exclusive creation -------------------------------------------------------------
 
 
+def _open_fifo_for_writing(fifo: Path, proc: subprocess.Popen) -> int:
+    """Wait until ``proc`` opens ``fifo`` to read (so it is past its output checks)."""
+    end = time.monotonic() + 120
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < end, "the run never read its --cac-file"
+            time.sleep(0.01)
+            continue
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return fd
+
+
 def test_two_score_runs_creating_one_output_one_refuses(model_dir, tx_csv):
-    """Issue 9 item 4: two score runs started together, both creating scores.csv: one writes it,
-    the other refuses (exit 2) instead of both succeeding and the last winning."""
+    """Issue 9 item 4: two score runs both creating scores.csv, both past their checks before
+    either writes (each waits on its --cac-file, a pipe this test feeds once both read it): one
+    writes it, the other refuses with exit 2 (before: both succeeded, the last one winning)."""
     out = tx_csv.parent / "scores.csv"
-    procs = [_cli(*_score_argv(model_dir, tx_csv, "--output", out)) for _ in range(2)]
+    fifos = [tx_csv.parent / f"cac{i}.csv" for i in range(2)]
+    cac = pd.DataFrame({"customer_id": small_log()["customer_id"].unique(), "cac": 10.0})
+    procs = []
+    for fifo in fifos:
+        os.mkfifo(fifo)
+        procs.append(_cli(*_score_argv(model_dir, tx_csv, "--output", out, "--cac-file", fifo)))
+    fds = [_open_fifo_for_writing(fifo, proc) for fifo, proc in zip(fifos, procs, strict=True)]
+    for fd in fds:
+        with os.fdopen(fd, "w") as pipe:
+            cac.to_csv(pipe, index=False)
     done = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
-    codes = sorted(code for code, _ in done)
-    assert codes == [0, 2], done
+    assert sorted(code for code, _ in done) == [0, 2], done
     refused = next(err for code, err in done if code == 2)
-    assert "scores.csv" in refused and ("another run" in refused or "already exists" in refused)
+    assert "scores.csv: was created or changed by another run" in refused
     assert len(read_table(out)) == read_table(out)["customer_id"].nunique() > 0
-    assert sorted(p.name for p in tx_csv.parent.iterdir()) == ["scores.csv", "tx.csv"]
+    assert sorted(p.name for p in tx_csv.parent.iterdir()) == [
+        "cac0.csv", "cac1.csv", "scores.csv", "tx.csv"
+    ]  # fmt: skip
 
 
 # ---- item 5: kill -9 -------------------------------------------------------------------------
