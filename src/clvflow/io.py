@@ -252,41 +252,48 @@ class Staging:
 
 #: A CSV text cell starting with one of these is written with a leading ``'``.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_QUOTED_STARTS = (*FORMULA_STARTS, "'")
 
 
-def _escape_cell(value: object) -> object:
-    if isinstance(value, str) and (
-        value.startswith(FORMULA_STARTS) or (value[:1] == "'" and value[1:2] in _QUOTED_STARTS)
-    ):
-        return "'" + value
-    return value
+#: Cells that get (on writing) or lose (on reading) the leading ``'``.
+_ESCAPED = r"[=+\-@\t\r]|'[=+\-@\t\r']"
+_UNESCAPE = r"'[=+\-@\t\r']"
 
 
-def _unescape_cell(value: object) -> object:
-    if isinstance(value, str) and value[:1] == "'" and value[1:2] in _QUOTED_STARTS:
-        return value[1:]
-    return value
-
-
-def _map_text(df: pd.DataFrame, cell: Callable[[object], object]) -> pd.DataFrame:
+def _map_text(
+    df: pd.DataFrame, pattern: str, change: Callable[[pd.Series], pd.Series]
+) -> pd.DataFrame:
+    """``df`` with ``change`` applied to the text cells that start with ``pattern``."""
     out = df.copy()
     for col in out.columns:
         s = out[col]
-        if pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
-            out[col] = s.map(cell, na_action="ignore")
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            cats = s.cat.categories.to_series()
+            if pd.api.types.is_string_dtype(cats):
+                hit = cats.str.match(pattern, na=False)
+                out[col] = s.cat.rename_categories(cats.where(~hit, change(cats)).to_numpy())
+            continue
+        if s.dtype != object and not pd.api.types.is_string_dtype(s):
+            continue
+        if s.dtype == object:  # may mix text with other values: only text cells change
+            is_text = s.map(lambda v: isinstance(v, str)).astype(bool)
+            text = s.where(is_text, "").astype("str")
+        else:
+            is_text, text = s.notna(), s
+        hit = is_text & text.str.match(pattern, na=False)
+        if hit.any():
+            out[col] = s.where(~hit, change(text))
     return out
 
 
 def escape_csv_cells(df: pd.DataFrame) -> pd.DataFrame:
     """Text cells as written to CSV: ``'`` before a leading ``= + - @``, tab or CR (and before a
     leading ``'`` followed by one of those or another ``'``, so that reading back is exact)."""
-    return _map_text(df, _escape_cell)
+    return _map_text(df, _ESCAPED, lambda s: "'" + s)
 
 
 def unescape_csv_cells(df: pd.DataFrame) -> pd.DataFrame:
     """Undo :func:`escape_csv_cells`."""
-    return _map_text(df, _unescape_cell)
+    return _map_text(df, _UNESCAPE, lambda s: s.str.slice(1))
 
 
 def _write_table_to(df: pd.DataFrame, path: Path, final: Path) -> None:
