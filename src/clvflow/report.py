@@ -521,6 +521,7 @@ def write_report(
     Raises:
         ValueError: invalid tables or arguments.
         FileExistsError: `output_dir` exists, is not empty and `overwrite` is False.
+        clvflow.ingest.InputError: another run created `output_dir` while this one worked.
     """
     output_dir = Path(output_dir)
     check_report_dir(output_dir, overwrite)
