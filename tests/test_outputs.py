@@ -182,9 +182,12 @@ def _wait_for_file(root: Path, proc: subprocess.Popen, skip: set[str]) -> Path:
     """The first file (any depth, hidden included) with an output suffix that appears."""
     end = time.monotonic() + 120
     while time.monotonic() < end:
-        for path in root.rglob("*"):
-            if path.name not in skip and path.suffix in (".csv", ".tmp", ".html", ".png"):
-                return path
+        try:
+            for path in root.rglob("*"):
+                if path.name not in skip and path.suffix in (".csv", ".tmp", ".html", ".png"):
+                    return path
+        except FileNotFoundError:  # a folder went away while listed
+            pass
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.005)
     raise AssertionError("the run wrote nothing")
