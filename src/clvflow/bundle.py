@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from clvflow.io import Staging, replace_folder
 from clvflow.models import ClvModel
 
 log = logging.getLogger(__name__)
@@ -142,37 +142,32 @@ def check_export_dir(target: str | Path, identity: dict[str, Any] | None = None)
     return target
 
 
-def _replace_dir(staged: Path, target: Path) -> None:
-    """Move ``staged`` to ``target``; an existing bundle there is replaced, anything else kept."""
+def _replace_dir(staged: Path, target: Path, aside: Path) -> None:
+    """Move ``staged`` to ``target``; an existing bundle there is replaced with no moment
+    without a bundle (:func:`clvflow.io.replace_folder`), anything else kept."""
     check_export_dir(target)
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(staged, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, target)
+    replace_folder(staged, target, aside)
 
 
 def export_bundle(source: Path, target: str | Path, **manifest_updates: Any) -> Path:
-    """Copy the bundle at ``source`` to ``target`` atomically (temp folder + rename), with
-    ``manifest_updates`` merged into its manifest (e.g. the registered model version).
+    """Copy the bundle at ``source`` to ``target`` atomically, with ``manifest_updates`` merged
+    into its manifest (e.g. the registered model version).
+
+    The copy is staged in this run's staging folder beside ``target`` (:class:`clvflow.io.Staging`,
+    which first removes the staging left by killed runs and puts back a bundle such a run had
+    moved aside) and swapped in: ``target`` always holds a whole bundle, the old or the new.
 
     Returns:
         The bundle directory.
     """
     target = Path(target).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
     _, manifest = load_bundle(source)
-    staged_root = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        staged = staged_root / "bundle"
+    with Staging() as staging:
+        staged = staging.path(target)
         shutil.copytree(source, staged, ignore=shutil.ignore_patterns(MANIFEST))
         _write_manifest(staged, {**manifest, **manifest_updates})
         load_bundle(staged)  # never publish a bundle that does not load
-        _replace_dir(staged, target)
-    finally:
-        shutil.rmtree(staged_root, ignore_errors=True)
+        _replace_dir(staged, target, staging.aside(target))
     log.info("model bundle -> %s", target)
     return target
 

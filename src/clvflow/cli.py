@@ -7,8 +7,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from clvflow.ingest import ColumnMap, InputError, load_transactions
+from clvflow.io import Outputs
 
 log = logging.getLogger("clvflow")
 
@@ -93,8 +95,19 @@ def column_map(args: argparse.Namespace) -> ColumnMap:
     )
 
 
-def read_transactions(args: argparse.Namespace, as_of=None):
-    """Load the transactions named by the flags and log the data-quality table."""
+def open_outputs(args: argparse.Namespace, *inputs) -> Outputs:
+    """The command's outputs (``--quality-report`` declared), checked against the transactions
+    and ``inputs`` (:class:`clvflow.io.Outputs`; with ``--overwrite`` when the command has it)."""
+    outputs = Outputs(
+        overwrite=bool(getattr(args, "overwrite", False)), inputs=(args.transactions, *inputs)
+    )
+    outputs.file(args.quality_report or None, "--quality-report", (".json",))
+    return outputs
+
+
+def read_transactions(args: argparse.Namespace, as_of=None, outputs: Outputs | None = None):
+    """Load the transactions named by the flags and log the data-quality table; stage the
+    ``--quality-report`` in ``outputs`` (from :func:`open_outputs`)."""
     tx, report = load_transactions(
         args.transactions,
         column_map(args),
@@ -108,21 +121,24 @@ def read_transactions(args: argparse.Namespace, as_of=None):
     for line in report.to_table().splitlines():
         log.info(line)
     if args.quality_report:
-        report.save(args.quality_report)
+        if outputs is None:
+            raise TypeError("read_transactions: --quality-report needs the command's outputs")
+        outputs.write(Path(args.quality_report), report.save)
     return tx, report
 
 
 def cmd_features(args: argparse.Namespace) -> int:
     from clvflow.features import build_features
-    from clvflow.io import check_output_path, write_table
     from clvflow.timeutil import day_after, to_day
 
-    out = check_output_path(args.output, overwrite=args.overwrite, inputs=(args.transactions,))
-    as_of = to_day(args.as_of) if args.as_of else None
-    tx, _ = read_transactions(args, as_of=as_of)
-    as_of = as_of or day_after(tx["timestamp"].max())
-    features = build_features(tx, as_of)
-    write_table(features, out)
+    with open_outputs(args) as outputs:
+        out = outputs.file(args.output, "--output")
+        as_of = to_day(args.as_of) if args.as_of else None
+        tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
+        as_of = as_of or day_after(tx["timestamp"].max())
+        features = build_features(tx, as_of)
+        outputs.write_table(features, out)
+        outputs.commit()
     log.info(
         "features as of %s: %d customers x %d columns -> %s", as_of.date(), *features.shape, out
     )
@@ -191,6 +207,14 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
         const=True,
         default=False,
         help="drop exact duplicate rows (default: keep); also --drop-duplicates true/false",
+    )
+    p.add_argument(
+        "--overwrite",
+        type=BOOL,
+        nargs="?",
+        const=True,
+        default=False,
+        help="replace an existing --quality-report (default: refuse); also --overwrite true/false",
     )
     p.add_argument(
         "--cutoff",
@@ -321,8 +345,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from clvflow import pipeline, tables
 
     settings = _job_settings(args)
-    tx, report = read_transactions(args, as_of=settings.cutoff)
-    outcome = pipeline.train(tx, report, settings)
+    with open_outputs(args) as outputs:
+        tx, report = read_transactions(args, as_of=settings.cutoff, outputs=outputs)
+        outcome = pipeline.train(tx, report, settings)
+        outputs.commit()
     reg = outcome.registration
     if outcome.selection.backtest is not None:
         start = (outcome.cutoff - pd.Timedelta(days=settings.horizon_days)).date()
@@ -385,15 +411,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if (args.cutoff is None) == (not args.cutoffs):
         raise ValueError("give --cutoff DATE or --cutoffs DATE [DATE ...] (one of the two)")
     settings = _job_settings(args)
-    if not args.cutoffs:
-        tx, report = read_transactions(args, as_of=settings.cutoff)
-        outcome = pipeline.backtest(tx, report, settings)
+    cutoffs = parse_cutoffs(args.cutoffs) if args.cutoffs else None
+    with open_outputs(args) as outputs:
+        tx, report = read_transactions(
+            args, as_of=None if cutoffs else settings.cutoff, outputs=outputs
+        )
+        if cutoffs is None:
+            outcome = pipeline.backtest(tx, report, settings)
+        else:
+            multi = pipeline.backtest_cutoffs(tx, report, settings, cutoffs)
+        outputs.commit()
+    if cutoffs is None:
         _print_backtest(outcome, settings.horizon_days)
         print(f"MLflow run {outcome.run_id}")
         return 0
-    cutoffs = parse_cutoffs(args.cutoffs)
-    tx, report = read_transactions(args)
-    multi = pipeline.backtest_cutoffs(tx, report, settings, cutoffs)
     for outcome in multi.outcomes:
         _print_backtest(outcome, settings.horizon_days)
         print(f"MLflow child run {outcome.run_id}\n")

@@ -1,8 +1,8 @@
 """CLI commands that use a trained model: ``score``, ``trend`` and ``report``.
 
-Every command validates its outputs before doing any work (nothing is overwritten without
-``--overwrite``, inputs are never overwritten) and writes atomically, so a failed or interrupted
-run leaves no partial file behind.
+Every command declares its outputs in a :class:`clvflow.io.Outputs` before doing any work (never an
+input, nothing existing replaced without ``--overwrite``), writes them into a staging folder and
+moves them in together at the end, so a failed or killed run publishes nothing.
 """
 
 from __future__ import annotations
@@ -41,14 +41,9 @@ def _economics_args(p: argparse.ArgumentParser) -> None:
 
 
 def _read_table(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: file not found")
-    if p.suffix.lower() == ".parquet":
-        return pd.read_parquet(p)
-    if p.name.lower().endswith((".csv", ".csv.gz")):
-        return pd.read_csv(p, dtype={"customer_id": "str"})
-    raise InputError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
+    from clvflow.io import read_table
+
+    return read_table(path)
 
 
 def cac_from_args(args: argparse.Namespace) -> float | pd.Series | None:
@@ -99,19 +94,17 @@ def _cac_for(scores: pd.DataFrame, cac: float | pd.Series | None) -> float | pd.
     return cac
 
 
-def _check_report_dir(path: str | None, overwrite: bool) -> Path | None:
-    """The report folder, checked before any work: absent, empty, or (with --overwrite) a
-    report clvflow wrote that holds nothing else (:func:`clvflow.report.check_report_dir`)."""
+def _report_folder(outputs, path: str | None) -> Path | None:
+    """Declare the ``--report`` folder: absent, empty, or (with --overwrite) a report clvflow
+    wrote that holds nothing else (:func:`clvflow.report.check_report_dir`)."""
     from clvflow.report import check_report_dir
 
-    if not path:
-        return None
-    out = Path(path)
-    try:
-        check_report_dir(out, overwrite)
-    except FileExistsError as err:
-        raise InputError(f"--report: {err}") from None
-    return out
+    return outputs.folder(path, "--report", check_report_dir)
+
+
+def _model_input(model: str) -> str | None:
+    """The model as an input path to protect (a bundle folder; None for an MLflow URI)."""
+    return None if ":/" in str(model) else str(model)
 
 
 def _parse_what_if(items: list[str] | None) -> list[tuple[str, str, float]]:
@@ -141,64 +134,65 @@ def _parse_what_if(items: list[str] | None) -> list[tuple[str, str, float]]:
 def cmd_score(args: argparse.Namespace) -> int:
     from clvflow.batch import score_transactions
     from clvflow.bundle import load_model
-    from clvflow.cli import read_transactions
+    from clvflow.cli import open_outputs, read_transactions
     from clvflow.economics import clv_cac_by_segment, what_if_churn_reduction
-    from clvflow.io import check_output_path, write_table
-    from clvflow.report import write_report
+    from clvflow.report import build_report
     from clvflow.timeutil import to_day
     from clvflow.value import check_economics
 
-    out = check_output_path(args.output, overwrite=args.overwrite, inputs=(args.transactions,))
-    report_dir = _check_report_dir(args.report, args.overwrite)
-    check_economics(args.margin, args.annual_discount_rate)
-    what_ifs = _parse_what_if(args.what_if)
-    cac = cac_from_args(args)
-    as_of = to_day(args.as_of, "--as-of") if args.as_of else None
+    with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
+        out = outputs.file(args.output, "--output")
+        drift_out = outputs.file(args.drift_output, "--drift-output")
+        report_dir = _report_folder(outputs, args.report)
+        check_economics(args.margin, args.annual_discount_rate)
+        what_ifs = _parse_what_if(args.what_if)
+        cac = cac_from_args(args)
+        as_of = to_day(args.as_of, "--as-of") if args.as_of else None
 
-    model, source = load_model(args.model)
-    log.info("model %s (horizon %d days)", source.label, model.horizon_days)
-    tx, _ = read_transactions(args, as_of=as_of)
-    result = score_transactions(
-        model,
-        tx,
-        as_of,
-        model_name=source.name or Path(str(source.uri)).name,
-        model_version=source.version or source.run_id or "",
-        scored_at=pd.Timestamp.now().floor("s"),
-        margin=args.margin,
-        annual_discount_rate=args.annual_discount_rate,
-        reference_profile=source.manifest.get("reference_profile"),
-        psi_threshold=args.psi_threshold,
-    )
-    scores = result.scores
-    cac = _cac_for(scores, cac)
-    table = clv_cac_by_segment(scores, cac)
-    print(table.to_string(float_format="{:,.2f}".format))
-    for by, name, points in what_ifs:
-        gain = what_if_churn_reduction(
-            scores,
-            name,
-            points,
-            by=by,
+        model, source = load_model(args.model)
+        log.info("model %s (horizon %d days)", source.label, model.horizon_days)
+        tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
+        result = score_transactions(
+            model,
+            tx,
+            as_of,
+            model_name=source.name or Path(str(source.uri)).name,
+            model_version=source.version or source.run_id or "",
+            scored_at=pd.Timestamp.now().floor("s"),
             margin=args.margin,
             annual_discount_rate=args.annual_discount_rate,
+            reference_profile=source.manifest.get("reference_profile"),
+            psi_threshold=args.psi_threshold,
         )
-        print(
-            f"what-if: churn -{points:g} points in {by}={name!r} "
-            f"({gain['customers_affected']:,} customers): horizon CLV "
-            f"+{gain['clv_gain']:,.2f}, lifetime CLV +{gain['clv_lifetime_gain']:,.2f}"
-        )
-    if result.drift is not None and args.drift_output:
-        write_table(result.drift, check_output_path(args.drift_output, overwrite=args.overwrite))
+        scores = result.scores
+        cac = _cac_for(scores, cac)
+        table = clv_cac_by_segment(scores, cac)
+        print(table.to_string(float_format="{:,.2f}".format))
+        for by, name, points in what_ifs:
+            gain = what_if_churn_reduction(
+                scores,
+                name,
+                points,
+                by=by,
+                margin=args.margin,
+                annual_discount_rate=args.annual_discount_rate,
+            )
+            print(
+                f"what-if: churn -{points:g} points in {by}={name!r} "
+                f"({gain['customers_affected']:,} customers): horizon CLV "
+                f"+{gain['clv_gain']:,.2f}, lifetime CLV +{gain['clv_lifetime_gain']:,.2f}"
+            )
+        if result.drift is not None and drift_out is not None:
+            outputs.write_table(result.drift, drift_out)
+        if report_dir is not None:
+            card = dict(source.manifest.get("model_card") or {})
+            if card:
+                card["model"] = source.label
+            build_report(scores, outputs.staged(report_dir), cac=cac, model_card=card or None)
+        outputs.write_table(scores, out)
+        outputs.commit()  # every output moves in together, after all were written
     if report_dir is not None:
-        card = dict(source.manifest.get("model_card") or {})
-        if card:
-            card["model"] = source.label
-        page = write_report(
-            scores, report_dir, cac=cac, overwrite=args.overwrite, model_card=card or None
-        )
-        log.info("report -> %s", page)
-    write_table(scores, out)
+        log.info("report -> %s", report_dir / "index.html")
     log.info("scores: %d customers as of %s -> %s", len(scores), result.as_of.date(), out)
     return 0
 
@@ -209,45 +203,42 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_trend(args: argparse.Namespace) -> int:
     from clvflow.batch import score_transactions
     from clvflow.bundle import load_model
-    from clvflow.cli import read_transactions
-    from clvflow.io import atomic_write, check_output_path, write_table
-    from clvflow.report import trend_figure, trend_table, write_report
+    from clvflow.cli import open_outputs, read_transactions
+    from clvflow.report import build_report, trend_figure, trend_table
     from clvflow.timeutil import to_day
 
-    out = check_output_path(args.output, overwrite=args.overwrite, inputs=(args.transactions,))
-    report_dir = _check_report_dir(args.report, args.overwrite)
-    plot = Path(args.plot) if args.plot else None
-    if plot is not None and (
-        plot.suffix.lower() != ".png" or (plot.exists() and not args.overwrite)
-    ):
-        raise InputError(f"{plot}: --plot must be a new .png file (or pass --overwrite)")
-    dates = sorted({to_day(d, "--as-of") for d in args.as_of})
-    if len(dates) < 2:
-        raise InputError("--as-of: give at least two dates for a trend")
-    model, source = load_model(args.model)
-    tx, _ = read_transactions(args)
-    tables = []
-    for i, day in enumerate(dates, 1):
-        log.info("trend %d/%d: scoring as of %s", i, len(dates), day.date())
-        tables.append(
-            score_transactions(
-                model,
-                tx,
-                day,
-                model_name=source.name or "",
-                model_version=source.version or source.run_id or "",
-                margin=args.margin,
-                annual_discount_rate=args.annual_discount_rate,
-            ).scores
-        )
-    trend = trend_table(tables)
-    print(trend.to_string(float_format="{:,.3f}".format))
-    if report_dir is not None:
-        write_report(tables, report_dir, overwrite=args.overwrite)
-    if plot is not None:
-        figure = trend_figure(trend)
-        atomic_write(plot, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
-    write_table(trend.reset_index() if trend.index.name else trend, out)
+    with open_outputs(args, _model_input(args.model)) as outputs:
+        out = outputs.file(args.output, "--output")
+        plot = outputs.file(args.plot, "--plot", (".png",))
+        report_dir = _report_folder(outputs, args.report)
+        dates = sorted({to_day(d, "--as-of") for d in args.as_of})
+        if len(dates) < 2:
+            raise InputError("--as-of: give at least two dates for a trend")
+        model, source = load_model(args.model)
+        tx, _ = read_transactions(args, outputs=outputs)
+        tables = []
+        for i, day in enumerate(dates, 1):
+            log.info("trend %d/%d: scoring as of %s", i, len(dates), day.date())
+            tables.append(
+                score_transactions(
+                    model,
+                    tx,
+                    day,
+                    model_name=source.name or "",
+                    model_version=source.version or source.run_id or "",
+                    margin=args.margin,
+                    annual_discount_rate=args.annual_discount_rate,
+                ).scores
+            )
+        trend = trend_table(tables)
+        print(trend.to_string(float_format="{:,.3f}".format))
+        if report_dir is not None:
+            build_report(tables, outputs.staged(report_dir))
+        if plot is not None:
+            figure = trend_figure(trend)
+            outputs.write(plot, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+        outputs.write_table(trend.reset_index() if trend.index.name else trend, out)
+        outputs.commit()
     return 0
 
 
@@ -255,26 +246,27 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from clvflow.report import write_report
+    from clvflow.io import Outputs
+    from clvflow.report import build_report
 
-    tables = []
-    for path in args.scores:
-        t = _read_table(path)
-        if "as_of" in t.columns:
-            t["as_of"] = pd.to_datetime(t["as_of"])
-        tables.append(t)
-    cac = cac_from_args(args)
-    cac = _cac_for(tables[-1], cac)
-    try:
-        page = write_report(
+    with Outputs(overwrite=args.overwrite, inputs=(*args.scores, args.cac_file)) as outputs:
+        folder = _report_folder(outputs, args.output)
+        tables = []
+        for path in args.scores:
+            t = _read_table(path)
+            if "as_of" in t.columns:
+                t["as_of"] = pd.to_datetime(t["as_of"])
+            tables.append(t)
+        cac = cac_from_args(args)
+        cac = _cac_for(tables[-1], cac)
+        build_report(
             tables if len(tables) > 1 else tables[0],
-            args.output,
+            outputs.staged(folder),
             cac=cac,
             top_n=args.top_n,
-            overwrite=args.overwrite,
         )
-    except FileExistsError as exc:
-        raise InputError(f"{exc}; pass --overwrite") from exc
+        outputs.commit()
+    page = folder / "index.html"
     log.info("report -> %s", page)
     print(page)
     return 0

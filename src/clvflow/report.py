@@ -3,8 +3,8 @@
 `write_report` writes ``index.html`` (inline CSS, figures embedded as base64 PNG, no JavaScript, no
 network resources) plus the same figures as PNG files. Every number in it is computed from the
 scores tables: headline sums, per-segment tables (clvflow.economics) and the retention list
-(clvflow.segments). The report is built in a temporary directory and renamed into place, so an
-interrupted run leaves no partial report.
+(clvflow.segments). The report is built in a staging folder and moved into place
+(clvflow.io.Outputs), so an interrupted run leaves no partial report.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import html
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from clvflow.economics import clv_cac_by_segment
-from clvflow.io import current_umask
+from clvflow.io import Outputs
 from clvflow.segments import (
     CHURN_RISKS,
     REQUIRED_COLUMNS,
@@ -503,8 +501,8 @@ def write_report(
     Headline numbers (customers, total horizon and lifetime CLV, expected active customers,
     value at risk), CLV histogram, value tier x churn risk heatmaps, segment table (with CLV:CAC
     when `cac` is given), the top-N retention priorities and, with several tables, trends over
-    as_of. Numbers describe the latest as_of. Built in a temporary sibling directory and renamed
-    into place.
+    as_of. Numbers describe the latest as_of. Built in a staging folder beside `output_dir` and
+    moved into place (clvflow.io.Outputs).
 
     Args:
         scores: a scores table, or several (one per as_of); segment columns are added when
@@ -523,23 +521,42 @@ def write_report(
     Raises:
         ValueError: invalid tables or arguments.
         FileExistsError: `output_dir` exists, is not empty and `overwrite` is False.
+        clvflow.ingest.InputError: another run created `output_dir` while this one worked.
+    """
+    output_dir = Path(output_dir)
+    check_report_dir(output_dir, overwrite)
+    with Outputs(overwrite=overwrite) as outputs:
+        out = outputs.folder(output_dir, "report folder", check_report_dir)
+        build_report(
+            scores, outputs.staged(out), cac=cac, top_n=top_n, title=title, model_card=model_card
+        )
+        outputs.commit()
+    return output_dir / "index.html"
+
+
+def build_report(
+    scores: pd.DataFrame | list[pd.DataFrame],
+    folder: Path,
+    *,
+    cac: float | pd.Series | None = None,
+    top_n: int = 25,
+    title: str = "clvflow report",
+    model_card: dict | None = None,
+) -> Path:
+    """Create the new folder ``folder`` and write the report into it (arguments as
+    :func:`write_report`, which builds it in a staging folder and moves it into place).
+
+    Returns:
+        Path of the written index.html.
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
-    output_dir = Path(output_dir)
-    check_report_dir(output_dir, overwrite)
     tables = _prepare(scores)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
-    try:
-        _build(tables, build, cac, top_n, title, model_card)
-        _write_marker(build)
-        build.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; follow the umask
-        _publish(build, output_dir)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)  # gone already unless something failed
-    logger.info("wrote report for %d customers to %s", len(tables[-1]), output_dir)
-    return output_dir / "index.html"
+    folder.mkdir()  # with the user's umask
+    _build(tables, folder, cac, top_n, title, model_card)
+    _write_marker(folder)
+    logger.info("built report for %d customers", len(tables[-1]))
+    return folder / "index.html"
 
 
 #: The list of files a report folder holds, written by clvflow into the folder itself: only a
@@ -579,18 +596,3 @@ def check_report_dir(output_dir: Path, overwrite: bool) -> None:
 def _write_marker(build: Path) -> None:
     files = sorted(p.relative_to(build).as_posix() for p in build.rglob("*"))
     (build / REPORT_MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n")
-
-
-def _publish(build: Path, output_dir: Path) -> None:
-    """Rename `build` to `output_dir`, moving an existing `output_dir` aside first."""
-    if not output_dir.exists():
-        os.replace(build, output_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-    os.replace(output_dir, old)  # onto the empty placeholder directory
-    try:
-        os.replace(build, output_dir)
-    except OSError:
-        os.replace(old, output_dir)  # put the previous report back
-        raise
-    shutil.rmtree(old, ignore_errors=True)

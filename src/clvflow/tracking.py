@@ -9,12 +9,14 @@ run and experiment already exist: they are resumed, never re-created (docs/mlflo
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import shlex
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -245,6 +247,43 @@ def _champion(client: Any, name: str) -> tuple[str | None, float | None]:
     return str(current.version), value
 
 
+def registry_lock_path(tracking_uri: str) -> Path:
+    """The lock file that serialises champion decisions on one tracking store: beside a sqlite
+    database, else (another store) in the temporary folder, named by the store's URI."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///")).absolute()
+        return db.with_name(f".{db.name}.clvflow-registry.lock")
+    key = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"clvflow-registry-{key}.lock"
+
+
+@contextmanager
+def registry_lock() -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the tracking store's :func:`registry_lock_path` (released
+    by the system if the process dies): concurrent registrations on this machine take turns."""
+    import mlflow
+
+    path = registry_lock_path(mlflow.get_tracking_uri())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _point_candidate(client: Any, name: str, version: str) -> None:
+    """Alias ``candidate`` on ``version`` unless a newer version already has it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = int(client.get_model_version_by_alias(name, CANDIDATE_ALIAS).version)
+    except MlflowException:
+        current = 0
+    if int(version) > current:
+        client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
+
+
 def register_candidate(
     model_uri: str,
     name: str,
@@ -258,22 +297,26 @@ def register_candidate(
     """Register ``model_uri`` as a new version of ``name`` with alias ``candidate`` (and the
     given description and version tags), and give it alias ``champion`` when it is ``eligible``
     (see ``pipeline.promotion_verdict``) and ``score`` (its backtest ``spend_gini_norm``) beats
-    the champion's, or there is no champion."""
+    the champion's, or there is no champion. Reading the champion, comparing and moving the
+    alias happen under :func:`registry_lock`, so of two concurrent registrations the better one
+    ends champion."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    previous, previous_score = _champion(client, name)  # before the new version exists
     version = mlflow.register_model(model_uri, name, tags=dict(tags or {})).version
     if description:
         client.update_model_version(name, version, description=description)
-    client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
-    beats = previous is None or previous_score is None or score > previous_score
-    promoted = eligible and beats
+    with registry_lock():  # read the champion, compare, set: one step for concurrent runs
+        _point_candidate(client, name, str(version))
+        previous, previous_score = _champion(client, name)
+        beats = previous is None or previous_score is None or score > previous_score
+        promoted = eligible and beats
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     if promoted:
         decision = "champion: " + (
             "no champion before" if previous is None else f"beats v{previous}"
         )
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     elif not eligible:
         decision = f"candidate only: {why_not}"
     else:
