@@ -40,7 +40,6 @@ REQUIRED_DISTRIBUTIONS = (
     "pandas",
     "numpy",
     "scipy",
-    "joblib",
     "duckdb",
     "pyarrow",
 )
