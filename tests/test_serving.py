@@ -193,7 +193,9 @@ def test_impossible_features_are_refused(served):
     assert status == 400, answer
     message = answer["message"]
     assert "stack_trace" not in answer and "Traceback" not in message
-    assert f"recency_days must be >= 0: row(s) 0 ('{first}')" in message
+    assert (
+        f"recency_days must be >= 1 (as_of is after the last day): row(s) 0 ('{first}')" in message
+    )
     assert f"recency_days must be <= tenure_days: row(s) 1 ('{second}')" in message
     assert message.endswith(
         "build the table with `clvflow features` (clvflow.features.build_features)"

@@ -451,7 +451,7 @@ GAP_COLUMNS = [
     "gap_last_days",
     "recency_over_gap_mean",
 ]
-#: Net of returns, so possibly negative; every other feature is >= 0.
+#: Net of returns, so possibly negative; every other feature is >= 0 (recency_days >= 1).
 NET_COLUMNS = [
     "total_spend",
     *[f"spend_{w}d" for w in RECENT_WINDOWS_DAYS],
@@ -507,7 +507,8 @@ def feature_table_problems(features: pd.DataFrame) -> list[str]:
         return (a < b) | (a > b)
 
     with np.errstate(invalid="ignore"):
-        rules += [(f"{c} must be >= 0", f[c] < 0) for c in FEATURE_COLUMNS if c not in NET_COLUMNS]
+        nonnegative = [c for c in FEATURE_COLUMNS if c not in {*NET_COLUMNS, "recency_days"}]
+        rules += [(f"{c} must be >= 0", f[c] < 0) for c in nonnegative]
         rules += [
             (f"{c} must be a whole number", differ(f[c], np.round(f[c]))) for c in WHOLE_COLUMNS
         ]

@@ -5,8 +5,10 @@ bundle (:mod:`clvflow.bundle`), verified when loaded. Requirements are pinned to
 installed here, clvflow included: load or serve it where clvflow is installed (``--env-manager
 local`` in the project venv). The package source is deliberately not logged as ``code_paths``:
 MLflow would put it first on ``sys.path`` and shadow the installed clvflow for the whole
-process. Serving input: send JSON (``dataframe_split``) with ``customer_id`` as strings; a CSV
-whose ids look numeric is refused by the signature (string ids, e.g. CDNOW's "00001").
+process. Serving input: send JSON (``dataframe_split``) with ``customer_id`` as strings (a CSV
+whose ids look numeric is refused by the signature: string ids, e.g. CDNOW's "00001") and
+``params.as_of``, the date the features were built for (no default). Bad params and impossible
+feature values (:func:`clvflow.features.check_feature_table`) get a short HTTP 400.
 
 The two boosters are also logged on their own (``churn``, ``spend``) for inspection; alone they
 lack the BG/NBD starting margins, so predictions come from ``clv_model``.
