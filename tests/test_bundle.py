@@ -224,3 +224,11 @@ def test_unknown_mlflow_uris_error_clearly(tmp_path, monkeypatch):
     ]:
         with pytest.raises(ValueError, match=rf"model '{uri}'.*{message}.*models:/NAME@ALIAS"):
             bundle.load_model(uri)
+
+
+def test_booster_file_that_is_not_an_xgboost_model_is_refused(fitted, tmp_path):
+    model, _ = fitted
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "spend_booster.ubj").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"spend_booster\.ubj: not an XGBoost model .*retrain"):
+        ClvModel.load(tmp_path / "m")

@@ -543,7 +543,7 @@ class ClvModel:
         from clvflow.baselines import BgNbdParams, GammaGammaParams
 
         d = Path(directory)
-        refuse_pickled_model(d)
+        _refuse_pickled_model(d)
         meta = json.loads((d / MODEL_JSON).read_text())
         if meta.get("format") != MODEL_FORMAT:
             raise ValueError(
@@ -569,7 +569,7 @@ class ClvModel:
         return model
 
 
-def refuse_pickled_model(directory: Path) -> None:
+def _refuse_pickled_model(directory: Path) -> None:
     """Raise ValueError when ``directory`` holds the pickled boosters of an older clvflow.
 
     Their files are never opened: a pickle runs code when loaded, whatever its checksum says.
