@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,12 +73,103 @@ def test_bundle_loads_and_predicts_like_the_model(exported, fitted):
 
 
 def test_tampered_file_is_refused_naming_it(exported):
-    path = exported / "churn_booster.joblib"
+    path = exported / "churn_booster.ubj"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=r"churn_booster\.joblib does not match its sha256"):
+    with pytest.raises(ValueError, match=r"churn_booster\.ubj does not match its sha256"):
         bundle.load_bundle(exported)
+
+
+class _Payload:
+    """Unpickling this creates the folder ``path``: stands for any code a crafted pickle runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.path),)
+
+
+def _reseal(directory: Path, **updates) -> None:
+    """Rewrite the manifest with correct sha256s for the folder's files as they are now (what an
+    attacker who can write the folder can always do)."""
+    manifest = json.loads((directory / bundle.MANIFEST).read_text())
+    files = sorted(p.name for p in directory.iterdir() if p.name != bundle.MANIFEST)
+    manifest["files"] = {name: bundle.sha256_file(directory / name) for name in files}
+    manifest.update(updates)
+    (directory / bundle.MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_crafted_pickle_with_matching_checksums_runs_no_code(fitted, tmp_path):
+    """Issue 9 item 9: a bundle whose booster files are malicious pickles, listed with correct
+    sha256s, is refused without opening them (no code runs)."""
+    model, _ = fitted
+    crafted = bundle.write_bundle_files(
+        model, tmp_path / "crafted", bundle.build_manifest(model, cutoff=CUTOFF)
+    )
+    ran = tmp_path / "payload-ran"
+    payload = pickle.dumps(_Payload(ran))
+    pickle.loads(payload)  # the payload is live: unpickling it runs its code
+    assert ran.is_dir()
+    ran.rmdir()
+    for booster in crafted.glob("*_booster.*"):
+        booster.unlink()
+    for name in ("churn_booster.joblib", "spend_booster.joblib"):
+        (crafted / name).write_bytes(payload)
+    _reseal(crafted)
+    assert bundle.verify_bundle(crafted)  # the checksums match: they only catch accidents
+    with pytest.raises(ValueError, match=r"pickled boosters \['churn_booster\.joblib'"):
+        bundle.load_model(crafted)
+    assert not ran.exists()
+
+
+def test_older_pickled_bundle_is_refused_with_retrain_advice(fitted, tmp_path):
+    """Issue 9 item 9: a genuine older bundle (joblib boosters, format 1) is refused, saying to
+    retrain; there is no path left that unpickles it."""
+    model, _ = fitted
+    old = bundle.write_bundle_files(
+        model, tmp_path / "old", bundle.build_manifest(model, cutoff=CUTOFF)
+    )
+    for booster in old.glob("*_booster.*"):
+        booster.unlink()
+    joblib.dump(model.churn_booster_, old / "churn_booster.joblib")
+    joblib.dump(model.spend_booster_, old / "spend_booster.joblib")
+    _reseal(old, format="clvflow-bundle/1")
+    with pytest.raises(
+        ValueError, match=r"clvflow-bundle/1 bundle .*pickled boosters.*retrain the model"
+    ):
+        bundle.load_model(old)
+    with pytest.raises(ValueError, match=r"pickled boosters .*does not load pickles.*retrain"):
+        ClvModel.load(old)  # the model folder alone is refused too
+
+
+def test_saved_model_is_data_and_predicts_bit_identically(fitted, tmp_path):
+    """Issue 9 item 9: the saved model is XGBoost UBJSON + JSON (no pickle), and the loaded model
+    predicts exactly what the fitted model and the old pickled (joblib) boosters predict."""
+    model, features = fitted
+    written = model.save(tmp_path / "m")
+    assert sorted(p.name for p in written) == [
+        "churn_booster.ubj",
+        "model.json",
+        "spend_booster.ubj",
+    ]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(p.name for p in written)
+    for path in written:
+        assert path.read_bytes()[:1] == b"{"  # UBJSON / JSON objects, not a pickle (b"\x80")
+    loaded = ClvModel.load(tmp_path / "m")
+    assert features.isna().any().any()  # missing gap features take XGBoost's missing branch
+    expected = model.predict(features)
+    got = loaded.predict(features)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    pickled = ClvModel.load(tmp_path / "m")
+    for name in ("churn", "spend"):
+        path = tmp_path / f"{name}.joblib"
+        joblib.dump(getattr(model, f"{name}_booster_"), path)  # the old save format
+        setattr(pickled, f"{name}_booster_", joblib.load(path))
+    old = pickled.predict(features)
+    for column in ("p_active", "expected_spend_if_active", "expected_spend"):
+        assert np.array_equal(got[column].to_numpy(), old[column].to_numpy())
 
 
 def test_missing_and_unexpected_files_are_refused(exported):
@@ -129,3 +224,11 @@ def test_unknown_mlflow_uris_error_clearly(tmp_path, monkeypatch):
     ]:
         with pytest.raises(ValueError, match=rf"model '{uri}'.*{message}.*models:/NAME@ALIAS"):
             bundle.load_model(uri)
+
+
+def test_booster_file_that_is_not_an_xgboost_model_is_refused(fitted, tmp_path):
+    model, _ = fitted
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "spend_booster.ubj").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"spend_booster\.ubj: not an XGBoost model .*retrain"):
+        ClvModel.load(tmp_path / "m")

@@ -7,7 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clvflow.features import FEATURE_COLUMNS, build_features
+from clvflow.features import (
+    FEATURE_COLUMNS,
+    build_features,
+    check_feature_table,
+    feature_table_problems,
+)
 from tests.conftest import TINY_AS_OF, make_tx
 
 NAN = math.nan
@@ -257,3 +262,30 @@ def test_invariants(rows):
     assert (f["recency_days"] <= f["tenure_days"]).all()
     assert (f["frequency"] == np.maximum(f["n_purchase_days"] - 1, 0)).all()
     np.testing.assert_allclose(f["total_spend"], f["gross_spend"] - f["return_amount"], atol=1e-9)
+    assert feature_table_problems(f.reset_index()) == []  # the serving checks hold on real tables
+
+
+def test_impossible_feature_values_are_named_with_their_rows(tiny_tx):
+    """Issue 9 item 10: a feature table no transactions can produce is refused, naming the rule,
+    the rows and their customer ids (the checks the served model applies)."""
+    good = build_features(tiny_tx, TINY_AS_OF)
+    assert feature_table_problems(good) == []
+    bad = good.copy()
+    bad.loc[0, "recency_days"] = -1e308
+    bad.loc[1, "recency_days"] = 11.0  # tenure 10
+    bad.loc[2, "spend_30d"] = np.inf
+    bad.loc[3, "gap_mean_days"] = np.nan  # allowed: undefined gaps are missing
+    assert feature_table_problems(bad) == [
+        "spend_30d must be a finite number: row(s) 2 ('003')",
+        "recency_days must be >= 1 (as_of is after the last day): row(s) 0 ('001')",
+        "recency_days must be <= tenure_days: row(s) 1 ('002')",
+        "t_x_days + recency_days must equal T_days + 1: row(s) 0 ('001'), 1 ('002')",
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"^feature table: impossible feature values .*"
+        r"and 1 more rule\(s\) broken; build the table with `clvflow features`",
+    ):
+        check_feature_table(bad)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['returns_share'\]"):
+        check_feature_table(good.drop(columns="returns_share"))

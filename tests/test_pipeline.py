@@ -157,10 +157,10 @@ def test_champion_changes_only_for_a_better_gini(trained):
 
 def test_pyfunc_returns_scores_and_matches_the_bundle(trained, features):
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    scores = pyfunc.predict(features)
+    cutoff = pd.Timestamp(trained["run"].data.params["cutoff"])
+    scores = pyfunc.predict(features, params={"as_of": str(cutoff.date())})
     assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
     assert scores["customer_id"].tolist() == features["customer_id"].tolist()
-    cutoff = pd.Timestamp(trained["run"].data.params["cutoff"])
     assert (scores["as_of"] == cutoff).all()
 
     model, source = bundle.load_model(trained["tmp"] / "bundle")
@@ -170,7 +170,7 @@ def test_pyfunc_returns_scores_and_matches_the_bundle(trained, features):
     assert {"recency_days", "p_active"} <= set(source.manifest["reference_profile"])
     pd.testing.assert_frame_equal(scores, score_features(model, features, cutoff))
 
-    half = pyfunc.predict(features, params={"margin": 0.5})
+    half = pyfunc.predict(features, params={"as_of": str(cutoff.date()), "margin": 0.5})
     pd.testing.assert_series_equal(half["clv"], scores["clv"] * 0.5)
 
 

@@ -1,11 +1,13 @@
 """Model bundles: a fitted :class:`ClvModel` on disk with a checksummed ``manifest.json``, and one
 loader for every place a model can live (bundle folder, registry alias/version, run).
 
-A bundle is the files of :meth:`ClvModel.save` plus ``manifest.json`` (feature list, horizon,
-cutoff, training-data hash, package versions, creation time, MLflow run id, and the sha256 of every
-other file). :func:`load_bundle` refuses a bundle whose files do not match their checksums. The
-``clv_model`` pyfunc carries the same bundle as its artifact, so a registry or run URI loads
-through the same check.
+A bundle is the files of :meth:`ClvModel.save` (JSON and XGBoost UBJSON: data, no pickle) plus
+``manifest.json`` (feature list, horizon, cutoff, training-data hash, package versions, creation
+time, MLflow run id, and the sha256 of every other file). :func:`load_bundle` refuses a bundle whose
+files do not match their checksums, and an older clvflow's bundle with pickled boosters without
+opening them (checksums only catch accidents; a crafted pickle with a matching sha256 would run
+code). The ``clv_model`` pyfunc carries the same bundle as its artifact, so a registry or run URI
+loads through the same check.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from clvflow.io import Staging, replace_folder
-from clvflow.models import ClvModel
+from clvflow.models import RETRAIN, ClvModel
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-BUNDLE_FORMAT = "clvflow-bundle/1"
+#: Format 2: boosters in XGBoost's UBJSON, the rest JSON. Format 1 (pickled boosters) is refused.
+BUNDLE_FORMAT = "clvflow-bundle/2"
+PICKLED_BUNDLE_FORMAT = "clvflow-bundle/1"
 #: The pyfunc model's artifact key under which the bundle travels.
 PYFUNC_ARTIFACT = "bundle"
 #: Distributions whose versions a bundle records (manifest key -> distribution name).
@@ -190,7 +194,16 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{path}: manifest is not valid JSON ({exc}); re-export the bundle"
         ) from exc
-    if manifest.get("format") != BUNDLE_FORMAT or not isinstance(manifest.get("files"), dict):
+    if isinstance(manifest, dict) and manifest.get("format") == PICKLED_BUNDLE_FORMAT:
+        raise ValueError(
+            f"{d}: a {PICKLED_BUNDLE_FORMAT} bundle (an older clvflow's, with pickled boosters); "
+            f"clvflow does not load pickles, since loading one can run any code: {RETRAIN}"
+        )
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != BUNDLE_FORMAT
+        or not isinstance(manifest.get("files"), dict)
+    ):
         raise ValueError(f"{path}: not a {BUNDLE_FORMAT} manifest; re-export the bundle")
     return manifest
 

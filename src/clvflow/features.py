@@ -25,6 +25,7 @@ DuckDB query.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -437,3 +438,119 @@ def _derive(ids: pd.Index, agg: dict[str, np.ndarray], as_of_day: int) -> pd.Dat
     table = pd.DataFrame({c: f[c] for c in FEATURE_COLUMNS}, copy=False)
     table.insert(0, "customer_id", ids.astype("str").array)
     return table
+
+
+# ---- checking a feature table that did not come from build_features -----------------------
+
+#: Undefined (NaN) for a customer with fewer than two purchase days; every other feature is a
+#: finite number.
+GAP_COLUMNS = [
+    "gap_mean_days",
+    "gap_std_days",
+    "gap_max_days",
+    "gap_last_days",
+    "recency_over_gap_mean",
+]
+#: Net of returns, so possibly negative; every other feature is >= 0 (recency_days >= 1).
+NET_COLUMNS = [
+    "total_spend",
+    *[f"spend_{w}d" for w in RECENT_WINDOWS_DAYS],
+    "spend_prev_180d",
+    "spend_trend",
+]
+#: Day counts and counts: whole numbers.
+WHOLE_COLUMNS = [
+    "recency_days",
+    "tenure_days",
+    "n_purchase_days",
+    "frequency",
+    "t_x_days",
+    "T_days",
+    *[f"purchase_days_{w}d" for w in RECENT_WINDOWS_DAYS],
+    "gap_max_days",
+    "gap_last_days",
+    "n_return_days",
+]
+_ROWS_SHOWN = 5
+
+
+def feature_table_problems(features: pd.DataFrame) -> list[str]:
+    """What makes a feature table impossible for :func:`build_features` to have produced.
+
+    Rules from the definitions above: finite numbers (NaN only in ``GAP_COLUMNS``), >= 0 except
+    ``NET_COLUMNS``, whole day counts and counts, the last purchase day at least one day before
+    ``as_of`` and not before the first transaction (1 <= recency_days <= tenure_days), days since
+    the first purchase day = t_x_days + recency_days = T_days + 1 <= tenure_days, frequency =
+    max(n_purchase_days - 1, 0), purchase days of the trailing windows nested (30d <= 90d <= 180d
+    <= 365d <= n_purchase_days), spend_trend in [-1, 1].
+
+    Returns:
+        One line per broken rule: the rule, the first offending rows (0-based position and
+        customer_id) and how many more; empty when the table is plausible.
+    """
+    missing = [c for c in ["customer_id", *FEATURE_COLUMNS] if c not in features.columns]
+    if missing:
+        return [f"missing column(s) {missing}"]
+    raw = {
+        c: pd.to_numeric(features[c], errors="coerce").to_numpy("float64") for c in FEATURE_COLUMNS
+    }
+    rules = [("customer_id is missing", features["customer_id"].isna().to_numpy())]
+    for c, v in raw.items():
+        if c in GAP_COLUMNS:
+            rules.append((f"{c} must be a finite number or missing", np.isinf(v)))
+        else:
+            rules.append((f"{c} must be a finite number", ~np.isfinite(v)))
+    # below, comparisons with a non-finite value (reported above) are False
+    f = {c: np.where(np.isfinite(v), v, np.nan) for c, v in raw.items()}
+
+    def differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a < b) | (a > b)
+
+    with np.errstate(invalid="ignore"):
+        nonnegative = [c for c in FEATURE_COLUMNS if c not in {*NET_COLUMNS, "recency_days"}]
+        rules += [(f"{c} must be >= 0", f[c] < 0) for c in nonnegative]
+        rules += [
+            (f"{c} must be a whole number", differ(f[c], np.round(f[c]))) for c in WHOLE_COLUMNS
+        ]
+        since_first_purchase = f["T_days"] + 1
+        windows = [f[f"purchase_days_{w}d"] for w in RECENT_WINDOWS_DAYS] + [f["n_purchase_days"]]
+        rules += [
+            ("recency_days must be >= 1 (as_of is after the last day)", f["recency_days"] < 1),
+            ("recency_days must be <= tenure_days", f["recency_days"] > f["tenure_days"]),
+            ("T_days must be < tenure_days", since_first_purchase > f["tenure_days"]),
+            (
+                "t_x_days + recency_days must equal T_days + 1",
+                differ(f["t_x_days"] + f["recency_days"], since_first_purchase),
+            ),
+            (
+                "frequency must equal max(n_purchase_days - 1, 0)",
+                differ(f["frequency"], np.maximum(f["n_purchase_days"] - 1, 0)),
+            ),
+            (
+                "purchase_days_30d <= _90d <= _180d <= _365d <= n_purchase_days must hold",
+                np.any([a > b for a, b in itertools.pairwise(windows)], axis=0),
+            ),
+            ("spend_trend must be in [-1, 1]", np.abs(f["spend_trend"]) > 1),
+        ]
+    return [f"{rule}: {_rows_text(features, bad)}" for rule, bad in rules if bad.any()]
+
+
+def _rows_text(features: pd.DataFrame, bad: np.ndarray) -> str:
+    rows = np.flatnonzero(bad)
+    ids = features["customer_id"].to_numpy()
+    shown = ", ".join(f"{r} ({ids[r]!r})" for r in rows[:_ROWS_SHOWN])
+    more = f" and {rows.size - _ROWS_SHOWN} more" if rows.size > _ROWS_SHOWN else ""
+    return f"row(s) {shown}{more}"
+
+
+def check_feature_table(features: pd.DataFrame, name: str = "feature table") -> None:
+    """Raise ValueError naming the first three :func:`feature_table_problems`, if any."""
+    problems = feature_table_problems(features)
+    if problems:
+        more = f"; and {len(problems) - 3} more rule(s) broken" if len(problems) > 3 else ""
+        raise ValueError(
+            f"{name}: impossible feature values (rows counted from 0, customer_id in brackets): "
+            + "; ".join(problems[:3])
+            + more
+            + "; build the table with `clvflow features` (clvflow.features.build_features)"
+        )

@@ -51,7 +51,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import xgboost as xgb
@@ -96,6 +95,17 @@ AGE_CUMULATIVE_FEATURES = frozenset(
 MODEL_INPUT_COLUMNS: list[str] = [*FEATURE_COLUMNS, *BTYD_PREDICTION_COLUMNS]
 
 _EPS = 1e-6
+
+#: Files of a saved model: the boosters in XGBoost's UBJSON format, the rest in ``MODEL_JSON``.
+BOOSTER_FILES = {"churn": "churn_booster.ubj", "spend": "spend_booster.ubj"}
+MODEL_JSON = "model.json"
+MODEL_FORMAT = "clvflow-model/2"
+#: Booster files of models saved by clvflow before MODEL_FORMAT 2 (pickles): refused, not read.
+LEGACY_PICKLE_FILES = ("churn_booster.joblib", "spend_booster.joblib")
+RETRAIN = (
+    "retrain the model with this clvflow version (`clvflow train ... --export-dir DIR`) to get "
+    "a bundle in the current format"
+)
 
 
 @dataclass
@@ -482,7 +492,9 @@ class ClvModel:
 
     # ---- persistence ---------------------------------------------------------------------
     def save(self, directory: str | Path) -> list[Path]:
-        """Write the fitted model to ``directory`` (joblib boosters + JSON metadata).
+        """Write the fitted model to ``directory``: the boosters in XGBoost's own UBJSON format
+        (``BOOSTER_FILES``) and everything else as JSON (``model.json``). No pickles: loading runs
+        no code.
 
         Returns:
             The files written.
@@ -490,13 +502,10 @@ class ClvModel:
         self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        files = {
-            "churn_booster.joblib": self.churn_booster_,
-            "spend_booster.joblib": self.spend_booster_,
-        }
-        for name, obj in files.items():
-            joblib.dump(obj, d / name)
+        for name, file in BOOSTER_FILES.items():
+            getattr(self, f"{name}_booster_").save_model(str(d / file))
         meta = {
+            "format": MODEL_FORMAT,
             "horizon_days": self.horizon_days,
             "params": asdict(self.params),
             "btyd": None
@@ -513,19 +522,30 @@ class ClvModel:
             "model_input_columns": self.model_input_columns_,
             "level": self.level_,
         }
-        (d / "model.json").write_text(json.dumps(meta, indent=2))
-        return [d / n for n in [*files, "model.json"]]
+        (d / MODEL_JSON).write_text(json.dumps(meta, indent=2))
+        return [d / n for n in [*BOOSTER_FILES.values(), MODEL_JSON]]
 
     @classmethod
     def load(cls, directory: str | Path) -> ClvModel:
-        """Load a model written by :meth:`save`."""
+        """Load a model written by :meth:`save` (JSON and XGBoost UBJSON only, never a pickle).
+
+        Raises:
+            ValueError: a folder from an older clvflow (pickled boosters), or a booster file
+                missing or not an XGBoost model.
+        """
         from clvflow.baselines import BgNbdParams, GammaGammaParams
 
         d = Path(directory)
-        meta = json.loads((d / "model.json").read_text())
+        _refuse_pickled_model(d)
+        meta = json.loads((d / MODEL_JSON).read_text())
+        if meta.get("format") != MODEL_FORMAT:
+            raise ValueError(
+                f"{d / MODEL_JSON}: not a {MODEL_FORMAT} model (written by another clvflow "
+                f"version); {RETRAIN}"
+            )
         model = cls(meta["horizon_days"], ModelParams(**meta["params"]))
-        model.churn_booster_ = joblib.load(d / "churn_booster.joblib")
-        model.spend_booster_ = joblib.load(d / "spend_booster.joblib")
+        for name, file in BOOSTER_FILES.items():
+            setattr(model, f"{name}_booster_", _load_booster(d / file))
         btyd = meta["btyd"]
         model.btyd_ = (
             None
@@ -540,3 +560,31 @@ class ClvModel:
         model.model_input_columns_ = meta["model_input_columns"]
         model.level_ = meta["level"]
         return model
+
+
+def _refuse_pickled_model(directory: Path) -> None:
+    """Raise ValueError when ``directory`` holds the pickled boosters of an older clvflow.
+
+    Their files are never opened: a pickle runs code when loaded, whatever its checksum says.
+    """
+    pickled = [name for name in LEGACY_PICKLE_FILES if (directory / name).exists()]
+    if pickled:
+        raise ValueError(
+            f"{directory}: holds pickled boosters {pickled} (a model saved by an older clvflow); "
+            f"clvflow does not load pickles, since loading one can run any code. {RETRAIN}"
+        )
+
+
+def _load_booster(path: Path) -> xgb.Booster:
+    """A booster from XGBoost's own format (parsed as data, no code runs), predicting on the
+    cores available here."""
+    if not path.is_file():
+        raise ValueError(f"{path}: booster file missing; {RETRAIN}")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(str(path))
+    except xgb.core.XGBoostError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise ValueError(f"{path}: not an XGBoost model ({first}); {RETRAIN}") from None
+    booster.set_param({"nthread": available_cores()})
+    return booster

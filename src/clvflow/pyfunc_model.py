@@ -5,8 +5,10 @@ bundle (:mod:`clvflow.bundle`), verified when loaded. Requirements are pinned to
 installed here, clvflow included: load or serve it where clvflow is installed (``--env-manager
 local`` in the project venv). The package source is deliberately not logged as ``code_paths``:
 MLflow would put it first on ``sys.path`` and shadow the installed clvflow for the whole
-process. Serving input: send JSON (``dataframe_split``) with ``customer_id`` as strings; a CSV
-whose ids look numeric is refused by the signature (string ids, e.g. CDNOW's "00001").
+process. Serving input: send JSON (``dataframe_split``) with ``customer_id`` as strings (a CSV
+whose ids look numeric is refused by the signature: string ids, e.g. CDNOW's "00001") and
+``params.as_of``, the date the features were built for (no default). Bad params and impossible
+feature values (:func:`clvflow.features.check_feature_table`) get a short HTTP 400.
 
 The two boosters are also logged on their own (``churn``, ``spend``) for inspection; alone they
 lack the BG/NBD starting margins, so predictions come from ``clv_model``.
@@ -22,10 +24,14 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
 from clvflow.bundle import PYFUNC_ARTIFACT, load_bundle
+from clvflow.features import check_feature_table
 from clvflow.scoring import score_features
 from clvflow.timeutil import to_day
+from clvflow.value import check_economics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,6 @@ REQUIRED_DISTRIBUTIONS = (
     "pandas",
     "numpy",
     "scipy",
-    "joblib",
     "pyarrow",
 )
 BOOSTER_REQUIREMENTS = ("mlflow", "xgboost-cpu", "numpy", "pandas", "scikit-learn")
@@ -61,19 +66,55 @@ class ClvPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Scores table (docs/architecture.md); params ``as_of`` (date the features were built for;
-        default: the training cutoff), ``margin``, ``annual_discount_rate``."""
+        """Scores table (one row per input row, its ``as_of`` column the date given).
+
+        params: ``as_of`` (required: the date the features were built for, YYYY-MM-DD),
+        ``margin``, ``annual_discount_rate``.
+
+        Raises:
+            MlflowException: bad params or impossible feature values (HTTP 400), or an
+                unexpected failure (HTTP 500, details in the server log); a short message,
+                never a stack trace.
+        """
+        try:
+            as_of, margin, rate = self._settings(params)
+            features = model_input.copy()
+            check_feature_table(features, "input")
+            features["customer_id"] = features["customer_id"].astype("str")
+        except ValueError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
+        try:
+            return score_features(
+                self.model, features, as_of, margin=margin, annual_discount_rate=rate
+            )
+        except Exception as exc:
+            log.exception("clv_model failed to score %d rows", len(features))
+            raise MlflowException(
+                f"clv_model could not score the input ({type(exc).__name__}: {exc}); "
+                "the server log has the details",
+                error_code=INTERNAL_ERROR,
+            ) from None
+
+    def _settings(self, params: dict[str, Any] | None) -> tuple[pd.Timestamp, float, float]:
+        """(as_of, margin, annual_discount_rate) from the request's params, checked."""
         settings = {**self.manifest.get("scoring_defaults", {}), **(params or {})}
-        as_of = to_day(settings.get("as_of") or self.manifest["cutoff"], "as_of")
-        features = model_input.copy()
-        features["customer_id"] = features["customer_id"].astype("str")
-        return score_features(
-            self.model,
-            features,
-            as_of,
-            margin=float(settings.get("margin", 1.0)),
-            annual_discount_rate=float(settings.get("annual_discount_rate", 0.0)),
-        )
+        if not settings.get("as_of"):
+            raise ValueError(
+                'params: "as_of" is required: the date the features were built for '
+                '(`clvflow features --as-of`), e.g. "params": {"as_of": "1998-07-01"}; '
+                f"this model was trained with cutoff {self.manifest.get('cutoff')}"
+            )
+        as_of = to_day(settings["as_of"], "params: as_of")
+        try:
+            margin = float(settings.get("margin", 1.0))
+            rate = float(settings.get("annual_discount_rate", 0.0))
+        except (TypeError, ValueError):
+            raise ValueError(
+                "params: margin and annual_discount_rate must be numbers, got "
+                f"{settings.get('margin')!r} and {settings.get('annual_discount_rate')!r}"
+            ) from None
+        check_economics(margin, rate)
+        return as_of, margin, rate
 
 
 def input_example(features: pd.DataFrame) -> pd.DataFrame:
@@ -88,13 +129,20 @@ def input_example(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def _signature(bundle_dir: Path, example: pd.DataFrame, params: dict[str, Any]) -> Any:
+    """Input, output and params schema; ``as_of`` has no default (every request says it)."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
     model, manifest = load_bundle(bundle_dir)
     wrapper = ClvPyfunc()
     wrapper.model, wrapper.manifest = model, manifest
     output = wrapper.predict(None, example, params)
     with warnings.catch_warnings():  # the integer horizon_days output column is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        return mlflow.models.infer_signature(example, output, params=params)
+        inferred = mlflow.models.infer_signature(example, output)
+    specs = [ParamSpec("as_of", "string", None)]
+    specs += [ParamSpec(k, "double", v) for k, v in params.items() if k != "as_of"]
+    return ModelSignature(inferred.inputs, inferred.outputs, ParamSchema(specs))
 
 
 def log_clv_model(
@@ -107,9 +155,10 @@ def log_clv_model(
     """Log the ``clv_model`` pyfunc into the active run.
 
     Args:
-        bundle_dir: a bundle folder (its manifest holds the cutoff = default ``as_of``).
-        features: feature table as of the cutoff (a few rows become the input example).
-        margin, annual_discount_rate: the defaults of the predict params.
+        bundle_dir: a bundle folder.
+        features: feature table as of the cutoff (a few rows become the input example, sent
+            with ``as_of`` = the cutoff).
+        margin, annual_discount_rate: the defaults of the predict params (``as_of`` has none).
 
     Returns:
         ``mlflow.models.model.ModelInfo`` (``.model_uri`` for registration).
@@ -126,7 +175,7 @@ def log_clv_model(
         python_model=str(CODE_FILE),
         artifacts={PYFUNC_ARTIFACT: str(bundle_dir)},
         signature=_signature(bundle_dir, example, params),
-        input_example=example,
+        input_example=(example, {"as_of": params["as_of"]}),
         pip_requirements=pinned(REQUIRED_DISTRIBUTIONS),
     )
 
