@@ -21,12 +21,19 @@ log = logging.getLogger("clvflow")
 # ---- shared helpers -----------------------------------------------------------------------
 
 
-def _economics_args(p: argparse.ArgumentParser) -> None:
+def _economics_args(p: argparse.ArgumentParser, *, value: bool = True) -> None:
+    """CAC flags, and with ``value`` the CLV flags (``report`` reads CLV already computed)."""
     g = p.add_argument_group("economics")
-    g.add_argument("--margin", type=float, default=1.0, help="share of revenue kept, (0, 1]")
-    g.add_argument(
-        "--annual-discount-rate", type=float, default=0.0, help="yearly discount rate, e.g. 0.1"
-    )
+    if value:
+        g.add_argument(
+            "--margin", type=float, default=1.0, help="share of revenue kept, (0, 1] (default 1)"
+        )
+        g.add_argument(
+            "--annual-discount-rate",
+            type=float,
+            default=0.0,
+            help="yearly discount rate, e.g. 0.1 (default 0)",
+        )
     g.add_argument("--cac", type=float, default=None, help="acquisition cost per customer")
     g.add_argument(
         "--cac-file",
@@ -224,6 +231,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     dates = sorted({to_day(d, "--as-of") for d in args.as_of})
     if len(dates) < 2:
         raise InputError("--as-of: give at least two dates for a trend")
+    cac = cac_from_args(args)
     model, source = load_model(args.model)
     tx, _ = read_transactions(args)
     tables = []
@@ -240,10 +248,11 @@ def cmd_trend(args: argparse.Namespace) -> int:
                 annual_discount_rate=args.annual_discount_rate,
             ).scores
         )
-    trend = trend_table(tables)
+    cacs = [_cac_for(t, cac) for t in tables]
+    trend = trend_table(tables, cacs if cac is not None else None)
     print(trend.to_string(float_format="{:,.3f}".format))
     if report_dir is not None:
-        write_report(tables, report_dir, overwrite=args.overwrite)
+        write_report(tables, report_dir, cac=cacs[-1], overwrite=args.overwrite)
     if plot is not None:
         figure = trend_figure(trend)
         atomic_write(plot, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
@@ -327,5 +336,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="report folder")
     p.add_argument("--top-n", type=int, default=25, help="rows in the priorities table")
     p.add_argument("--overwrite", action="store_true")
-    _economics_args(p)
+    _economics_args(p, value=False)  # CLV (margin, discount) was set by `clvflow score`
     p.set_defaults(func=cmd_report)
