@@ -176,6 +176,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         annual_discount_rate=args.annual_discount_rate,
         reference_profile=source.manifest.get("reference_profile"),
         psi_threshold=args.psi_threshold,
+        reference_as_of=source.manifest.get("cutoff"),
     )
     scores = result.scores
     cac = _cac_for(scores, cac)
