@@ -67,3 +67,18 @@ def test_mlflow_run_logs_the_cutoff_it_used(project_run):
     want = (project_run["last_day"] + pd.Timedelta(days=1)).date()
     assert run.data.params["cutoff"] == str(want)
     assert "cutoff_resolved" not in run.data.params
+
+
+def test_training_logs_progress_of_every_long_step(project_run):
+    """Issue 9 item 13: a training run whose output is not a terminal logs each long step's
+    progress (snapshots, BTYD fits, boosting rounds, blend and bootstrap resamples)."""
+    stderr = project_run["done"].stderr
+    for step in (
+        "training snapshots (features, labels): 2/2 done",
+        "BTYD fits per snapshot: 2/2 done",
+        "churn booster rounds: ",
+        "spend booster rounds: ",
+        "blend weights on resamples: ",
+        "bootstrap resamples: 500/500 done",
+    ):
+        assert f"INFO {step}" in stderr, step
