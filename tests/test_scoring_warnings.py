@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from clvflow.batch import score_transactions, season_mismatch
+from clvflow.bundle import build_manifest, write_bundle_files
+from clvflow.cli import main
 from clvflow.features import build_features
 from clvflow.monitoring import DEFAULT_PSI_THRESHOLD, reference_profile
 from tests.model_fixture import small_log, small_model
@@ -77,3 +79,21 @@ def test_a_cohort_that_only_aged_shows_no_age_drift(caplog):
     (drift_note,) = [w for w in result.warnings if w.startswith("population drift")]
     assert "for 1 column(s)" in drift_note and "recency_days" in drift_note
     assert "tenure_days" not in drift_note and "T_days" not in drift_note
+
+
+def test_trend_does_not_warn_per_date_about_the_season(tmp_path, caplog):
+    """Issue 9 item 14: `trend` scores every date at the model's one level, so the dates compare
+    at that level: one info line, no season warning per date (it warned on each date away from
+    the trained season, e.g. 3 of 4 quarterly dates)."""
+    model, start = _with_season(spend_ratio=1.30, churn_shift=0.2)
+    write_bundle_files(model, tmp_path / "bundle", build_manifest(model, cutoff="2023-07-01"))
+    small_log().to_parquet(tmp_path / "tx.parquet")
+    dates = ["2022-10-01", "2023-01-01", "2023-04-01", "2023-07-01"]
+    assert sum(season_mismatch(model, pd.Timestamp(d)) is not None for d in dates) == 3
+    caplog.set_level("INFO")
+    argv = ["trend", "--model", tmp_path / "bundle", "--transactions", tmp_path / "tx.parquet"]
+    argv += ["--as-of", *dates, "--output", tmp_path / "trend.csv"]
+    assert main([str(a) for a in argv]) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    one_level = [r for r in caplog.records if "scored at the model's one level" in r.getMessage()]
+    assert len(one_level) == 1 and str(start.date()) in one_level[0].getMessage()

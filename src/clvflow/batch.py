@@ -95,6 +95,7 @@ def score_transactions(
     reference_profile: dict | None = None,
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
     reference_as_of: DateLike | None = None,
+    season_check: bool = True,
 ) -> ScoreResult:
     """Score every customer known before ``as_of`` with the model's own horizon.
 
@@ -109,6 +110,8 @@ def score_transactions(
         psi_threshold: PSI above which a feature or prediction counts as drifted.
         reference_as_of: the date the profile was taken (the training cutoff): customer ages
             are compared with the reference aged to ``as_of`` (see :mod:`clvflow.monitoring`).
+        season_check: warn when a seasonal level is used in another season (:func:`season_mismatch`);
+            off for a trend, whose dates all share the model's one level.
 
     Returns:
         :class:`ScoreResult` with the scores table (ARCHITECTURE.md columns, history,
@@ -128,7 +131,7 @@ def score_transactions(
     scores["scored_at"] = pd.Timestamp(scored_at) if scored_at is not None else pd.NaT
     steps.done("segments and priorities")
     result = ScoreResult(scores=scores, as_of=day)
-    season_note = season_mismatch(model, day)
+    season_note = season_mismatch(model, day) if season_check else None
     if season_note:
         result.warnings.append(season_note)
     if reference_profile:
