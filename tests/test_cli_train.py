@@ -144,9 +144,10 @@ def test_mlproject_defaults_parse_like_the_cli_defaults(entry):
     params = spec["parameters"]
     values = {k: shlex.quote(str(v["default"])) for k, v in params.items()}
     words = shlex.split(spec["command"].format(**values))
-    assert words[:2] == ["python", f"training/{'train' if entry == 'main' else 'backtest'}.py"]
+    script = f"training/{'train' if entry == 'main' else 'backtest'}.py"
+    assert words[:3] == ["sh", "training/python.sh", script]
     parser = build_parser()
-    from_project = vars(parser.parse_args([ENTRY_COMMANDS[entry], *words[2:]]))
+    from_project = vars(parser.parse_args([ENTRY_COMMANDS[entry], *words[3:]]))
     required = ["--transactions", "cdnow", "--horizon-days", "181"]
     if entry == "backtest":
         required += ["--cutoff", "1998-01-01"]

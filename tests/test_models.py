@@ -88,9 +88,14 @@ def test_scoring_far_from_the_corrected_season_warns(log):
     assert model.season_window_start() == CUTOFF
     at_cutoff = score_transactions(model, log, CUTOFF + pd.Timedelta(days=31))
     assert not any("season" in w for w in at_cutoff.warnings)
+    # this log's correction is small (spend x1.05, odds x1.02): as season-neutral as no
+    # correction, so nothing to warn about; a material one (x1.30) warns
+    later = score_transactions(model, log, CUTOFF + pd.Timedelta(days=60))
+    assert not any("season" in w for w in later.warnings)
+    model.level_["season"] = {**model.level_["season"], "spend_ratio": 1.3}
     later = score_transactions(model, log, CUTOFF + pd.Timedelta(days=60))
     (note,) = [w for w in later.warnings if "season" in w]
-    assert "window starting 2023-01-01" in note and "60 days after that" in note
+    assert "window starting 2023-01-01" in note and "total spend x1.30" in note
     plain, _ = _fit(log, seasonal_level=False)
     assert plain.season_window_start() is None
     assert not score_transactions(plain, log, CUTOFF + pd.Timedelta(days=60)).warnings

@@ -10,11 +10,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from clvflow.features import build_features
 from clvflow.models import ClvModel
-from clvflow.monitoring import DEFAULT_PSI_THRESHOLD, drift_table
+from clvflow.monitoring import AGE_COLUMNS, DEFAULT_PSI_THRESHOLD, drift_table
 from clvflow.scoring import score_features
 from clvflow.segments import add_segments
 from clvflow.timeutil import DateLike, day_after, to_day
@@ -22,8 +23,13 @@ from clvflow.timeutil import DateLike, day_after, to_day
 log = logging.getLogger(__name__)
 
 MODEL_INFO_COLUMNS = ["model_name", "model_version", "scored_at"]
-#: Scoring this many days or fewer from the window a seasonal level was set for: no warning.
+#: Scoring this many days or fewer from the window a seasonal level was set for (on the
+#: calendar: a year later is the same season): no warning.
 SEASON_TOLERANCE_DAYS = 31
+#: A seasonal correction that moved total spend and the odds of buying by less than this
+#: factor changes too little to warn about when scoring in another season.
+SEASON_MATERIAL_FACTOR = 1.10
+YEAR_DAYS = 365.25
 
 
 @dataclass
@@ -53,18 +59,26 @@ def resolve_as_of(tx: pd.DataFrame, as_of: DateLike | None) -> pd.Timestamp:
 
 
 def season_mismatch(model: ClvModel, as_of: pd.Timestamp) -> str | None:
-    """A warning when the model's level was corrected for the season of a window that starts
-    more than ``SEASON_TOLERANCE_DAYS`` away from ``as_of`` (None otherwise)."""
+    """A warning when the model's level carries a material seasonal correction (total spend or
+    the odds of buying moved by ``SEASON_MATERIAL_FACTOR`` or more) and ``as_of`` lies more than
+    ``SEASON_TOLERANCE_DAYS`` from that window's start on the calendar (None otherwise)."""
     start = model.season_window_start()
-    gap = 0 if start is None else (as_of - start).days
-    if abs(gap) <= SEASON_TOLERANCE_DAYS:
+    if start is None:
+        return None
+    season = model.level_["season"]
+    spend, odds = season["spend_ratio"], float(np.exp(season["churn_shift"]))
+    if max(spend, 1 / spend, odds, 1 / odds) < SEASON_MATERIAL_FACTOR:
+        return None
+    gap = (as_of - start).days
+    off = abs(gap) % YEAR_DAYS
+    if min(off, YEAR_DAYS - off) <= SEASON_TOLERANCE_DAYS:
         return None
     return (
         f"the model's level is corrected for the season of the window starting {start.date()} "
-        f"(its training cutoff); scoring as of {as_of.date()} is {abs(gap)} days "
-        f"{'after' if gap > 0 else 'before'} that, so totals may be off by that season's factor. "
-        "Retrain with a cutoff near the scoring date, or train with --seasonal-level false for a "
-        "season-neutral level."
+        f"(its training cutoff: total spend x{spend:.2f}, odds of buying x{odds:.2f}); scoring "
+        f"as of {as_of.date()} falls in another part of the year, so totals may be off by "
+        "that season's factor. Retrain with a cutoff near the scoring date, or train with "
+        "--seasonal-level false for a season-neutral level."
     )
 
 
@@ -80,6 +94,8 @@ def score_transactions(
     annual_discount_rate: float = 0.0,
     reference_profile: dict | None = None,
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
+    reference_as_of: DateLike | None = None,
+    season_check: bool = True,
 ) -> ScoreResult:
     """Score every customer known before ``as_of`` with the model's own horizon.
 
@@ -92,6 +108,10 @@ def score_transactions(
         margin, annual_discount_rate: CLV economics (see :mod:`clvflow.value`).
         reference_profile: the model's training population profile, for drift (PSI) checks.
         psi_threshold: PSI above which a feature or prediction counts as drifted.
+        reference_as_of: the date the profile was taken (the training cutoff): customer ages
+            are compared with the reference aged to ``as_of`` (see :mod:`clvflow.monitoring`).
+        season_check: warn when a seasonal level is used in another season (:func:`season_mismatch`);
+            off for a trend, whose dates all share the model's one level.
 
     Returns:
         :class:`ScoreResult` with the scores table (docs/architecture.md columns, history,
@@ -111,12 +131,19 @@ def score_transactions(
     scores["scored_at"] = pd.Timestamp(scored_at) if scored_at is not None else pd.NaT
     steps.done("segments and priorities")
     result = ScoreResult(scores=scores, as_of=day)
-    season_note = season_mismatch(model, day)
+    season_note = season_mismatch(model, day) if season_check else None
     if season_note:
         result.warnings.append(season_note)
     if reference_profile:
         table = pd.concat([features, scores[["p_active", "expected_spend"]]], axis=1)
-        result.drift = drift_table(reference_profile, table, psi_threshold)
+        aged = (day - to_day(reference_as_of, "reference_as_of")).days if reference_as_of else 0
+        result.drift = drift_table(reference_profile, table, psi_threshold, age_days=aged)
+        if aged:
+            log.info(
+                "drift: customer ages (%s) compared with the training population aged %+d days",
+                ", ".join(AGE_COLUMNS),
+                aged,
+            )
         drifted = result.drift[result.drift["drifted"]]
         if len(drifted):
             listed = ", ".join(f"{r.column} ({r.psi:.2f})" for r in drifted.head(8).itertuples())

@@ -224,11 +224,32 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
     )
     p.add_argument("--horizon-days", type=POSITIVE_INT, required=True, help="window length, days")
     p.add_argument("--experiment-name", default=None, help="MLflow experiment (default clvflow)")
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=mp.seed, help="random seed")
+    p.add_argument(
+        "--seed",
+        type=NON_NEGATIVE_INT,
+        default=mp.seed,
+        help="random seed: same data + seed = same model (default %(default)s)",
+    )
     h = p.add_argument_group("model")
-    h.add_argument("--n-estimators", type=POSITIVE_INT, default=mp.n_estimators)
-    h.add_argument("--learning-rate", type=POSITIVE_FLOAT, default=mp.learning_rate)
-    h.add_argument("--max-depth", type=POSITIVE_INT, default=mp.max_depth)
+    h.add_argument(
+        "--n-estimators",
+        type=POSITIVE_INT,
+        default=mp.n_estimators,
+        help="most boosting rounds per booster; early stopping on the latest snapshot picks "
+        "fewer (default %(default)s)",
+    )
+    h.add_argument(
+        "--learning-rate",
+        type=POSITIVE_FLOAT,
+        default=mp.learning_rate,
+        help="XGBoost step size per round (default %(default)s)",
+    )
+    h.add_argument(
+        "--max-depth",
+        type=POSITIVE_INT,
+        default=mp.max_depth,
+        help="depth of each XGBoost tree (default %(default)s)",
+    )
     h.add_argument(
         "--n-jobs",
         type=NON_NEGATIVE_INT,
@@ -264,9 +285,17 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
         help="what to export: auto (default) lets the internal backtest choose the boosters, "
         "BG/NBD x Gamma-Gamma or a blend of the two; boosters or bgnbd force one",
     )
-    h.add_argument("--margin", type=MARGIN, default=1.0, help="share of revenue kept, for CLV")
     h.add_argument(
-        "--annual-discount-rate", type=DISCOUNT, default=0.0, help="yearly discount rate for CLV"
+        "--margin",
+        type=MARGIN,
+        default=1.0,
+        help="share of revenue kept, for CLV = expected spend x margin (default %(default)s)",
+    )
+    h.add_argument(
+        "--annual-discount-rate",
+        type=DISCOUNT,
+        default=0.0,
+        help="yearly discount rate for CLV, e.g. 0.1 (default %(default)s: none)",
     )
 
 
@@ -482,8 +511,17 @@ def add_job_parsers(sub) -> None:
     p.set_defaults(func=cmd_backtest)
 
 
+DESCRIPTION = (
+    "Customer lifetime value from purchase logs: train a model judged against BG/NBD x "
+    "Gamma-Gamma and tracked in MLflow (train, backtest), score every customer of a "
+    "transactions file (score, trend) and write an HTML report (report). "
+    "`clvflow COMMAND --help` lists a command's flags; `--transactions cdnow` uses the "
+    "embedded CDNOW data."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clvflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="clvflow", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -21,12 +21,19 @@ log = logging.getLogger("clvflow")
 # ---- shared helpers -----------------------------------------------------------------------
 
 
-def _economics_args(p: argparse.ArgumentParser) -> None:
+def _economics_args(p: argparse.ArgumentParser, *, value: bool = True) -> None:
+    """CAC flags, and with ``value`` the CLV flags (``report`` reads CLV already computed)."""
     g = p.add_argument_group("economics")
-    g.add_argument("--margin", type=float, default=1.0, help="share of revenue kept, (0, 1]")
-    g.add_argument(
-        "--annual-discount-rate", type=float, default=0.0, help="yearly discount rate, e.g. 0.1"
-    )
+    if value:
+        g.add_argument(
+            "--margin", type=float, default=1.0, help="share of revenue kept, (0, 1] (default 1)"
+        )
+        g.add_argument(
+            "--annual-discount-rate",
+            type=float,
+            default=0.0,
+            help="yearly discount rate, e.g. 0.1 (default 0)",
+        )
     g.add_argument("--cac", type=float, default=None, help="acquisition cost per customer")
     g.add_argument(
         "--cac-file",
@@ -163,6 +170,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             annual_discount_rate=args.annual_discount_rate,
             reference_profile=source.manifest.get("reference_profile"),
             psi_threshold=args.psi_threshold,
+            reference_as_of=source.manifest.get("cutoff"),
         )
         scores = result.scores
         cac = _cac_for(scores, cac)
@@ -207,15 +215,23 @@ def cmd_trend(args: argparse.Namespace) -> int:
     from clvflow.report import build_report, trend_figure, trend_table
     from clvflow.timeutil import to_day
 
-    with open_outputs(args, _model_input(args.model)) as outputs:
+    with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
         out = outputs.file(args.output, "--output")
         plot = outputs.file(args.plot, "--plot", (".png",))
         report_dir = _report_folder(outputs, args.report)
         dates = sorted({to_day(d, "--as-of") for d in args.as_of})
         if len(dates) < 2:
             raise InputError("--as-of: give at least two dates for a trend")
+        cac = cac_from_args(args)
         model, source = load_model(args.model)
         tx, _ = read_transactions(args, outputs=outputs)
+        if model.season_window_start() is not None:
+            log.info(
+                "every date is scored at the model's one level (seasonally corrected for the "
+                "window starting %s): the dates compare at that level, so no per-date season "
+                "warning",
+                model.season_window_start().date(),
+            )
         tables = []
         for i, day in enumerate(dates, 1):
             log.info("trend %d/%d: scoring as of %s", i, len(dates), day.date())
@@ -228,12 +244,14 @@ def cmd_trend(args: argparse.Namespace) -> int:
                     model_version=source.version or source.run_id or "",
                     margin=args.margin,
                     annual_discount_rate=args.annual_discount_rate,
+                    season_check=False,
                 ).scores
             )
-        trend = trend_table(tables)
+        cacs = [_cac_for(t, cac) for t in tables]
+        trend = trend_table(tables, cacs if cac is not None else None)
         print(trend.to_string(float_format="{:,.3f}".format))
         if report_dir is not None:
-            build_report(tables, outputs.staged(report_dir))
+            build_report(tables, outputs.staged(report_dir), cac=cacs[-1])
         if plot is not None:
             figure = trend_figure(trend)
             outputs.write(plot, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
@@ -319,5 +337,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="report folder")
     p.add_argument("--top-n", type=int, default=25, help="rows in the priorities table")
     p.add_argument("--overwrite", action="store_true")
-    _economics_args(p)
+    _economics_args(p, value=False)  # CLV (margin, discount) was set by `clvflow score`
     p.set_defaults(func=cmd_report)

@@ -15,6 +15,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from clvflow.labels import LABEL_COLUMNS
+from clvflow.progress import track
 
 ArrayLike = Any  # numpy array, pandas Series, list: anything np.asarray turns into a 1-D array
 
@@ -475,7 +476,7 @@ def bootstrap_draws(
     rng = np.random.default_rng(seed)
     n = len(order)
     draws: dict[str, list[dict]] = {name: [] for name in preds}
-    for _ in range(n_resamples):
+    for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
         idx = rng.integers(0, n, n)
         if active[idx].min() == active[idx].max() or spend[idx].sum() <= 0:
             continue  # a degenerate resample (tiny samples only): metrics undefined

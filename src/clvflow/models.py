@@ -65,6 +65,7 @@ from clvflow.baselines import (
 from clvflow.cores import available_cores
 from clvflow.features import FEATURE_COLUMNS
 from clvflow.labels import validate_horizon
+from clvflow.progress import BoostingProgress, track
 from clvflow.selection import Blend, blend_arrays
 from clvflow.training_set import SEASON_LAG_DAYS
 
@@ -347,7 +348,8 @@ class ClvModel:
         recorded in ``btyd_fallbacks_``)."""
         parts = []
         self.btyd_fallbacks_: dict[str, str] = {}
-        for date, snap in training_set.groupby("snapshot_date", sort=True):
+        snapshots = training_set.groupby("snapshot_date", sort=True)
+        for date, snap in track(snapshots, "BTYD fits per snapshot", snapshots.ngroups):
             fit, why = fit_btyd_checked(snap, self.horizon_days)
             if fit is None:
                 day = pd.Timestamp(date).date().isoformat()
@@ -396,9 +398,12 @@ class ClvModel:
         p = self.params
         params = {**p.xgb_params(), **objective, **p.extra}
         dtrain = xgb.DMatrix(train[MODEL_INPUT_COLUMNS], label=y, base_margin=margin)
+        rounds = n_trees or p.n_estimators
+        kind = "churn" if objective["objective"] == "binary:logistic" else "spend"
+        shown = [BoostingProgress(f"{kind} booster rounds", rounds)]
         if valid is None:
-            booster = xgb.train(params, dtrain, num_boost_round=n_trees or p.n_estimators)
-            return booster, n_trees or p.n_estimators
+            booster = xgb.train(params, dtrain, num_boost_round=rounds, callbacks=shown)
+            return booster, rounds
         dvalid = xgb.DMatrix(valid[MODEL_INPUT_COLUMNS], label=y_valid, base_margin=margin_valid)
         booster = xgb.train(
             params,
@@ -407,6 +412,7 @@ class ClvModel:
             evals=[(dvalid, "valid")],
             early_stopping_rounds=p.early_stopping_rounds,
             verbose_eval=False,
+            callbacks=shown,
         )
         return booster, int(booster.best_iteration) + 1
 

@@ -6,6 +6,10 @@ population stability index (PSI) of every feature is computed against it:
 PSI = sum over bins (a - e) ln(a / e), with e and a the reference and scoring shares per bin
 (decile bins of the reference; a small floor keeps empty bins finite). Rule of thumb: < 0.1
 stable, 0.1-0.25 moderate shift, > 0.25 major shift (the default warning threshold).
+
+Customer ages (``AGE_COLUMNS``) grow one day per day: scored N days after the reference date, a
+population that merely aged would drift there, which nobody can act on. They are compared with
+the reference aged by N days instead (the plain PSI is kept as ``psi_unaged``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ N_BINS = 10
 PSI_FLOOR = 1e-4
 DEFAULT_PSI_THRESHOLD = 0.25
 PREDICTION_PROFILE_COLUMNS = ["p_active", "expected_spend"]
+#: Days since the customer's first transaction / first purchase: +1 per day for everyone.
+AGE_COLUMNS = ("tenure_days", "T_days")
 
 
 def _edges(values: np.ndarray) -> list[float]:
@@ -58,20 +64,34 @@ def psi(expected: list[float], actual: list[float]) -> float:
 
 
 def drift_table(
-    profile: dict[str, dict], table: pd.DataFrame, threshold: float = DEFAULT_PSI_THRESHOLD
+    profile: dict[str, dict],
+    table: pd.DataFrame,
+    threshold: float = DEFAULT_PSI_THRESHOLD,
+    age_days: int = 0,
 ) -> pd.DataFrame:
     """PSI of each profiled column of ``table`` against the reference profile.
 
+    Args:
+        age_days: days from the reference date (training cutoff) to the scoring date; the
+            ``AGE_COLUMNS`` are compared with the reference's bins moved by that many days.
+
     Returns:
-        DataFrame ``column``, ``psi``, ``drifted`` (psi > threshold), sorted by psi descending.
-        Columns absent from ``table`` are skipped.
+        DataFrame ``column``, ``psi``, ``drifted`` (psi > threshold), ``psi_unaged`` (the PSI
+        against the reference as profiled; equal to ``psi`` except for aged columns), sorted by
+        psi descending. Columns absent from ``table`` are skipped.
     """
     rows = []
     for col, ref in profile.items():
         if col not in table.columns:
             continue
-        shares = _shares(table[col].to_numpy(dtype="float64"), ref["edges"])
-        value = psi(ref["shares"], shares)
-        rows.append({"column": col, "psi": value, "drifted": value > threshold})
-    out = pd.DataFrame(rows, columns=["column", "psi", "drifted"])
+        values = table[col].to_numpy(dtype="float64")
+        unaged = psi(ref["shares"], _shares(values, ref["edges"]))
+        value = unaged
+        if col in AGE_COLUMNS and age_days:
+            aged_edges = [e + age_days for e in ref["edges"]]
+            value = psi(ref["shares"], _shares(values, aged_edges))
+        rows.append(
+            {"column": col, "psi": value, "drifted": value > threshold, "psi_unaged": unaged}
+        )
+    out = pd.DataFrame(rows, columns=["column", "psi", "drifted", "psi_unaged"])
     return out.sort_values("psi", ascending=False, ignore_index=True)

@@ -66,10 +66,15 @@ def headline(scores: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def trend_table(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """One row per scores table, indexed by as_of: customers, clv/lifetime totals and means."""
-    rows = [
-        {
+def trend_table(
+    tables: Sequence[pd.DataFrame], cacs: Sequence[float | pd.Series] | None = None
+) -> pd.DataFrame:
+    """One row per scores table, indexed by as_of: customers, clv/lifetime totals and means;
+    with ``cacs`` (one CAC per table, as in :func:`clvflow.economics.clv_cac_by_segment`) also
+    ``clv_cac_ratio`` = mean lifetime CLV / mean CAC of the customers scored that day."""
+    rows = []
+    for i, t in enumerate(tables):
+        row = {
             "as_of": t["as_of"].iloc[0],
             "customers": len(t),
             "clv_total": t["clv"].sum(),
@@ -77,8 +82,10 @@ def trend_table(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
             "clv_lifetime_total": t["clv_lifetime"].sum(),
             "p_churn_mean": t["p_churn"].mean(),
         }
-        for t in tables
-    ]
+        if cacs is not None:
+            everyone = clv_cac_by_segment(t.assign(_all="all"), cacs[i], by="_all")
+            row["clv_cac_ratio"] = float(everyone["clv_cac_ratio"].iloc[0])
+        rows.append(row)
     return pd.DataFrame(rows).set_index("as_of").sort_index()
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from clvflow.evaluation import gini_norm
+from clvflow.progress import track
 
 #: Boosters' weights tried (0 = BG/NBD only, 1 = boosters only).
 WEIGHT_GRID = tuple(float(round(w, 1)) for w in np.linspace(0.0, 1.0, 11))
@@ -108,7 +109,7 @@ def _gains(
     by_draw = np.array(
         [
             [metric(truth[i], w * boosters[i] + (1 - w) * bgnbd[i]) for w in WEIGHT_GRID]
-            for i in draws
+            for i in track(draws, "blend weights on resamples", len(draws))
         ]
     )
     by_draw -= by_draw[:, [0]]

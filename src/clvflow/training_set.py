@@ -17,6 +17,7 @@ import pandas as pd
 
 from clvflow.features import build_features
 from clvflow.labels import build_labels, validate_horizon
+from clvflow.progress import track
 from clvflow.timeutil import DateLike, to_day
 
 log = logging.getLogger(__name__)
@@ -225,11 +226,13 @@ def stack_snapshots(
     rule = rule or SnapshotRule()
     checks = usable_snapshots(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
     past = tx.loc[(tx["timestamp"] < to_day(cutoff, "cutoff")).to_numpy()]
-    parts = []
     for check in checks:
         log.info("snapshot %s", check.describe())
-        if check.used:
-            parts.append(snapshot_rows(past, check.snapshot_date, horizon_days))
+    used = [c.snapshot_date for c in checks if c.used]
+    parts = [
+        snapshot_rows(past, day, horizon_days)
+        for day in track(used, "training snapshots (features, labels)", len(used))
+    ]
     return pd.concat(parts, ignore_index=True), checks
 
 
