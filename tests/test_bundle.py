@@ -196,6 +196,23 @@ def test_export_replaces_a_bundle_but_not_other_folders(exported, tmp_path):
     assert not [p for p in tmp_path.rglob(".*tmp-*")]  # no temporary folders left
 
 
+def test_export_never_deletes_a_file_the_bundle_did_not_write(exported, fitted, tmp_path):
+    """A user's file dropped into a bundle folder stops the next export instead of vanishing
+    with the old bundle; the bundle there stays as it was."""
+    (exported / "notes.txt").write_text("my notes")
+    staged = bundle.write_bundle_files(
+        fitted[0], tmp_path / "staged2", bundle.build_manifest(fitted[0], cutoff=CUTOFF)
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"1 file\(s\) the bundle's manifest does not list "
+        r"\(notes.txt\); replacing the bundle would delete them",
+    ):
+        bundle.export_bundle(staged, exported, mlflow_run_id="r3")
+    assert (exported / "notes.txt").read_text() == "my notes"
+    assert bundle.read_manifest(exported)["mlflow_run_id"] == "r1"
+
+
 @pytest.mark.parametrize(
     ("given", "message"),
     [

@@ -111,6 +111,16 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
     return directory
 
 
+def _files_not_in_manifest(directory: Path, manifest: dict[str, Any]) -> list[str]:
+    """Relative paths of the files under ``directory`` that its manifest does not list."""
+    listed = set(manifest.get("files") or {}) | {MANIFEST}
+    return sorted(
+        rel
+        for p in directory.rglob("*")
+        if p.is_file() and (rel := p.relative_to(directory).as_posix()) not in listed
+    )
+
+
 def check_export_dir(target: str | Path, identity: dict[str, Any] | None = None) -> Path:
     """Raise ValueError unless ``target`` is absent, an empty folder or a bundle (replaceable);
     with ``identity`` (e.g. data_name, horizon_days), also when the bundle there was trained on
@@ -127,11 +137,21 @@ def check_export_dir(target: str | Path, identity: dict[str, Any] | None = None)
             f"{target}: exists and is not a clvflow model bundle; refusing to replace it, "
             "choose another --export-dir"
         )
-    if identity and (target / MANIFEST).is_file():
+    manifest: dict[str, Any] = {}
+    if (target / MANIFEST).is_file():
         try:
             manifest = json.loads((target / MANIFEST).read_text())
         except (OSError, ValueError):
             manifest = {}
+        foreign = _files_not_in_manifest(target, manifest)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"{target}: holds {len(foreign)} file(s) the bundle's manifest does not list "
+                f"({shown}); replacing the bundle would delete them. Move them out of the folder "
+                "or choose another --export-dir"
+            )
+    if identity and manifest:
         clash = {
             k: manifest[k]
             for k in identity
