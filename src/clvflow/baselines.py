@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def _fit_log_params(
     what: str,
     init: Sequence[float] | None = None,
     legacy: Callable[[np.ndarray], float] | None = None,
+    numerical: bool = False,
 ) -> np.ndarray:
     """Minimise ``objective`` over log-parameters with bounded L-BFGS-B (analytic gradient).
 
@@ -137,7 +139,7 @@ def _fit_log_params(
     do not identify a parameter, e.g. BG/NBD's a and b running off together) where the stopping
     point is arbitrary: ``legacy`` (the same negative mean log-likelihood, value only) then redoes
     the fit as before analytic gradients (numerical gradients, every start), so that such fits,
-    and what :func:`fit_btyd_checked` makes of them, stay as they were.
+    and what :func:`fit_btyd_checked` makes of them, stay as they were. ``numerical``: only that.
 
     Returns the best log-parameter vector; raises ValueError if no start reaches a finite value.
     Deterministic: the starts are fixed by the caller.
@@ -162,15 +164,21 @@ def _fit_log_params(
         finite = [res for res in results if np.isfinite(res.fun)]
         return min(finite, key=lambda res: res.fun) if finite else None
 
-    results = []
-    if init is not None:
-        warm = run(init, objective, True)
-        if warm.success and np.isfinite(warm.fun) and not on_bound(warm):
-            return warm.x
-        results.append(warm)
-    best = best_of(results + [run(start, objective, True) for start in starts])
-    if best is not None and on_bound(best) and legacy is not None:
-        best = best_of([run(start, legacy, False) for start in starts])
+    # L-BFGS-B's BLAS calls are tiny: waking BLAS threads for them costs more than the fit.
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = []
+        if numerical and legacy is not None:
+            init, starts_first = None, []
+        else:
+            starts_first = list(starts)
+        if init is not None:
+            warm = run(init, objective, True)
+            if warm.success and np.isfinite(warm.fun) and not on_bound(warm):
+                return warm.x
+            results.append(warm)
+        best = best_of(results + [run(start, objective, True) for start in starts_first])
+        if (best is None or on_bound(best)) and legacy is not None:
+            best = best_of([run(start, legacy, False) for start in starts])
     if best is None:
         raise ValueError(f"{what} fit failed: no start reached a finite log-likelihood")
     if on_bound(best):
@@ -199,6 +207,11 @@ def _collapse(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     starts = np.flatnonzero(first)
     counts = np.diff(np.append(starts, n)).astype(float)
     return [c[starts] for c in ordered], counts
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of a * b without BLAS (whose threads cost milliseconds per call on a busy machine)."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _finite(value: float, grad: np.ndarray) -> tuple[float, np.ndarray]:
@@ -268,29 +281,29 @@ def _bgnbd_objective(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[Obj
             dig_ab, dig_abx = special.digamma(a + b), special.digamma(a + b + ux)
             ll = (
                 n * r * np.log(alpha)
-                - r * (w0 @ log_T0)
+                - r * _dot(w0, log_T0)
                 + n_rep * (special.gammaln(a + b) - special.gammaln(b) - special.gammaln(r))
-                + wx
-                @ (special.gammaln(r + ux) + special.gammaln(b + ux) - special.gammaln(a + b + ux))
-                + wr @ top
+                + _dot(wx, special.gammaln(r + ux) + special.gammaln(b + ux))
+                - _dot(wx, special.gammaln(a + b + ux))
+                + _dot(wr, top)
             )
             dr = (
                 n * np.log(alpha)
-                - w0 @ log_T0
+                - _dot(w0, log_T0)
                 - n_rep * special.digamma(r)
-                + wx @ special.digamma(r + ux)
-                - wr @ (w3 * log_T + w4 * log_tx)
+                + _dot(wx, special.digamma(r + ux))
+                - _dot(wr, w3 * log_T + w4 * log_tx)
             )
             dalpha = (
                 n * r / alpha
-                - r * (w0 @ (1.0 / (alpha + T0)))
-                - wr @ (rx * (w3 / (alpha + uT)[iT] + w4 / (alpha + utx)[itx]))
+                - r * _dot(w0, 1.0 / (alpha + T0))
+                - _dot(wr * rx, w3 / (alpha + uT)[iT] + w4 / (alpha + utx)[itx])
             )
-            da = n_rep * dig_ab - wx @ dig_abx + (wr @ w4) / a
+            da = n_rep * dig_ab - _dot(wx, dig_abx) + _dot(wr, w4) / a
             db = (
                 n_rep * (dig_ab - special.digamma(b))
-                + wx @ (special.digamma(b + ux) - dig_abx)
-                - wr @ (w4 * inv_bx[ix])
+                + _dot(wx, special.digamma(b + ux) - dig_abx)
+                - _dot(wr * w4, inv_bx[ix])
             )
             grad = -np.array([dr * r, dalpha * alpha, da * a, db * b]) / n
         return _finite(-ll / n, grad)
@@ -299,7 +312,12 @@ def _bgnbd_objective(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[Obj
 
 
 def fit_bgnbd(
-    frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike, init: BgNbdParams | None = None
+    frequency: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    init: BgNbdParams | None = None,
+    *,
+    numerical: bool = False,
 ) -> BgNbdParams:
     """Fit BG/NBD by maximum likelihood.
 
@@ -310,6 +328,8 @@ def fit_bgnbd(
             `t_x` and `T` share one time unit (e.g. weeks); `alpha` comes out in that unit.
         init: a warm start (e.g. the previous snapshot's fit, same time unit); the fixed starts
             run only when the fit from it does not converge.
+        numerical: fit as clvflow did before analytic gradients (numerical gradients, every
+            start, per customer): the reference of `make bench-btyd`.
 
     Returns:
         BgNbdParams with r, alpha, a, b and the total log-likelihood at the optimum.
@@ -340,7 +360,7 @@ def fit_bgnbd(
         value = -_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum() / n
         return float(value) if np.isfinite(value) else 1e300
 
-    log_params = _fit_log_params(objective, starts, "BG/NBD", warm, legacy)
+    log_params = _fit_log_params(objective, starts, "BG/NBD", warm, legacy, numerical)
     r, alpha, a, b = np.exp(log_params)
     ll = -objective(log_params)[0] * n
     logger.info("BG/NBD fit: r=%.4f alpha=%.4f a=%.4f b=%.4f LL=%.2f", r, alpha, a, b, ll)
@@ -484,8 +504,8 @@ def _gamma_gamma_objective(x: np.ndarray, m: np.ndarray) -> Objective:
     wx = np.bincount(ix, weights=w, minlength=ux.size)
     total = xs * ms
     wx_total = w * xs
-    sum_log_m = w @ np.log(ms)
-    sum_x_log_mx = w @ (xs * (np.log(ms) + np.log(xs)))
+    sum_log_m = _dot(w, np.log(ms))
+    sum_x_log_mx = _dot(w * xs, np.log(ms) + np.log(xs))
 
     def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         p, q, gamma = np.exp(log_params)
@@ -493,17 +513,17 @@ def _gamma_gamma_objective(x: np.ndarray, m: np.ndarray) -> Objective:
             log_gt = np.log(gamma + total)
             px = p * ux
             ll = (
-                wx @ (special.gammaln(px + q) - special.gammaln(px))
+                _dot(wx, special.gammaln(px + q) - special.gammaln(px))
                 + n * (q * np.log(gamma) - special.gammaln(q))
                 + p * sum_x_log_mx
                 - sum_log_m
-                - p * (wx_total @ log_gt)
-                - q * (w @ log_gt)
+                - p * _dot(wx_total, log_gt)
+                - q * _dot(w, log_gt)
             )
             dig = special.digamma(px + q)
-            dp = (wx * ux) @ (dig - special.digamma(px)) + sum_x_log_mx - wx_total @ log_gt
-            dq = wx @ dig - n * special.digamma(q) + n * np.log(gamma) - w @ log_gt
-            dgamma = n * q / gamma - (p * wx_total + q * w) @ (1.0 / (gamma + total))
+            dp = _dot(wx * ux, dig - special.digamma(px)) + sum_x_log_mx - _dot(wx_total, log_gt)
+            dq = _dot(wx, dig) - n * special.digamma(q) + n * np.log(gamma) - _dot(w, log_gt)
+            dgamma = n * q / gamma - _dot(p * wx_total + q * w, 1.0 / (gamma + total))
             grad = -np.array([dp * p, dq * q, dgamma * gamma]) / n
         return _finite(-ll / n, grad)
 
@@ -511,7 +531,11 @@ def _gamma_gamma_objective(x: np.ndarray, m: np.ndarray) -> Objective:
 
 
 def fit_gamma_gamma(
-    frequency: ArrayLike, monetary: ArrayLike, init: GammaGammaParams | None = None
+    frequency: ArrayLike,
+    monetary: ArrayLike,
+    init: GammaGammaParams | None = None,
+    *,
+    numerical: bool = False,
 ) -> GammaGammaParams:
     """Fit the Gamma-Gamma spend model by maximum likelihood on customers with frequency > 0.
 
@@ -521,6 +545,7 @@ def fit_gamma_gamma(
             frequency > 0.
         init: a warm start (e.g. the previous snapshot's fit); the fixed starts run only when
             the fit from it does not converge.
+        numerical: fit as before analytic gradients (see :func:`fit_bgnbd`).
 
     Returns:
         GammaGammaParams with p, q, gamma and the log-likelihood over the repeat customers.
@@ -554,7 +579,7 @@ def fit_gamma_gamma(
         value = -_gamma_gamma_log_lik(p, q, gamma, x, m).sum() / n
         return float(value) if np.isfinite(value) else 1e300
 
-    log_params = _fit_log_params(objective, starts, "Gamma-Gamma", warm, legacy)
+    log_params = _fit_log_params(objective, starts, "Gamma-Gamma", warm, legacy, numerical)
     p, q, gamma = np.exp(log_params)
     ll = -objective(log_params)[0] * n
     if q <= 1.0:
