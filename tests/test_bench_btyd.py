@@ -64,7 +64,7 @@ def test_check_compares_with_lifetimes() -> None:
     numerical = Row(10, 5, "clvflow numerical", 8.0, dict(PARAMS))
     bench_btyd._check([cold, warm, numerical, lifetimes])
     assert cold.check == "PASS: 0.50x lifetimes (max 1x)"
-    assert cold.note == "; params within 1.0e-01 of lifetimes's"
+    assert cold.note == "; params within 1.0e-01 of the lifetimes fit"
     assert warm.check == "FAIL: 1.25x lifetimes (max 1x)"
     assert numerical.check == ""
-    assert numerical.note == "; params within 0.0e+00 of lifetimes's; clvflow is 4.0x faster"
+    assert numerical.note == "; params within 0.0e+00 of the lifetimes fit; clvflow is 4.0x faster"

@@ -209,7 +209,7 @@ def _check(rows: list[Row]) -> None:
         if r is reference or not r.params:
             continue
         diff = max(abs(r.params[k] / reference.params[k] - 1) for k in r.params)
-        r.note += f"; params within {diff:.1e} of {reference.step}'s"
+        r.note += f"; params within {diff:.1e} of the {reference.step} fit"
         if r.step == "clvflow numerical" or reference.step != "lifetimes":
             if r.step == "clvflow numerical" and by_step["clvflow"].seconds:
                 speedup = r.seconds / by_step["clvflow"].seconds
