@@ -501,3 +501,20 @@ def test_fit_on_a_ridge_falls_back_to_the_numerical_fit() -> None:
     slow = fit_gamma_gamma(f["frequency"], f["mean_repeat_spend"], numerical=True)
     assert (fast.p, fast.q, fast.gamma) == (slow.p, slow.q, slow.gamma)
     assert slow.gamma < 1e6
+
+
+def test_warm_start_stalled_on_a_ridge_runs_every_start() -> None:
+    """Issue 11 item 2: a warm start from a point far out on a flat ridge (CDNOW's first
+    snapshot, 1997-02-01: a -> 0 and b -> infinity) can stall there on the next snapshot; such a
+    warm fit is not trusted alone, so the next snapshot still gets the cold fit's optimum."""
+    from clvflow.datasets import load_cdnow
+
+    f = build_features(load_cdnow(), "1997-03-03")
+    f = f.loc[f["n_purchase_days"] > 0]
+    args = (f["frequency"], f["t_x_days"] / WEEK, f["T_days"] / WEEK)
+    ridge = BgNbdParams(r=0.517, alpha=8.85, a=9.7e-5, b=10741.7, log_likelihood=float("nan"))
+    cold, warm = fit_bgnbd(*args), fit_bgnbd(*args, init=ridge)
+    assert (round(cold.a, 3), round(cold.b, 3)) == (0.266, 0.583)
+    np.testing.assert_allclose(
+        [warm.r, warm.alpha, warm.a, warm.b], [cold.r, cold.alpha, cold.a, cold.b], rtol=1e-4
+    )

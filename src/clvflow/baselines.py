@@ -36,6 +36,8 @@ DAYS_PER_WEEK = 7.0
 
 # Log-parameter box for the optimiser: parameters in [1e-6, 1e6] of the data's units.
 _LOG_BOUND = np.log(1e6)
+# An analytic optimum further than this factor from the first fixed start is on a flat ridge.
+_FAR = 1e3
 
 
 @dataclass(frozen=True)
@@ -134,10 +136,10 @@ def _fit_log_params(
     """Minimise ``objective`` over log-parameters with bounded L-BFGS-B (analytic gradient).
 
     With ``init`` (e.g. the previous snapshot's parameters) the fit starts there first and stops
-    when that run converges inside the bounds; otherwise every start in ``starts`` runs too and
-    the best finite optimum wins. An optimum on the search bound is a likelihood ridge (the data
-    do not identify a parameter, e.g. BG/NBD's a and b running off together) where the stopping
-    point is arbitrary: ``legacy`` (the same negative mean log-likelihood, value only) then redoes
+    when that run converges within a factor ``_FAR`` of the first start; otherwise every start in
+    ``starts`` runs too and the best finite optimum wins. An optimum beyond that (or on the search
+    bound) is on a likelihood ridge (the data do not identify a parameter, e.g. BG/NBD's a and b
+    running off together) where the stopping point is arbitrary: ``legacy`` (the same negative mean log-likelihood, value only) then redoes
     the fit as before analytic gradients (numerical gradients, every start), so that such fits,
     and what :func:`fit_btyd_checked` makes of them, stay as they were. ``numerical``: only that.
 
@@ -160,6 +162,13 @@ def _fit_log_params(
     def on_bound(res: optimize.OptimizeResult) -> bool:
         return bool(np.any(np.abs(res.x) >= _LOG_BOUND - 1e-6))
 
+    reference = np.log(np.asarray(starts[0], dtype=float))
+
+    def far_out(res: optimize.OptimizeResult) -> bool:
+        """On the bound, or a parameter beyond a factor _FAR of the first fixed start: a flat
+        ridge, where the stopping point is arbitrary and a warm start can stall."""
+        return on_bound(res) or bool(np.any(np.abs(res.x - reference) >= np.log(_FAR)))
+
     def best_of(results: list[optimize.OptimizeResult]) -> optimize.OptimizeResult | None:
         finite = [res for res in results if np.isfinite(res.fun)]
         return min(finite, key=lambda res: res.fun) if finite else None
@@ -173,11 +182,11 @@ def _fit_log_params(
             starts_first = list(starts)
         if init is not None:
             warm = run(init, objective, True)
-            if warm.success and np.isfinite(warm.fun) and not on_bound(warm):
+            if warm.success and np.isfinite(warm.fun) and not far_out(warm):
                 return warm.x
             results.append(warm)
         best = best_of(results + [run(start, objective, True) for start in starts_first])
-        if (best is None or on_bound(best)) and legacy is not None:
+        if (best is None or far_out(best)) and legacy is not None:
             best = best_of([run(start, legacy, False) for start in starts])
     if best is None:
         raise ValueError(f"{what} fit failed: no start reached a finite log-likelihood")
@@ -762,7 +771,7 @@ def btyd_predictions(fit: BtydFit, features: pd.DataFrame, horizon_days: int) ->
 
 
 def bgnbd_gamma_gamma_baseline(
-    features: pd.DataFrame, horizon_days: int, init: BtydFit | None = None
+    features: pd.DataFrame, horizon_days: int, fit: BtydFit | None = None
 ) -> pd.DataFrame:
     """BG/NBD x Gamma-Gamma predictions for the window [as_of, as_of + horizon_days).
 
@@ -774,7 +783,8 @@ def bgnbd_gamma_gamma_baseline(
     Args:
         features: table from `clvflow.features.build_features` (one row per customer).
         horizon_days: window length in days (> 0).
-        init: warm start for the fit (e.g. the model's own fit on the same table).
+        fit: a usable fit already made on this same table (e.g. the model's own, see
+            :func:`fit_btyd_checked`), used as is; None: fit here.
 
     Returns:
         DataFrame with columns customer_id, p_active, expected_spend (rows as in `features`).
@@ -784,7 +794,9 @@ def bgnbd_gamma_gamma_baseline(
             (including a degenerate fit, see :func:`fit_btyd_checked`).
     """
     _check_features(features, horizon_days)
-    fit, why = fit_btyd_checked(features, horizon_days, init)
+    why = ""
+    if fit is None:
+        fit, why = fit_btyd_checked(features, horizon_days)
     if fit is None:
         raise ValueError(f"BG/NBD x Gamma-Gamma cannot be fitted on these data: {why}")
     pred = btyd_predictions(fit, features, horizon_days)
