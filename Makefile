@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-seasons bench-robustness bench-accuracy ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-seasons bench-robustness bench-accuracy ceiling clean browser
 
 venv: $(STAMP)
 
@@ -72,6 +72,11 @@ format: venv
 
 bench: venv
 	$(BIN)/python -m clvflow.bench
+
+# BG/NBD + Gamma-Gamma fit times on the 100k and 1M simulated summaries, against lifetimes' fitters
+# (CLVFLOW_LIFETIMES_PYTHON, see docs/benchmarks.md) and the numerical-gradient fit they replaced
+bench-btyd: venv
+	$(BIN)/python -m clvflow.bench_btyd
 
 # Accuracy across seasons: the model's level with and without the same-season correction (~7 min)
 bench-seasons: venv

@@ -186,3 +186,25 @@ def test_a_blended_model_mixes_boosters_and_bgnbd_exactly(log):
     np.testing.assert_allclose(
         mixed["p_active"] * mixed["expected_spend_if_active"], mixed["expected_spend"], rtol=1e-9
     )
+
+
+def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
+    """Issue 11 item 2: each snapshot's BTYD fit is warm-started from the previous snapshot's,
+    and the cutoff's from the latest snapshot's."""
+    from clvflow import models
+
+    calls = []
+    fit_checked = models.fit_btyd_checked
+
+    def recording(features, horizon_days, init=None):
+        fit, why = fit_checked(features, horizon_days, init)
+        calls.append((init, fit))
+        return fit, why
+
+    monkeypatch.setattr(models, "fit_btyd_checked", recording)
+    model, _ = _fit(log, seasonal_level=False)
+    assert len(calls) == 3  # two snapshots, then the cutoff
+    assert calls[0][0] is None
+    assert calls[1][0] is calls[0][1] and calls[0][1] is not None
+    assert calls[2][0] is calls[1][1] and calls[1][1] is not None
+    assert model.btyd_ is calls[2][1]

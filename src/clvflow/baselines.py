@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ DAYS_PER_WEEK = 7.0
 
 # Log-parameter box for the optimiser: parameters in [1e-6, 1e6] of the data's units.
 _LOG_BOUND = np.log(1e6)
+# An analytic optimum further than this factor from the first fixed start is on a flat ridge.
+_FAR = 1e3
 
 
 @dataclass(frozen=True)
@@ -118,30 +121,76 @@ def _check_horizon(horizon: float, name: str = "horizon") -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _fit_log_params(
-    neg_ll: Callable[[np.ndarray], float], starts: Sequence[Sequence[float]], what: str
-) -> np.ndarray:
-    """Minimise `neg_ll` over log-parameters with bounded L-BFGS-B from several starts.
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+"""Negative mean log-likelihood and its gradient, both over log-parameters."""
 
-    Returns the best log-parameter vector; raises ValueError if no start converges to a finite
-    value. Deterministic: the starts are fixed by the caller.
+
+def _fit_log_params(
+    objective: Objective,
+    starts: Sequence[Sequence[float]],
+    what: str,
+    init: Sequence[float] | None = None,
+    legacy: Callable[[np.ndarray], float] | None = None,
+    numerical: bool = False,
+) -> np.ndarray:
+    """Minimise ``objective`` over log-parameters with bounded L-BFGS-B (analytic gradient).
+
+    With ``init`` (e.g. the previous snapshot's parameters) the fit starts there first and stops
+    when that run converges within a factor ``_FAR`` of the first start; otherwise every start in
+    ``starts`` runs too and the best finite optimum wins. An optimum beyond that (or on the search
+    bound) is on a likelihood ridge (the data do not identify a parameter, e.g. BG/NBD's a and b
+    running off together) where the stopping point is arbitrary: ``legacy`` (the same negative mean log-likelihood, value only) then redoes
+    the fit as before analytic gradients (numerical gradients, every start), so that such fits,
+    and what :func:`fit_btyd_checked` makes of them, stay as they were. ``numerical``: only that.
+
+    Returns the best log-parameter vector; raises ValueError if no start reaches a finite value.
+    Deterministic: the starts are fixed by the caller.
     """
-    best: optimize.OptimizeResult | None = None
-    for start in starts:
-        x0 = np.log(np.asarray(start, dtype=float))
-        bounds = [(-_LOG_BOUND, _LOG_BOUND)] * x0.size
-        res = optimize.minimize(
-            neg_ll,
+    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(starts[0])
+
+    def run(start: Sequence[float], fun: Callable, jac: bool) -> optimize.OptimizeResult:
+        x0 = np.clip(np.log(np.asarray(start, dtype=float)), -_LOG_BOUND, _LOG_BOUND)
+        return optimize.minimize(
+            fun,
             x0,
+            jac=jac,
             method="L-BFGS-B",
             bounds=bounds,
             options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
         )
-        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-            best = res
+
+    def on_bound(res: optimize.OptimizeResult) -> bool:
+        return bool(np.any(np.abs(res.x) >= _LOG_BOUND - 1e-6))
+
+    reference = np.log(np.asarray(starts[0], dtype=float))
+
+    def far_out(res: optimize.OptimizeResult) -> bool:
+        """On the bound, or a parameter beyond a factor _FAR of the first fixed start: a flat
+        ridge, where the stopping point is arbitrary and a warm start can stall."""
+        return on_bound(res) or bool(np.any(np.abs(res.x - reference) >= np.log(_FAR)))
+
+    def best_of(results: list[optimize.OptimizeResult]) -> optimize.OptimizeResult | None:
+        finite = [res for res in results if np.isfinite(res.fun)]
+        return min(finite, key=lambda res: res.fun) if finite else None
+
+    # L-BFGS-B's BLAS calls are tiny: waking BLAS threads for them costs more than the fit.
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = []
+        if numerical and legacy is not None:
+            init, starts_first = None, []
+        else:
+            starts_first = list(starts)
+        if init is not None:
+            warm = run(init, objective, True)
+            if warm.success and np.isfinite(warm.fun) and not far_out(warm):
+                return warm.x
+            results.append(warm)
+        best = best_of(results + [run(start, objective, True) for start in starts_first])
+        if (best is None or far_out(best)) and legacy is not None:
+            best = best_of([run(start, legacy, False) for start in starts])
     if best is None:
         raise ValueError(f"{what} fit failed: no start reached a finite log-likelihood")
-    if np.any(np.abs(best.x) >= _LOG_BOUND - 1e-6):
+    if on_bound(best):
         logger.warning(
             "%s fit: a parameter reached the search bound (log-params %s); the data may not "
             "identify the model",
@@ -149,6 +198,36 @@ def _fit_log_params(
             np.round(best.x, 3).tolist(),
         )
     return best.x
+
+
+def _collapse(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of ``columns`` (sorted) and how often each occurs, as float weights.
+
+    A log-likelihood summed over customers equals the count-weighted sum over distinct histories.
+    """
+    n = columns[0].size
+    order = np.lexsort(columns[::-1])
+    ordered = [c[order] for c in columns]
+    first = np.ones(n, dtype=bool)
+    for c in ordered:
+        first[1:] &= c[1:] == c[:-1]
+    first = ~first
+    first[:1] = True
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, n)).astype(float)
+    return [c[starts] for c in ordered], counts
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of a * b without BLAS (whose threads cost milliseconds per call on a busy machine)."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _finite(value: float, grad: np.ndarray) -> tuple[float, np.ndarray]:
+    """(value, grad), or a huge value with a zero gradient where the likelihood is not finite."""
+    if np.isfinite(value) and np.isfinite(grad).all():
+        return float(value), grad
+    return 1e300, np.zeros_like(grad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +256,78 @@ def _bgnbd_log_lik(
     return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
 
 
-def fit_bgnbd(frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdParams:
+def _bgnbd_objective(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[Objective, int]:
+    """Negative mean BG/NBD log-likelihood (eq. 6) with its analytic gradient over
+    (log r, log alpha, log a, log b), and the number of distinct histories it sums over.
+
+    Customers are collapsed to distinct (x, t_x, T) histories with counts (one-time buyers to
+    distinct T); terms of x, t_x or T alone are computed once per distinct value. One-time
+    buyers contribute r log(alpha) - r log(alpha + T) (their gamma-function terms cancel).
+    """
+    n = float(x.size)
+    once = x == 0
+    (T0,), w0 = _collapse(T[once])
+    (xr, txr, Tr), wr = _collapse(x[~once], t_x[~once], T[~once])
+    ux, ix = np.unique(xr, return_inverse=True)
+    uT, iT = np.unique(Tr, return_inverse=True)
+    utx, itx = np.unique(txr, return_inverse=True)
+    wx = np.bincount(ix, weights=wr, minlength=ux.size)
+    n_rep = float(wr.sum())
+
+    def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        r, alpha, a, b = np.exp(log_params)
+        with np.errstate(all="ignore"):
+            log_T0 = np.log(alpha + T0)
+            log_T = np.log(alpha + uT)[iT]
+            log_tx = np.log(alpha + utx)[itx]
+            inv_bx = 1.0 / (b + ux - 1.0)
+            rx = r + xr
+            a3 = -rx * log_T
+            a4 = np.log(a) + np.log(inv_bx)[ix] - rx * log_tx
+            top = np.logaddexp(a3, a4)
+            w4 = np.exp(a4 - top)  # weight of the "dropped out after t_x" branch
+            w3 = 1.0 - w4
+            dig_ab, dig_abx = special.digamma(a + b), special.digamma(a + b + ux)
+            ll = (
+                n * r * np.log(alpha)
+                - r * _dot(w0, log_T0)
+                + n_rep * (special.gammaln(a + b) - special.gammaln(b) - special.gammaln(r))
+                + _dot(wx, special.gammaln(r + ux) + special.gammaln(b + ux))
+                - _dot(wx, special.gammaln(a + b + ux))
+                + _dot(wr, top)
+            )
+            dr = (
+                n * np.log(alpha)
+                - _dot(w0, log_T0)
+                - n_rep * special.digamma(r)
+                + _dot(wx, special.digamma(r + ux))
+                - _dot(wr, w3 * log_T + w4 * log_tx)
+            )
+            dalpha = (
+                n * r / alpha
+                - r * _dot(w0, 1.0 / (alpha + T0))
+                - _dot(wr * rx, w3 / (alpha + uT)[iT] + w4 / (alpha + utx)[itx])
+            )
+            da = n_rep * dig_ab - _dot(wx, dig_abx) + _dot(wr, w4) / a
+            db = (
+                n_rep * (dig_ab - special.digamma(b))
+                + _dot(wx, special.digamma(b + ux) - dig_abx)
+                - _dot(wr * w4, inv_bx[ix])
+            )
+            grad = -np.array([dr * r, dalpha * alpha, da * a, db * b]) / n
+        return _finite(-ll / n, grad)
+
+    return objective, T0.size + xr.size
+
+
+def fit_bgnbd(
+    frequency: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    init: BgNbdParams | None = None,
+    *,
+    numerical: bool = False,
+) -> BgNbdParams:
     """Fit BG/NBD by maximum likelihood.
 
     Args:
@@ -185,6 +335,10 @@ def fit_bgnbd(frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdParams
         t_x: time of the last purchase since the first one (0 if frequency is 0).
         T: length of the observation period since the first purchase (>= t_x).
             `t_x` and `T` share one time unit (e.g. weeks); `alpha` comes out in that unit.
+        init: a warm start (e.g. the previous snapshot's fit, same time unit); the fixed starts
+            run only when the fit from it does not converge.
+        numerical: fit as clvflow did before analytic gradients (numerical gradients, every
+            start, per customer): the reference of `make bench-btyd`.
 
     Returns:
         BgNbdParams with r, alpha, a, b and the total log-likelihood at the optimum.
@@ -198,13 +352,8 @@ def fit_bgnbd(frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdParams
         raise ValueError("cannot fit BG/NBD on zero customers")
     if not (x > 0).any():
         raise ValueError("cannot fit BG/NBD: no customer has a repeat purchase (frequency > 0)")
-    n = x.size
-
-    def neg_ll(log_params: np.ndarray) -> float:
-        r, alpha, a, b = np.exp(log_params)
-        value = -_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum() / n
-        return float(value) if np.isfinite(value) else 1e300
-
+    objective, n_rows = _bgnbd_objective(x, tx, t_end)
+    logger.debug("BG/NBD fit: %d customers, %d distinct histories", x.size, n_rows)
     # alpha carries the time unit: scale its starts by the mean observation period.
     scale = float(t_end.mean()) if t_end.mean() > 0 else 1.0
     starts = [
@@ -212,8 +361,17 @@ def fit_bgnbd(frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdParams
         (0.5, 0.1 * scale, 0.5, 2.0),
         (2.0, 2.0 * scale, 2.0, 5.0),
     ]
-    r, alpha, a, b = np.exp(_fit_log_params(neg_ll, starts, "BG/NBD"))
-    ll = float(_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum())
+    warm = None if init is None else (init.r, init.alpha, init.a, init.b)
+    n = x.size
+
+    def legacy(log_params: np.ndarray) -> float:
+        r, alpha, a, b = np.exp(log_params)
+        value = -_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum() / n
+        return float(value) if np.isfinite(value) else 1e300
+
+    log_params = _fit_log_params(objective, starts, "BG/NBD", warm, legacy, numerical)
+    r, alpha, a, b = np.exp(log_params)
+    ll = -objective(log_params)[0] * n
     logger.info("BG/NBD fit: r=%.4f alpha=%.4f a=%.4f b=%.4f LL=%.2f", r, alpha, a, b, ll)
     return BgNbdParams(float(r), float(alpha), float(a), float(b), ll)
 
@@ -342,13 +500,61 @@ def _gamma_gamma_log_lik(
     )
 
 
-def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGammaParams:
+def _gamma_gamma_objective(x: np.ndarray, m: np.ndarray) -> Objective:
+    """Negative mean Gamma-Gamma log-likelihood with its analytic gradient over
+    (log p, log q, log gamma), summed over distinct (x, m) with counts.
+
+    Only -(p x + q) log(gamma + x m) needs a pass over the rows per evaluation: the terms in
+    log m and log x are linear in p (sums precomputed), the gamma functions depend on x alone.
+    """
+    n = float(x.size)
+    (xs, ms), w = _collapse(x, m)
+    ux, ix = np.unique(xs, return_inverse=True)
+    wx = np.bincount(ix, weights=w, minlength=ux.size)
+    total = xs * ms
+    wx_total = w * xs
+    sum_log_m = _dot(w, np.log(ms))
+    sum_x_log_mx = _dot(w * xs, np.log(ms) + np.log(xs))
+
+    def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        p, q, gamma = np.exp(log_params)
+        with np.errstate(all="ignore"):
+            log_gt = np.log(gamma + total)
+            px = p * ux
+            ll = (
+                _dot(wx, special.gammaln(px + q) - special.gammaln(px))
+                + n * (q * np.log(gamma) - special.gammaln(q))
+                + p * sum_x_log_mx
+                - sum_log_m
+                - p * _dot(wx_total, log_gt)
+                - q * _dot(w, log_gt)
+            )
+            dig = special.digamma(px + q)
+            dp = _dot(wx * ux, dig - special.digamma(px)) + sum_x_log_mx - _dot(wx_total, log_gt)
+            dq = _dot(wx, dig) - n * special.digamma(q) + n * np.log(gamma) - _dot(w, log_gt)
+            dgamma = n * q / gamma - _dot(p * wx_total + q * w, 1.0 / (gamma + total))
+            grad = -np.array([dp * p, dq * q, dgamma * gamma]) / n
+        return _finite(-ll / n, grad)
+
+    return objective
+
+
+def fit_gamma_gamma(
+    frequency: ArrayLike,
+    monetary: ArrayLike,
+    init: GammaGammaParams | None = None,
+    *,
+    numerical: bool = False,
+) -> GammaGammaParams:
     """Fit the Gamma-Gamma spend model by maximum likelihood on customers with frequency > 0.
 
     Args:
         frequency: repeat purchases per customer (rows with 0 are ignored).
         monetary: mean spend per repeat purchase (currency units); must be > 0 where
             frequency > 0.
+        init: a warm start (e.g. the previous snapshot's fit); the fixed starts run only when
+            the fit from it does not converge.
+        numerical: fit as before analytic gradients (see :func:`fit_bgnbd`).
 
     Returns:
         GammaGammaParams with p, q, gamma and the log-likelihood over the repeat customers.
@@ -370,18 +576,21 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGammaPara
             f"at positions {_first_rows(bad)}; drop or floor them before fitting"
         )
     x, m = x[repeat], m[repeat]
+    objective = _gamma_gamma_objective(x, m)
+    # gamma carries the currency unit: scale its starts by the mean spend.
+    scale = float(m.mean())
+    starts = [(1.0, 1.0, scale), (5.0, 3.0, 0.5 * scale), (2.0, 5.0, 2.0 * scale)]
+    warm = None if init is None else (init.p, init.q, init.gamma)
     n = x.size
 
-    def neg_ll(log_params: np.ndarray) -> float:
+    def legacy(log_params: np.ndarray) -> float:
         p, q, gamma = np.exp(log_params)
         value = -_gamma_gamma_log_lik(p, q, gamma, x, m).sum() / n
         return float(value) if np.isfinite(value) else 1e300
 
-    # gamma carries the currency unit: scale its starts by the mean spend.
-    scale = float(m.mean())
-    starts = [(1.0, 1.0, scale), (5.0, 3.0, 0.5 * scale), (2.0, 5.0, 2.0 * scale)]
-    p, q, gamma = np.exp(_fit_log_params(neg_ll, starts, "Gamma-Gamma"))
-    ll = float(_gamma_gamma_log_lik(p, q, gamma, x, m).sum())
+    log_params = _fit_log_params(objective, starts, "Gamma-Gamma", warm, legacy, numerical)
+    p, q, gamma = np.exp(log_params)
+    ll = -objective(log_params)[0] * n
     if q <= 1.0:
         logger.warning("Gamma-Gamma fit: q=%.4f <= 1, the population mean spend is infinite", q)
     logger.info("Gamma-Gamma fit: p=%.4f q=%.4f gamma=%.4f LL=%.2f", p, q, gamma, ll)
@@ -455,12 +664,13 @@ BTYD_PREDICTION_COLUMNS = [
 ]
 
 
-def fit_btyd(features: pd.DataFrame) -> BtydFit:
+def fit_btyd(features: pd.DataFrame, init: BtydFit | None = None) -> BtydFit:
     """Fit BG/NBD (weeks: t_x_days/7, T_days/7) on every customer with a purchase day and
     Gamma-Gamma on the repeat customers with positive `mean_repeat_spend`.
 
     Args:
         features: table from `clvflow.features.build_features` (history before its as_of only).
+        init: warm start, e.g. the fit on the previous snapshot (see :func:`fit_bgnbd`).
 
     Raises:
         ValueError: on missing columns or data the models cannot be fitted on.
@@ -474,6 +684,7 @@ def fit_btyd(features: pd.DataFrame) -> BtydFit:
         x,
         sub["t_x_days"].to_numpy(dtype=float) / DAYS_PER_WEEK,
         sub["T_days"].to_numpy(dtype=float) / DAYS_PER_WEEK,
+        None if init is None else init.bgnbd,
     )
     fit_rows = (x > 0) & (monetary > 0)
     if (x > 0).sum() > fit_rows.sum():
@@ -481,15 +692,19 @@ def fit_btyd(features: pd.DataFrame) -> BtydFit:
             "Gamma-Gamma fit skips %d repeat customers with non-positive mean spend",
             int((x > 0).sum() - fit_rows.sum()),
         )
-    return BtydFit(bg, fit_gamma_gamma(x[fit_rows], monetary[fit_rows]))
+    gg_init = None if init is None else init.gamma_gamma
+    return BtydFit(bg, fit_gamma_gamma(x[fit_rows], monetary[fit_rows], gg_init))
 
 
 #: Fewer repeat buyers than this and BG/NBD's dropout and Gamma-Gamma's spread are not identified.
 MIN_REPEAT_BUYERS = 20
 
 
-def fit_btyd_checked(features: pd.DataFrame, horizon_days: int) -> tuple[BtydFit | None, str]:
-    """:func:`fit_btyd`, judged usable for ``horizon_days`` predictions, or None and why not.
+def fit_btyd_checked(
+    features: pd.DataFrame, horizon_days: int, init: BtydFit | None = None
+) -> tuple[BtydFit | None, str]:
+    """:func:`fit_btyd` (warm-started from ``init`` if given), judged usable for
+    ``horizon_days`` predictions, or None and why not.
 
     A fit is degenerate when there are fewer than ``MIN_REPEAT_BUYERS`` repeat buyers, a fit
     fails, a parameter sits on the optimiser's bound (the data do not identify it), Gamma-Gamma's
@@ -507,7 +722,7 @@ def fit_btyd_checked(features: pd.DataFrame, horizon_days: int) -> tuple[BtydFit
     if n_repeat < MIN_REPEAT_BUYERS:
         return None, f"{n_repeat} repeat buyers (BG/NBD and Gamma-Gamma need {MIN_REPEAT_BUYERS})"
     try:
-        fit = fit_btyd(features)
+        fit = fit_btyd(features, init)
     except ValueError as err:
         return None, str(err)
     logs = np.log([fit.bgnbd.r, fit.bgnbd.alpha, fit.bgnbd.a, fit.bgnbd.b])
@@ -555,7 +770,9 @@ def btyd_predictions(fit: BtydFit, features: pd.DataFrame, horizon_days: int) ->
     return out
 
 
-def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+def bgnbd_gamma_gamma_baseline(
+    features: pd.DataFrame, horizon_days: int, fit: BtydFit | None = None
+) -> pd.DataFrame:
     """BG/NBD x Gamma-Gamma predictions for the window [as_of, as_of + horizon_days).
 
     Both models are fitted on this same feature table (history before its as_of only, see
@@ -566,6 +783,8 @@ def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.
     Args:
         features: table from `clvflow.features.build_features` (one row per customer).
         horizon_days: window length in days (> 0).
+        fit: a usable fit already made on this same table (e.g. the model's own, see
+            :func:`fit_btyd_checked`), used as is; None: fit here.
 
     Returns:
         DataFrame with columns customer_id, p_active, expected_spend (rows as in `features`).
@@ -575,7 +794,9 @@ def bgnbd_gamma_gamma_baseline(features: pd.DataFrame, horizon_days: int) -> pd.
             (including a degenerate fit, see :func:`fit_btyd_checked`).
     """
     _check_features(features, horizon_days)
-    fit, why = fit_btyd_checked(features, horizon_days)
+    why = ""
+    if fit is None:
+        fit, why = fit_btyd_checked(features, horizon_days)
     if fit is None:
         raise ValueError(f"BG/NBD x Gamma-Gamma cannot be fitted on these data: {why}")
     pred = btyd_predictions(fit, features, horizon_days)

@@ -210,13 +210,16 @@ def _snapshot_offsets(rows: pd.DataFrame, level: bool) -> tuple[np.ndarray, np.n
     return churn, spend
 
 
-def _season_correction(reference: pd.DataFrame, horizon_days: int) -> dict | None:
+def _season_correction(
+    reference: pd.DataFrame, horizon_days: int, init: BtydFit | None = None
+) -> dict | None:
     """BG/NBD x Gamma-Gamma's error on the same-season snapshot a year before the cutoff (fitted
     on that snapshot's own history): the logit shift that turns its mean P(active) into the
     observed active rate, and observed / predicted total spend. None when BTYD cannot be fitted.
+    ``init``: a warm start for that fit.
     """
     buyers = reference.loc[reference["n_purchase_days"] > 0]
-    fit, why = fit_btyd_checked(buyers, horizon_days)
+    fit, why = fit_btyd_checked(buyers, horizon_days, init)
     if fit is None:
         log.warning("no seasonal level correction: BTYD unusable on the snapshot (%s)", why)
         return None
@@ -276,7 +279,7 @@ class ClvModel:
                 level, when ``anchor_to_btyd`` and ``seasonal_level`` are on.
         """
         p = self.params
-        rows = self._with_btyd_per_snapshot(training_set)
+        rows, latest_fit = self._with_btyd_per_snapshot(training_set)
         rows["_churn_base"], rows["_spend_base"] = _snapshot_offsets(rows, p.snapshot_levels)
         snapshots = sorted(rows["snapshot_date"].unique())
         latest = (rows["snapshot_date"] == snapshots[-1]).to_numpy()
@@ -288,7 +291,7 @@ class ClvModel:
             _, n_spend = self._fit_spend(rows[~holdout], rows[holdout])
         self.churn_booster_, _ = self._fit_churn(rows, None, n_churn)
         self.spend_booster_, _ = self._fit_spend(rows, None, n_spend)
-        self.btyd_, why = fit_btyd_checked(cutoff_features, self.horizon_days)
+        self.btyd_, why = fit_btyd_checked(cutoff_features, self.horizon_days, latest_fit)
         if self.btyd_ is None:
             log.warning(
                 "BG/NBD x Gamma-Gamma is unusable at the cutoff (%s): the model scores without "
@@ -307,7 +310,7 @@ class ClvModel:
         elif p.anchor_to_btyd:
             season = None
             if p.seasonal_level and season_reference is not None:
-                season = _season_correction(season_reference, self.horizon_days)
+                season = _season_correction(season_reference, self.horizon_days, self.btyd_)
             self.level_ = self._anchor(cutoff_features, season)
         log.info(
             "fitted on %d rows from %d snapshots; trees churn=%d spend=%d; level %s",
@@ -342,15 +345,20 @@ class ClvModel:
             level["season"] = season
         return level
 
-    def _with_btyd_per_snapshot(self, training_set: pd.DataFrame) -> pd.DataFrame:
+    def _with_btyd_per_snapshot(
+        self, training_set: pd.DataFrame
+    ) -> tuple[pd.DataFrame, BtydFit | None]:
         """Training rows with BTYD predictions fitted on each snapshot's own history; a snapshot
         where the fit is degenerate keeps its rows with the BTYD inputs missing (logged, and
-        recorded in ``btyd_fallbacks_``)."""
+        recorded in ``btyd_fallbacks_``). Each fit starts from the previous usable one; that
+        of the latest snapshot is returned beside the rows (None if none was usable)."""
         parts = []
         self.btyd_fallbacks_: dict[str, str] = {}
+        latest: BtydFit | None = None
         snapshots = training_set.groupby("snapshot_date", sort=True)
         for date, snap in track(snapshots, "BTYD fits per snapshot", snapshots.ngroups):
-            fit, why = fit_btyd_checked(snap, self.horizon_days)
+            fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
+            latest = fit or latest
             if fit is None:
                 day = pd.Timestamp(date).date().isoformat()
                 log.warning(
@@ -362,7 +370,7 @@ class ClvModel:
                 self.btyd_fallbacks_[day] = why
             btyd = _btyd_inputs(fit, snap, self.horizon_days)
             parts.append(pd.concat([snap, btyd], axis=1))
-        return pd.concat(parts)
+        return pd.concat(parts), latest
 
     def _fit_churn(
         self, train: pd.DataFrame, valid: pd.DataFrame | None, n_trees: int | None = None

@@ -196,7 +196,8 @@ def _predictions(
         finally:
             model.blend_ = boosters_only
     try:
-        preds["bgnbd"] = bgnbd_gamma_gamma_baseline(features, horizon_days)
+        # The model's own cutoff fit was made on these features: the baseline is that fit.
+        preds["bgnbd"] = bgnbd_gamma_gamma_baseline(features, horizon_days, model.btyd_)
     except ValueError as err:
         log.warning("no BG/NBD x Gamma-Gamma baseline at this cutoff: %s", err)
     preds["historical"] = historical_baseline(features, horizon_days)
