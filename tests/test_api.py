@@ -3,6 +3,7 @@ ingest of DataFrames, clear errors, and exact equality with the CLI's functions 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -200,3 +201,34 @@ def test_import_clvflow_stays_light_and_simulate_is_the_function():
         "True clvflow.simulate",
         "__version__ ClvModel InputError backtest load_cdnow load_model load_transactions simulate",
     ]
+
+
+def test_fit_and_save_match_clvflow_train_export_dir(tmp_path, monkeypatch):
+    """Issue 13 item 2: ClvModel(...).fit(load_transactions(path)).save(dir) writes what
+    `clvflow train --export-dir` writes with the same settings (manifest less the MLflow run and
+    registry fields), and both bundles score to the same table."""
+    small_log().to_parquet(tmp_path / "tx.parquet")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    argv = ["train", "--transactions", tmp_path / "tx.parquet", "--horizon-days", 90]
+    argv += ["--cutoff", "2023-07-01", "--n-estimators", 40, "--n-snapshots", 2]
+    argv += ["--export-dir", tmp_path / "cli", "--experiment-name", "front-door"]
+    assert main([str(a) for a in argv]) == 0
+
+    tx = clvflow.load_transactions(tmp_path / "tx.parquet")
+    model = clvflow.ClvModel(90, **SMALL).fit(tx, cutoff="2023-07-01")
+    model.save(tmp_path / "front", data_name="tx")
+    cli = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    front = json.loads((tmp_path / "front" / "manifest.json").read_text())
+    assert set(cli) - set(front) == {"mlflow_run_id", "registered_model"}
+    same = ["training_data_sha256", "reference_profile", "model_card", "exported_method", "files"]
+    assert {k: front[k] for k in same} == {k: cli[k] for k in same}
+    assert (cli["data_source"], front["data_source"]) == (str(tmp_path / "tx.parquet"), "tx")
+
+    by_cli = clvflow.load_model(tmp_path / "cli").score(tx, as_of="2023-07-01")
+    by_front = clvflow.load_model(tmp_path / "front").score(tx, as_of="2023-07-01")
+    pd.testing.assert_frame_equal(
+        by_front.drop(columns=["scored_at", "model_name", "model_version"]),
+        by_cli.drop(columns=["scored_at", "model_name", "model_version"]),
+    )

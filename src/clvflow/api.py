@@ -20,6 +20,7 @@ fitted on stacked snapshots), which the first holds, fitted, as ``model_``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -347,8 +348,7 @@ class ClvModel:
             raise ValueError(
                 f"this model was loaded from {self.source_.uri}: copy that bundle instead"
             )
-        settings = self._settings()
-        settings = type(settings)(**{**vars(settings), "data_name": data_name})
+        settings = dataclasses.replace(self._settings(), data_name=data_name)
         target = bundle.check_export_dir(
             path, {"data_name": data_name, "horizon_days": self.horizon_days}
         )
