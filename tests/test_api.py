@@ -128,6 +128,13 @@ def test_unmapped_columns_raise_input_error_naming_columns_and_keyword(tmp_path)
         clvflow.load_transactions(path)
     with pytest.raises(clvflow.InputError, match="quantity= and unit_price= go together"):
         clvflow.load_transactions(raw, quantity="Revenue")
+    # default names but not ingested (an extra column): ingested on the way in, not refused
+    raw_default = small_log().assign(channel="web")
+    as_of = "2023-07-01"
+    pd.testing.assert_frame_equal(
+        fitted().score(raw_default, as_of=as_of).drop(columns="scored_at"),
+        fitted().score(small_log(), as_of=as_of).drop(columns="scored_at"),
+    )
     with pytest.raises(AttributeError, match=r"not fitted: call \.fit\(tx\) first"):
         clvflow.ClvModel().score(small_log())
 
