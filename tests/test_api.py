@@ -76,6 +76,7 @@ def test_load_transactions_maps_a_dataframe_like_a_file(tmp_path):
             "Price": [2.5, 2.5, 1.0, 10.0],
         }
     )
+    before = raw.copy()
     tx, report = clvflow.load_transactions(
         raw,
         customer="CustomerID",
@@ -95,6 +96,7 @@ def test_load_transactions_maps_a_dataframe_like_a_file(tmp_path):
     )
     pd.testing.assert_frame_equal(tx, expected, check_dtype=False, check_index_type=False)
     assert (report.rows_read, report.rows_used, report.dropped_missing_customer_id) == (4, 3, 1)
+    pd.testing.assert_frame_equal(raw, before)  # the caller's frame is left as it was
     assert (report.returns, report.customers, report.customer_ids_float_formatted) == (1, 2, 3)
     path = tmp_path / "orders.csv"
     raw.to_csv(path, index=False)
