@@ -1,4 +1,15 @@
-"""clvflow: predictive customer lifetime value with XGBoost, honest backtests and MLflow."""
+"""clvflow: predictive customer lifetime value with XGBoost, honest backtests and MLflow.
+
+The front door (:mod:`clvflow.api`; loaded on first use, so ``import clvflow`` and the CLI stay
+quick)::
+
+    tx = clvflow.load_transactions(df, customer="CustomerID", timestamp="InvoiceDate", amount="Revenue")
+    model = clvflow.ClvModel(horizon_days=90).fit(tx)
+    scores = model.score(tx)
+
+``clvflow.ClvModel`` fits from a transactions table as ``clvflow train`` does; it is not
+``clvflow.models.ClvModel`` (the boosters on stacked snapshots, which it holds as ``model_``).
+"""
 
 import os
 
@@ -7,4 +18,55 @@ import os
 # must be set before xgboost is first imported; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
+import sys  # (builtin: no import cost)
+
 __version__ = "0.1.0"
+
+#: Front-door name -> module that defines it (imported on first access).
+_EXPORTS = {
+    "ClvModel": "clvflow.api",
+    "InputError": "clvflow.ingest",
+    "backtest": "clvflow.api",
+    "load_cdnow": "clvflow.datasets",
+    "load_model": "clvflow.api",
+    "load_transactions": "clvflow.api",
+    "simulate": "clvflow.simulate",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clvflow' has no attribute {name!r}")
+    value = getattr(_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def _module(name: str):
+    """The submodule ``name``, imported (``importlib`` itself would cost ``import clvflow`` time)."""
+    __import__(name)
+    return sys.modules[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(type(sys)):  # (types.ModuleType)
+    """``clvflow.simulate`` is the function, although a submodule has that name: importing the
+    submodule would otherwise replace the package attribute with the module. The module stays
+    importable as usual (``from clvflow.simulate import retail_like``)."""
+
+    @property
+    def simulate(self):
+        return _module("clvflow.simulate").simulate
+
+    @simulate.setter
+    def simulate(self, value) -> None:  # the import system setting the submodule: ignored
+        if not isinstance(value, type(sys)):
+            raise AttributeError("clvflow.simulate is the simulator function; it cannot be set")
+
+
+sys.modules[__name__].__class__ = _Package

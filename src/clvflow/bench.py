@@ -177,9 +177,10 @@ def prepare_model(data_dir: Path, log: Callable[[str], None], n_customers: int) 
 
 def _simulator_version() -> str:
     """Hash of simulate.py, so that a changed simulator invalidates the cached logs."""
-    from clvflow import simulate
+    from importlib import import_module
 
-    return hashlib.sha256(Path(simulate.__file__).read_bytes()).hexdigest()[:16]
+    module = import_module("clvflow.simulate")  # (clvflow.simulate is the function)
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
 
 
 def _run_step(step: str, data: dict) -> tuple[float, float]:
