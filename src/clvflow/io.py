@@ -270,7 +270,9 @@ def _map_text(
             cats = s.cat.categories.to_series()
             if pd.api.types.is_string_dtype(cats):
                 hit = cats.str.match(pattern, na=False)
-                out[col] = s.cat.rename_categories(cats.where(~hit, change(cats)).to_numpy())
+                renamed = cats.where(~hit, change(cats)).to_numpy()
+                # pandas takes any list-like here; pandas-stubs lists Sequence but not ndarray
+                out[col] = s.cat.rename_categories(renamed)  # type: ignore[arg-type]
             continue
         if s.dtype != object and not pd.api.types.is_string_dtype(s):
             continue
