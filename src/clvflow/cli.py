@@ -132,7 +132,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from clvflow.timeutil import day_after, to_day
 
     with open_outputs(args) as outputs:
-        out = outputs.file(args.output, "--output")
+        out = outputs.required_file(args.output, "--output")
         as_of = to_day(args.as_of) if args.as_of else None
         tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
         as_of = as_of or day_after(tx["timestamp"].max())

@@ -148,7 +148,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from clvflow.value import check_economics
 
     with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
-        out = outputs.file(args.output, "--output")
+        out = outputs.required_file(args.output, "--output")
         drift_out = outputs.file(args.drift_output, "--drift-output")
         report_dir = _report_folder(outputs, args.report)
         check_economics(args.margin, args.annual_discount_rate)
@@ -216,7 +216,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     from clvflow.timeutil import to_day
 
     with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
-        out = outputs.file(args.output, "--output")
+        out = outputs.required_file(args.output, "--output")
         plot = outputs.file(args.plot, "--plot", (".png",))
         report_dir = _report_folder(outputs, args.report)
         dates = sorted({to_day(d, "--as-of") for d in args.as_of})
@@ -265,10 +265,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from clvflow.io import Outputs
-    from clvflow.report import build_report
+    from clvflow.report import build_report, check_report_dir
 
     with Outputs(overwrite=args.overwrite, inputs=(*args.scores, args.cac_file)) as outputs:
-        folder = _report_folder(outputs, args.output)
+        folder = outputs.required_folder(args.output, "--output", check_report_dir)
         tables = []
         for path in args.scores:
             t = _read_table(path)

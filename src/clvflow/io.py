@@ -355,6 +355,15 @@ class Outputs:
         self._declare(out, flag, None)
         return out
 
+    def required_file(
+        self, path: str | Path, flag: str, suffixes: tuple[str, ...] = TABLE_SUFFIXES
+    ) -> Path:
+        """:meth:`file` for an output the command always writes: an empty path is an error."""
+        out = self.file(path, flag, suffixes)
+        if out is None:
+            raise InputError(f"{flag}: an empty path; give the file to write")
+        return out
+
     def folder(
         self, path: str | Path | None, flag: str, check: Callable[[Path, bool], None]
     ) -> Path | None:
@@ -373,6 +382,15 @@ class Outputs:
         except FileExistsError as err:
             raise InputError(f"{flag}: {err}") from None
         self._declare(out, flag, check)
+        return out
+
+    def required_folder(
+        self, path: str | Path, flag: str, check: Callable[[Path, bool], None]
+    ) -> Path:
+        """:meth:`folder` for an output the command always writes: an empty path is an error."""
+        out = self.folder(path, flag, check)
+        if out is None:
+            raise InputError(f"{flag}: an empty path; give the folder to write")
         return out
 
     def staged(self, final: Path) -> Path:

@@ -533,7 +533,7 @@ def write_report(
     output_dir = Path(output_dir)
     check_report_dir(output_dir, overwrite)
     with Outputs(overwrite=overwrite) as outputs:
-        out = outputs.folder(output_dir, "report folder", check_report_dir)
+        out = outputs.required_folder(output_dir, "report folder", check_report_dir)
         build_report(
             scores, outputs.staged(out), cac=cac, top_n=top_n, title=title, model_card=model_card
         )
