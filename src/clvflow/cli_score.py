@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
 from clvflow.ingest import InputError
+
+if TYPE_CHECKING:
+    from clvflow.io import Outputs
 
 log = logging.getLogger("clvflow")
 
@@ -101,7 +105,7 @@ def _cac_for(scores: pd.DataFrame, cac: float | pd.Series | None) -> float | pd.
     return cac
 
 
-def _report_folder(outputs, path: str | None) -> Path | None:
+def _report_folder(outputs: Outputs, path: str | None) -> Path | None:
     """Declare the ``--report`` folder: absent, empty, or (with --overwrite) a report clvflow
     wrote that holds nothing else (:func:`clvflow.report.check_report_dir`)."""
     from clvflow.report import check_report_dir
@@ -225,12 +229,13 @@ def cmd_trend(args: argparse.Namespace) -> int:
         cac = cac_from_args(args)
         model, source = load_model(args.model)
         tx, _ = read_transactions(args, outputs=outputs)
-        if model.season_window_start() is not None:
+        season_window = model.season_window_start()
+        if season_window is not None:
             log.info(
                 "every date is scored at the model's one level (seasonally corrected for the "
                 "window starting %s): the dates compare at that level, so no per-date season "
                 "warning",
-                model.season_window_start().date(),
+                season_window.date(),
             )
         tables = []
         for i, day in enumerate(dates, 1):
@@ -248,7 +253,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
                 ).scores
             )
         cacs = [_cac_for(t, cac) for t in tables]
-        trend = trend_table(tables, cacs if cac is not None else None)
+        # (with a cac, no table's is None)
+        trend = trend_table(
+            tables, cast("list[float | pd.Series]", cacs) if cac is not None else None
+        )
         print(trend.to_string(float_format="{:,.3f}".format))
         if report_dir is not None:
             build_report(tables, outputs.staged(report_dir), cac=cacs[-1])
