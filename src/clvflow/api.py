@@ -183,6 +183,7 @@ def as_transactions(data: pd.DataFrame | str | Path) -> pd.DataFrame:
     :func:`load_transactions` with the default column names (or its clear :class:`InputError`)."""
     if isinstance(data, pd.DataFrame) and is_transactions_table(data):
         return data
+    # (without return_report, load_transactions returns the DataFrame alone)
     return load_transactions(data)  # type: ignore[return-value]
 
 

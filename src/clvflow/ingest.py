@@ -70,7 +70,7 @@ class ColumnMap:
     def required(self) -> dict[str, str]:
         """Logical name -> input column name, for the columns this map needs."""
         cols = {"customer_id": self.customer_id, "timestamp": self.timestamp}
-        if self.uses_quantity_price:
+        if self.uses_quantity_price:  # (both set: a check mypy does not see through)
             cols["quantity"] = self.quantity  # type: ignore[assignment]
             cols["unit_price"] = self.unit_price  # type: ignore[assignment]
         elif self.amount is not None:
@@ -465,6 +465,7 @@ def _far_dates_note(
     where: _Where,
 ) -> str:
     rows = np.flatnonzero(far)
+    # (bulk is None only when no date is far, and then there is no note)
     lo, hi = (pd.Timestamp(t).date() for t in bulk)  # type: ignore[union-attr]
     first = ", ".join(f"line {where.line(i)} ({stamps.iloc[i]})" for i in rows[:MAX_EXAMPLES])
     return (
