@@ -60,11 +60,13 @@ pythons: browser
 test: venv browser wheels
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -97,4 +99,4 @@ ceiling: venv
 	$(BIN)/python -m clvflow.ceiling
 
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .mypy_cache .hypothesis

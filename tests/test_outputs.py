@@ -84,6 +84,24 @@ def _cli(*argv: str) -> subprocess.Popen:
 # ---- item 2: one rule for every output flag -------------------------------------------------
 
 
+def test_an_empty_required_output_path_is_a_clear_error(model_dir, tx_csv, capsys):
+    """Issue 13 item 5: mypy found that `--output ""` (a required output) reached the writers as
+    None: an AttributeError traceback (exit 1). Now exit 2 naming the flag, nothing written."""
+    before = sorted(p.name for p in tx_csv.parent.iterdir())
+    commands = [
+        ["features", "--transactions", tx_csv, "--output", ""],
+        [*_score_argv(model_dir, tx_csv, "--output", "")],
+        ["trend", "--model", model_dir, "--transactions", tx_csv, "--as-of", "2020-03-01"]
+        + ["--as-of", "2020-04-01", "--output", ""],
+        ["report", "--scores", tx_csv, "--output", ""],
+    ]
+    for argv in commands:
+        assert run(*argv) == 2
+        err = capsys.readouterr().err
+        assert f"clvflow {argv[0]}: error: --output: an empty path; give the " in err
+    assert sorted(p.name for p in tx_csv.parent.iterdir()) == before
+
+
 def test_quality_report_and_drift_output_follow_the_output_rule(model_dir, tx_csv, capsys):
     """Issue 9 item 2: --quality-report may not be an input, nor replace a file without
     --overwrite; --drift-output may not be an input even with --overwrite."""

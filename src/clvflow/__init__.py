@@ -20,6 +20,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import sys  # (builtin: no import cost)
 
+# Names for the type checker only: neither `types` nor `typing` is loaded at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
+
+    _ModuleType = ModuleType
+else:
+    _ModuleType = type(sys)
+
 __version__ = "0.1.0"
 
 #: Front-door name -> module that defines it (imported on first access).
@@ -36,7 +46,7 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> "Any":
     if name not in _EXPORTS:
         raise AttributeError(f"module 'clvflow' has no attribute {name!r}")
     value = getattr(_module(_EXPORTS[name]), name)
@@ -44,7 +54,7 @@ def __getattr__(name: str):
     return value
 
 
-def _module(name: str):
+def _module(name: str) -> "ModuleType":
     """The submodule ``name``, imported (``importlib`` itself would cost ``import clvflow`` time)."""
     __import__(name)
     return sys.modules[name]
@@ -54,18 +64,18 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-class _Package(type(sys)):  # (types.ModuleType)
+class _Package(_ModuleType):
     """``clvflow.simulate`` is the function, although a submodule has that name: importing the
     submodule would otherwise replace the package attribute with the module. The module stays
     importable as usual (``from clvflow.simulate import retail_like``)."""
 
     @property
-    def simulate(self):
+    def simulate(self) -> "Any":
         return _module("clvflow.simulate").simulate
 
     @simulate.setter
-    def simulate(self, value) -> None:  # the import system setting the submodule: ignored
-        if not isinstance(value, type(sys)):
+    def simulate(self, value: object) -> None:  # the import system setting the submodule: ignored
+        if not isinstance(value, _ModuleType):
             raise AttributeError("clvflow.simulate is the simulator function; it cannot be set")
 
 

@@ -25,7 +25,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -33,6 +33,12 @@ from clvflow import ingest
 from clvflow.ingest import TX_COLUMNS, ColumnMap, DataQualityReport, InputError
 from clvflow.rowfilter import RowFilter, parse_row_filters
 from clvflow.timeutil import DateLike, to_day
+
+if TYPE_CHECKING:  # (imported on first use: `import clvflow` stays quick)
+    from clvflow import models
+    from clvflow.bundle import ModelSource
+    from clvflow.pipeline import JobSettings
+    from clvflow.training import Selection
 
 log = logging.getLogger("clvflow")
 
@@ -177,6 +183,7 @@ def as_transactions(data: pd.DataFrame | str | Path) -> pd.DataFrame:
     :func:`load_transactions` with the default column names (or its clear :class:`InputError`)."""
     if isinstance(data, pd.DataFrame) and is_transactions_table(data):
         return data
+    # (without return_report, load_transactions returns the DataFrame alone)
     return load_transactions(data)  # type: ignore[return-value]
 
 
@@ -197,6 +204,13 @@ class ClvModel:
     ``reference_profile_`` (the training population, for drift checks), ``source_`` (where a
     loaded model came from; None when fitted here).
     """
+
+    model_: models.ClvModel
+    selection_: Selection | None  # (None: loaded from a bundle that does not keep it)
+    cutoff_: pd.Timestamp | None
+    reference_profile_: dict[str, dict] | None
+    training_data_sha256_: str
+    source_: ModelSource | None
 
     def __init__(
         self,
@@ -226,7 +240,7 @@ class ClvModel:
     def __repr__(self) -> str:
         return f"clvflow.ClvModel(horizon_days={self.horizon_days}, method={self.method!r})"
 
-    def _settings(self):
+    def _settings(self) -> JobSettings:
         """The pipeline's settings for these parameters (as ``clvflow train`` builds them)."""
         from clvflow.cores import available_cores
         from clvflow.models import ModelParams
@@ -348,6 +362,7 @@ class ClvModel:
             raise ValueError(
                 f"this model was loaded from {self.source_.uri}: copy that bundle instead"
             )
+        assert self.cutoff_ is not None and self.selection_ is not None  # (fitted here)
         settings = dataclasses.replace(self._settings(), data_name=data_name)
         target = bundle.check_export_dir(
             path, {"data_name": data_name, "horizon_days": self.horizon_days}

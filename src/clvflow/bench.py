@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SIMULATION_AS_OF = "2024-01-01"  # simulate()'s default as_of; features are computed as of it
 CSV_MAX_CUSTOMERS = 100_000
@@ -49,7 +50,7 @@ LIFETIMES_SPEEDUP_MIN = 4.0
 SCORE_RATIO_MAX, SCORE_RSS_MAX_GB = 2.5, 8.0
 SCORE_MODEL_CUSTOMERS, SCORE_HORIZON_DAYS = 20_000, 180
 #: lifetimes measured for real (see docs/benchmarks.md), shown when no lifetimes interpreter is set.
-RECORDED_LIFETIMES = {
+RECORDED_LIFETIMES: dict[int, dict[str, Any]] = {
     100_000: {
         "seconds": 2.87,
         "date": "2026-11-25",
@@ -180,6 +181,7 @@ def _simulator_version() -> str:
     from importlib import import_module
 
     module = import_module("clvflow.simulate")  # (clvflow.simulate is the function)
+    assert module.__file__ is not None  # (a module from a file)
     return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
 
 
@@ -344,33 +346,40 @@ def _check(rows: list[Row]) -> None:
     """
     by_step = {r.step: r for r in rows}
     floor = by_step["floor"].seconds
+    assert floor is not None  # (only the lifetimes row may lack a time)
     for r in rows:
         if r.seconds is not None and r.step != "lifetimes":
             r.ratio_to_floor = r.seconds / floor
     lifetimes = by_step.get("lifetimes")
     lifetimes_seconds = lifetimes.seconds if lifetimes is not None else None
     for r in rows:
+        seconds, rss = r.seconds, r.peak_rss_gb
         if r.step == "features (csv)" and lifetimes_seconds is not None:
-            r.note += f"; {lifetimes_seconds / r.seconds:.1f}x faster than lifetimes"
-        if r.step == "score" and r.seconds is not None:
-            ratio = r.seconds / by_step["features"].seconds
-            ok = ratio <= SCORE_RATIO_MAX and r.peak_rss_gb < SCORE_RSS_MAX_GB
+            assert seconds is not None  # (only the lifetimes row may lack a time)
+            r.note += f"; {lifetimes_seconds / seconds:.1f}x faster than lifetimes"
+        if r.step == "score" and seconds is not None:
+            features_seconds = by_step["features"].seconds
+            assert features_seconds is not None and rss is not None  # (measured steps)
+            ratio = seconds / features_seconds
+            ok = ratio <= SCORE_RATIO_MAX and rss < SCORE_RSS_MAX_GB
             if r.customers < FLOOR_RATIO_FROM_CUSTOMERS:  # the target is set on the 1M log
                 r.note += f"; {ratio:.1f}x features"
                 continue
             r.check = (
                 f"{'PASS' if ok else 'FAIL'}: {ratio:.1f}x features (max {SCORE_RATIO_MAX:g}x), "
-                f"{r.peak_rss_gb:.1f} GB (max {SCORE_RSS_MAX_GB:g})"
+                f"{rss:.1f} GB (max {SCORE_RSS_MAX_GB:g})"
             )
         if r.step != "features":
             continue
+        ratio_to_floor = r.ratio_to_floor
+        assert seconds is not None and rss is not None and ratio_to_floor is not None
         checks = []
         if r.customers >= FLOOR_RATIO_FROM_CUSTOMERS:
-            ok = r.ratio_to_floor <= FLOOR_RATIO_MAX
-            checks.append((ok, f"{r.ratio_to_floor:.1f}x floor (max {FLOOR_RATIO_MAX:g}x)"))
-        checks.append((r.peak_rss_gb < RSS_MAX_GB, f"{r.peak_rss_gb:.1f} GB (max {RSS_MAX_GB:g})"))
+            ok = ratio_to_floor <= FLOOR_RATIO_MAX
+            checks.append((ok, f"{ratio_to_floor:.1f}x floor (max {FLOOR_RATIO_MAX:g}x)"))
+        checks.append((rss < RSS_MAX_GB, f"{rss:.1f} GB (max {RSS_MAX_GB:g})"))
         if lifetimes_seconds is not None:
-            speedup = lifetimes_seconds / r.seconds
+            speedup = lifetimes_seconds / seconds
             text = f"{speedup:.1f}x faster than lifetimes (min {LIFETIMES_SPEEDUP_MIN:g}x)"
             checks.append((speedup >= LIFETIMES_SPEEDUP_MIN, text))
         verdict = "PASS" if all(ok for ok, _ in checks) else "FAIL"

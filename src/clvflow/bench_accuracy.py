@@ -25,11 +25,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from clvflow.ingest import load_transactions
-from clvflow.pipeline import JobSettings, MultiBacktest, backtest_cutoffs
+from clvflow.pipeline import JobOutcome, JobSettings, MultiBacktest, backtest_cutoffs
 from clvflow.simulate import retail_like, simulate
 from clvflow.tables import format_summary
 
@@ -37,14 +38,15 @@ CDNOW_END = pd.Timestamp("1998-07-01")
 CDNOW_CUTOFFS = tuple(pd.date_range("1997-04-01", "1998-04-01", freq="QS"))
 #: ``--monthly``: every monthly cutoff of the robustness grid (make bench-robustness).
 CDNOW_MONTHLY = tuple(pd.date_range("1997-04-01", "1998-06-01", freq="MS"))
-RETAIL = {"start": "2010-12-01", "as_of": "2012-03-01", "horizon_days": 90}
+RETAIL: dict[str, Any] = {"start": "2010-12-01", "as_of": "2012-03-01", "horizon_days": 90}
 RETAIL_CUTOFFS = ("2011-06-01", "2011-09-01", "2011-12-01", "2012-03-01")
-SIM = {"start": "2021-01-01", "as_of": "2023-10-01", "horizon_days": 90}
+SIM: dict[str, Any] = {"start": "2021-01-01", "as_of": "2023-10-01", "horizon_days": 90}
 SIM_CUTOFFS = ("2023-01-01", "2023-04-01", "2023-07-01", "2023-10-01")
 
 
-def _gain(outcome, metric: str) -> tuple[float, float, float]:
+def _gain(outcome: JobOutcome, metric: str) -> tuple[float, float, float]:
     iv = outcome.intervals
+    assert iv is not None  # (a backtest's outcome)
     row = iv[(iv["method"] == "model - bgnbd") & (iv["metric"] == metric)]
     if row.empty:
         return float("nan"), float("nan"), float("nan")
@@ -61,21 +63,24 @@ def format_rows(data: str, horizon_days: int, multi: MultiBacktest) -> str:
     ]
     for o in multi.outcomes:
         t = o.table
+        model = t.loc["model"]
         g, a, d = (
             _gain(o, m) for m in ("spend_gini_norm", "churn_roc_auc", "spend_top_decile_capture")
         )
         worse = [n for n, (_, _, high) in (("gini", g), ("ROC AUC", a)) if high < 0]
-        method = o.selection.blend.describe().split(" (")[0]
-        if o.selection.blend.method == "blend":
-            b = o.selection.blend
+        selection = o.selection
+        assert selection is not None  # (a backtest always selects)
+        method = selection.blend.describe().split(" (")[0]
+        if selection.blend.method == "blend":
+            b = selection.blend
             method = f"blend {b.active_weight:.1f}/{b.spend_weight:.1f}"
-        if o.selection.backtest is None:
+        if selection.backtest is None:
             method += " (unjudged)"
         lines.append(
-            f"| {o.cutoff.date()} | {method} | {t.loc['model', 'gini_norm']:.3f} | "
+            f"| {o.cutoff.date()} | {method} | {model['gini_norm']:.3f} | "
             f"{t['gini_norm'].get('BG/NBD × Gamma-Gamma', float('nan')):.3f} | "
             f"{g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] | {a[0]:+.3f} [{a[1]:+.3f}, {a[2]:+.3f}] | "
-            f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | {t.loc['model', 'agg_bias']:+.1%} | "
+            f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | {model['agg_bias']:+.1%} | "
             f"{', '.join(worse) or 'no'} |"
         )
     lines.append("")
@@ -114,13 +119,13 @@ def run(only: str | None, directory: Path, monthly: bool = False) -> list[str]:
         ),
         "sim": ("simulator (BG/NBD world)", simulate(20000, seed=11, **SIM), SIM_CUTOFFS),
     }
-    for key, (label, sim, cutoffs) in sims.items():
+    for key, (label, sim, sim_cutoffs) in sims.items():
         if only not in (None, key):
             continue
         path = directory / f"{key}.parquet"
         sim.transactions.to_parquet(path)
         tx, report = load_transactions(str(path))
-        multi = backtest_cutoffs(tx, report, _settings(key, 90), list(cutoffs))
+        multi = backtest_cutoffs(tx, report, _settings(key, 90), list(sim_cutoffs))
         out.append(format_rows(label, 90, multi))
         print(out[-1], flush=True)
     return out

@@ -29,10 +29,17 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clvflow.bench import _run_worker, machine_summary, prepare_data
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from clvflow.baselines import BtydFit
 
 STEPS = ("clvflow", "clvflow warm", "clvflow numerical", "lifetimes")
 #: The warm start comes from the summary this many days before the log's end.
@@ -69,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_bench(
-    sizes: list[int], data_dir: Path, *, seed: int = 0, runs: int | None = None, log=None
+    sizes: list[int],
+    data_dir: Path,
+    *,
+    seed: int = 0,
+    runs: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Prepare (or reuse) the summaries, time every step, and return the table rows."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -87,6 +99,7 @@ def run_bench(
                 log(f"[bench-btyd] {n:,} customers: {step} (run {k + 1}/{n_runs})")
                 job = {"step": step, **summary}
                 if step == "lifetimes":
+                    assert lifetimes  # (a step only with an interpreter)
                     result, _ = _run_worker(lifetimes, job, script=_LIFETIMES_SCRIPT)
                 else:
                     result, _ = _run_worker(sys.executable, job, script=_SCRIPT)
@@ -161,7 +174,7 @@ def worker_step(job: dict) -> dict:
     return {"seconds": seconds, "params": params | {"p": gg.p, "q": gg.q, "gamma": gg.gamma}}
 
 
-def _fit_numerical(features):
+def _fit_numerical(features: pd.DataFrame) -> BtydFit:
     """:func:`clvflow.baselines.fit_btyd` as it was before analytic gradients."""
     from clvflow.baselines import DAYS_PER_WEEK, BtydFit, fit_bgnbd, fit_gamma_gamma
 
@@ -211,10 +224,14 @@ def _check(rows: list[Row]) -> None:
         diff = max(abs(r.params[k] / reference.params[k] - 1) for k in r.params)
         r.note += f"; params within {diff:.1e} of the {reference.step} fit"
         if r.step == "clvflow numerical" or reference.step != "lifetimes":
-            if r.step == "clvflow numerical" and by_step["clvflow"].seconds:
-                speedup = r.seconds / by_step["clvflow"].seconds
+            cold_seconds = by_step["clvflow"].seconds
+            if r.step == "clvflow numerical" and cold_seconds:
+                assert r.seconds is not None  # (every fit row is timed)
+                speedup = r.seconds / cold_seconds
                 r.note += f"; clvflow is {speedup:.1f}x faster"
             continue
+        # (here reference is the lifetimes row, and it has a time)
+        assert lifetimes is not None and lifetimes.seconds and r.seconds is not None
         ratio = r.seconds / lifetimes.seconds
         verdict = "PASS" if ratio <= LIFETIMES_RATIO_MAX else "FAIL"
         r.check = f"{verdict}: {ratio:.2f}x lifetimes (max {LIFETIMES_RATIO_MAX:g}x)"
@@ -224,7 +241,7 @@ def format_table(rows: list[Row]) -> str:
     """The table printed by ``make bench-btyd``."""
     names = ("r", "alpha", "a", "b", "p", "q", "gamma")
     head = ("customers", "histories", "step", "seconds", *names, "check", "note")
-    lines = [head]
+    lines: list[tuple[str, ...]] = [head]
     for r in rows:
         params = [f"{r.params[k]:.4f}" if k in r.params else "-" for k in names]
         seconds = "-" if r.seconds is None else f"{r.seconds:.2f}"

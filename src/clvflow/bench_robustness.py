@@ -94,10 +94,11 @@ def cases(directory: Path, quick: bool = False) -> list[Case]:
         for h in HORIZONS:
             out.append(Case("cdnow", "cdnow", cutoff, h, CDNOW_FIRST_DAY))
     for months in SIM_MONTHS:
-        path, cutoff = retail_log(months, directory) if not quick or months == 3 else ("", None)
+        if quick and months != 3:
+            continue
+        path, cutoff = retail_log(months, directory)
         for h in HORIZONS:
-            if path:
-                out.append(Case(f"retail {months}m", path, cutoff, h, SIM_START))
+            out.append(Case(f"retail {months}m", path, cutoff, h, SIM_START))
     if quick:
         wanted = {(d, None if c is None else pd.Timestamp(c), h) for d, c, h in QUICK}
         out = [

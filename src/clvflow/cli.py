@@ -6,11 +6,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from clvflow.ingest import ColumnMap, InputError, load_transactions
+from clvflow.ingest import ColumnMap, DataQualityReport, InputError, load_transactions
 from clvflow.io import Outputs
+from clvflow.timeutil import DateLike
+
+if TYPE_CHECKING:  # (imported where used: the CLI starts quickly)
+    import pandas as pd
+
+    from clvflow.pipeline import JobOutcome, JobSettings
+    from clvflow.training import Selection
 
 log = logging.getLogger("clvflow")
 
@@ -29,7 +37,13 @@ def _exclude_text(text: str) -> str:
 class _AppendRules(argparse.Action):
     """Collect --exclude values; a blank one (an unset MLproject parameter) adds nothing."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         texts = list(getattr(namespace, self.dest) or [])
         if values.strip():
             texts.append(values)
@@ -95,7 +109,7 @@ def column_map(args: argparse.Namespace) -> ColumnMap:
     )
 
 
-def open_outputs(args: argparse.Namespace, *inputs) -> Outputs:
+def open_outputs(args: argparse.Namespace, *inputs: str | Path | None) -> Outputs:
     """The command's outputs (``--quality-report`` declared), checked against the transactions
     and ``inputs`` (:class:`clvflow.io.Outputs`; with ``--overwrite`` when the command has it)."""
     outputs = Outputs(
@@ -105,7 +119,9 @@ def open_outputs(args: argparse.Namespace, *inputs) -> Outputs:
     return outputs
 
 
-def read_transactions(args: argparse.Namespace, as_of=None, outputs: Outputs | None = None):
+def read_transactions(
+    args: argparse.Namespace, as_of: DateLike | None = None, outputs: Outputs | None = None
+) -> tuple[pd.DataFrame, DataQualityReport]:
     """Load the transactions named by the flags and log the data-quality table; stage the
     ``--quality-report`` in ``outputs`` (from :func:`open_outputs`)."""
     tx, report = load_transactions(
@@ -132,7 +148,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from clvflow.timeutil import day_after, to_day
 
     with open_outputs(args) as outputs:
-        out = outputs.file(args.output, "--output")
+        out = outputs.required_file(args.output, "--output")
         as_of = to_day(args.as_of) if args.as_of else None
         tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
         as_of = as_of or day_after(tx["timestamp"].max())
@@ -149,10 +165,12 @@ def cmd_features(args: argparse.Namespace) -> int:
 # ---- train / backtest ----------------------------------------------------------------------
 
 
-def _typed(kind: str, convert, check, rule: str):
+def _typed(
+    kind: str, convert: Callable[[str], Any], check: Callable[[Any], bool], rule: str
+) -> Callable[[str], Any]:
     """An argparse type: ``convert`` the text, then require ``check`` (else say ``rule``)."""
 
-    def parse(text: str):
+    def parse(text: str) -> Any:
         try:
             value = convert(text)
         except (TypeError, ValueError, KeyError, OverflowError):
@@ -181,7 +199,7 @@ _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 BOOL = _typed("bool", lambda t: _BOOLS[t.strip().lower()], lambda v: True, "true or false")
 
 
-def _optional_date(text: str):
+def _optional_date(text: str) -> pd.Timestamp | None:
     """A date, or None for an empty value (MLproject passes unset parameters as '')."""
     from clvflow.timeutil import to_day
 
@@ -308,7 +326,7 @@ def _blank_to_none(args: argparse.Namespace, *names: str) -> None:
             setattr(args, name, None)
 
 
-def _job_settings(args: argparse.Namespace):
+def _job_settings(args: argparse.Namespace) -> JobSettings:
     """JobSettings from parsed flags (the flags as given are logged too)."""
     import os
     from pathlib import Path
@@ -349,9 +367,10 @@ def _job_settings(args: argparse.Namespace):
     )
 
 
-def _print_intervals(outcome) -> None:
+def _print_intervals(outcome: JobOutcome) -> None:
     from clvflow import pipeline, tables
 
+    assert outcome.intervals is not None  # (printed after a backtest only)
     print(
         f"\n95% intervals: bootstrap over customers ({pipeline.N_RESAMPLES} resamples; the gain "
         "row is paired)"
@@ -359,7 +378,7 @@ def _print_intervals(outcome) -> None:
     print(tables.format_intervals(outcome.intervals))
 
 
-def _print_selection(selection) -> None:
+def _print_selection(selection: Selection) -> None:
     print(f"\nexported method: {selection.blend.describe()}")
     if selection.backtest is None:
         print(f"  not backtested: {selection.reason}")
@@ -379,6 +398,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         outcome = pipeline.train(tx, report, settings)
         outputs.commit()
     reg = outcome.registration
+    assert outcome.selection is not None  # (train always selects)
     if outcome.selection.backtest is not None:
         start = (outcome.cutoff - pd.Timedelta(days=settings.horizon_days)).date()
         print(
@@ -395,9 +415,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_backtest(outcome, horizon_days: int) -> None:
+def _print_backtest(outcome: JobOutcome, horizon_days: int) -> None:
     from clvflow import tables
 
+    assert outcome.selection is not None  # (a backtest always selects)
     start = outcome.cutoff.date()
     print(f"Backtest at {start}, window of {horizon_days} days from {start}:")
     print(tables.format_evaluation_table(outcome.table))
@@ -467,7 +488,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_job_parsers(sub) -> None:
+def add_job_parsers(sub: argparse._SubParsersAction) -> None:
     """The ``train`` and ``backtest`` subcommands."""
     p = sub.add_parser(
         "train",

@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
 from clvflow.ingest import InputError
+
+if TYPE_CHECKING:
+    from clvflow.io import Outputs
 
 log = logging.getLogger("clvflow")
 
@@ -101,7 +105,7 @@ def _cac_for(scores: pd.DataFrame, cac: float | pd.Series | None) -> float | pd.
     return cac
 
 
-def _report_folder(outputs, path: str | None) -> Path | None:
+def _report_folder(outputs: Outputs, path: str | None) -> Path | None:
     """Declare the ``--report`` folder: absent, empty, or (with --overwrite) a report clvflow
     wrote that holds nothing else (:func:`clvflow.report.check_report_dir`)."""
     from clvflow.report import check_report_dir
@@ -148,7 +152,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from clvflow.value import check_economics
 
     with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
-        out = outputs.file(args.output, "--output")
+        out = outputs.required_file(args.output, "--output")
         drift_out = outputs.file(args.drift_output, "--drift-output")
         report_dir = _report_folder(outputs, args.report)
         check_economics(args.margin, args.annual_discount_rate)
@@ -216,7 +220,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     from clvflow.timeutil import to_day
 
     with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
-        out = outputs.file(args.output, "--output")
+        out = outputs.required_file(args.output, "--output")
         plot = outputs.file(args.plot, "--plot", (".png",))
         report_dir = _report_folder(outputs, args.report)
         dates = sorted({to_day(d, "--as-of") for d in args.as_of})
@@ -225,12 +229,13 @@ def cmd_trend(args: argparse.Namespace) -> int:
         cac = cac_from_args(args)
         model, source = load_model(args.model)
         tx, _ = read_transactions(args, outputs=outputs)
-        if model.season_window_start() is not None:
+        season_window = model.season_window_start()
+        if season_window is not None:
             log.info(
                 "every date is scored at the model's one level (seasonally corrected for the "
                 "window starting %s): the dates compare at that level, so no per-date season "
                 "warning",
-                model.season_window_start().date(),
+                season_window.date(),
             )
         tables = []
         for i, day in enumerate(dates, 1):
@@ -248,7 +253,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
                 ).scores
             )
         cacs = [_cac_for(t, cac) for t in tables]
-        trend = trend_table(tables, cacs if cac is not None else None)
+        # (with a cac, no table's is None)
+        trend = trend_table(
+            tables, cast("list[float | pd.Series]", cacs) if cac is not None else None
+        )
         print(trend.to_string(float_format="{:,.3f}".format))
         if report_dir is not None:
             build_report(tables, outputs.staged(report_dir), cac=cacs[-1])
@@ -265,10 +273,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from clvflow.io import Outputs
-    from clvflow.report import build_report
+    from clvflow.report import build_report, check_report_dir
 
     with Outputs(overwrite=args.overwrite, inputs=(*args.scores, args.cac_file)) as outputs:
-        folder = _report_folder(outputs, args.output)
+        folder = outputs.required_folder(args.output, "--output", check_report_dir)
         tables = []
         for path in args.scores:
             t = _read_table(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,7 +162,7 @@ def what_if_churn_reduction(
     spend_if_active = scores["expected_spend_if_active"].to_numpy("float64")
     p_before = scores["p_active"].to_numpy("float64")
     p_after = np.where(in_group, np.minimum(p_before + points / 100.0, 1.0), p_before)
-    economics = {
+    economics: dict[str, Any] = {
         "horizon_days": horizon_days,
         "margin": margin,
         "annual_discount_rate": annual_discount_rate,

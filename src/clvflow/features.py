@@ -131,7 +131,8 @@ def _timestamps(values: pd.Series) -> np.ndarray:
 def _day_numbers(timestamps: np.ndarray) -> np.ndarray:
     """Days since 1970-01-01 (floored, so a time of day counts to its calendar day), in place."""
     unit, count = np.datetime_data(timestamps.dtype)
-    ticks_per_day = np.timedelta64(1, "D") // np.timedelta64(count, unit)
+    # (unit is the array's own, a str: numpy's overloads want a literal)
+    ticks_per_day = np.timedelta64(1, "D") // np.timedelta64(count, unit)  # type: ignore[call-overload]
     ticks = timestamps.view(np.int64)
     return np.floor_divide(ticks, ticks_per_day, out=ticks)
 

@@ -70,7 +70,7 @@ class ColumnMap:
     def required(self) -> dict[str, str]:
         """Logical name -> input column name, for the columns this map needs."""
         cols = {"customer_id": self.customer_id, "timestamp": self.timestamp}
-        if self.uses_quantity_price:
+        if self.uses_quantity_price:  # (both set: a check mypy does not see through)
             cols["quantity"] = self.quantity  # type: ignore[assignment]
             cols["unit_price"] = self.unit_price  # type: ignore[assignment]
         elif self.amount is not None:
@@ -262,10 +262,10 @@ def read_raw(path: Path, columns: ColumnMap, exclude: Sequence[RowFilter] = ()) 
             table = pq.read_table(path, pre_buffer=False)  # (pre-buffering: for remote stores)
     except (pa.ArrowInvalid, OSError) as exc:
         raise _unreadable(path, exc) from None
-    columns = {logical: table.column(col).to_pandas() for logical, col in wanted.items()}
+    data = {logical: table.column(col).to_pandas() for logical, col in wanted.items()}
     for extra in sorted(set(present) - set(wanted.values())):
-        columns[f"__{extra}"] = table.column(extra).to_pandas()
-    frame = pd.DataFrame(columns, copy=False)  # copy=False: no consolidating copy of 20M rows
+        data[f"__{extra}"] = table.column(extra).to_pandas()
+    frame = pd.DataFrame(data, copy=False)  # copy=False: no consolidating copy of 20M rows
     if frame.empty:
         raise InputError(f"{path}: no data rows (only a header). Export the transactions again.")
     return frame
@@ -465,6 +465,7 @@ def _far_dates_note(
     where: _Where,
 ) -> str:
     rows = np.flatnonzero(far)
+    # (bulk is None only when no date is far, and then there is no note)
     lo, hi = (pd.Timestamp(t).date() for t in bulk)  # type: ignore[union-attr]
     first = ", ".join(f"line {where.line(i)} ({stamps.iloc[i]})" for i in rows[:MAX_EXAMPLES])
     return (
@@ -718,7 +719,7 @@ def parse_timestamps(
             if (days > 12).any():
                 how = only
             elif (days != months).any():
-                raise _ambiguous(where, values, parsed, layouts, np.argmax(days != months))
+                raise _ambiguous(where, values, parsed, layouts, int(np.argmax(days != months)))
         return parsed, f"{column} read with layout {layouts[0]!r}{how}"
     layout = layouts[0]
     if len(layouts) == 2:
@@ -819,11 +820,11 @@ def _layout_error(
 def parse_numbers(values: pd.Series, where: _Where) -> pd.Series:
     """Parse a numeric column to float64; missing or unparseable values are an error."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.astype("float64")
-        bad = ~np.isfinite(numbers.to_numpy())
+        floats = values.astype("float64")
+        bad = ~np.isfinite(floats.to_numpy())
         if bad.any():
             where.fail(bad, values, "have no number", "Fill or remove these rows.")
-        return numbers
+        return floats
     numbers = exact_numbers(values)
     if numbers is None:
         text = values.astype("str").str.strip()

@@ -270,7 +270,9 @@ def _map_text(
             cats = s.cat.categories.to_series()
             if pd.api.types.is_string_dtype(cats):
                 hit = cats.str.match(pattern, na=False)
-                out[col] = s.cat.rename_categories(cats.where(~hit, change(cats)).to_numpy())
+                renamed = cats.where(~hit, change(cats)).to_numpy()
+                # pandas takes any list-like here; pandas-stubs lists Sequence but not ndarray
+                out[col] = s.cat.rename_categories(renamed)  # type: ignore[arg-type]
             continue
         if s.dtype != object and not pd.api.types.is_string_dtype(s):
             continue
@@ -353,6 +355,15 @@ class Outputs:
         self._declare(out, flag, None)
         return out
 
+    def required_file(
+        self, path: str | Path, flag: str, suffixes: tuple[str, ...] = TABLE_SUFFIXES
+    ) -> Path:
+        """:meth:`file` for an output the command always writes: an empty path is an error."""
+        out = self.file(path, flag, suffixes)
+        if out is None:
+            raise InputError(f"{flag}: an empty path; give the file to write")
+        return out
+
     def folder(
         self, path: str | Path | None, flag: str, check: Callable[[Path, bool], None]
     ) -> Path | None:
@@ -371,6 +382,15 @@ class Outputs:
         except FileExistsError as err:
             raise InputError(f"{flag}: {err}") from None
         self._declare(out, flag, check)
+        return out
+
+    def required_folder(
+        self, path: str | Path, flag: str, check: Callable[[Path, bool], None]
+    ) -> Path:
+        """:meth:`folder` for an output the command always writes: an empty path is an error."""
+        out = self.folder(path, flag, check)
+        if out is None:
+            raise InputError(f"{flag}: an empty path; give the folder to write")
         return out
 
     def staged(self, final: Path) -> Path:

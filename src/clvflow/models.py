@@ -49,7 +49,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +67,10 @@ from clvflow.features import FEATURE_COLUMNS
 from clvflow.labels import validate_horizon
 from clvflow.progress import BoostingProgress, track
 from clvflow.selection import Blend, blend_arrays
-from clvflow.training_set import SEASON_LAG_DAYS
+from clvflow.training_set import SEASON_LAG_DAYS, SnapshotCheck
+
+if TYPE_CHECKING:  # (clvflow.training imports this module)
+    from clvflow.training import Selection
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +146,7 @@ class ModelParams:
         }
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def _logit(p: np.ndarray | pd.Series) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype="float64"), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
 
@@ -256,6 +259,11 @@ class ClvModel:
     """Churn + spend model for one horizon. Hyperparameters in ``__init__``, fitted state in
     attributes ending in ``_``; ``fit`` returns ``self``."""
 
+    # Set by clvflow.training after fit (absent on a loaded model):
+    n_training_rows_: int
+    snapshot_checks_: list[SnapshotCheck]
+    selection_: Selection
+
     def __init__(self, horizon_days: int, params: ModelParams | None = None) -> None:
         self.horizon_days = validate_horizon(horizon_days)
         self.params = params or ModelParams()
@@ -304,7 +312,8 @@ class ClvModel:
         self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
         self.feature_columns_ = list(FEATURE_COLUMNS)
         self.model_input_columns_ = list(MODEL_INPUT_COLUMNS)
-        self.level_ = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
+        # floats, and "season" (a dict) when the level was corrected for the season
+        self.level_: dict[str, Any] = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
         if self.btyd_ is None:
             self.level_ = _latest_level(rows)
         elif p.anchor_to_btyd:
@@ -360,7 +369,8 @@ class ClvModel:
             fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
             latest = fit or latest
             if fit is None:
-                day = pd.Timestamp(date).date().isoformat()
+                # (a snapshot_date group key: pandas-stubs types it as any scalar)
+                day = pd.Timestamp(date).date().isoformat()  # type: ignore[arg-type]
                 log.warning(
                     "snapshot %s: BTYD base dropped (%s); its trees start from the "
                     "snapshot's level",
@@ -402,7 +412,17 @@ class ClvModel:
             n_trees,
         )
 
-    def _train(self, objective, train, y, margin, valid, y_valid, margin_valid, n_trees):
+    def _train(
+        self,
+        objective: dict[str, str],
+        train: pd.DataFrame,
+        y: np.ndarray,
+        margin: np.ndarray,
+        valid: pd.DataFrame | None,
+        y_valid: np.ndarray | None,
+        margin_valid: np.ndarray | None,
+        n_trees: int | None,
+    ) -> tuple[xgb.Booster, int]:
         p = self.params
         params = {**p.xgb_params(), **objective, **p.extra}
         dtrain = xgb.DMatrix(train[MODEL_INPUT_COLUMNS], label=y, base_margin=margin)

@@ -223,7 +223,7 @@ def backtest_intervals(
         (intervals, gain): gain is (estimate per metric, one row per resample) of model minus
         BG/NBD, for :func:`clvflow.evaluation.mean_gain_intervals`; None without BG/NBD.
     """
-    keys = [k for k in ("model", "bgnbd") if k in result.predictions]
+    keys: list[str] = [k for k in ("model", "bgnbd") if k in result.predictions]
     preds = {key: result.predictions[key] for key in keys}
     estimates, draws = bootstrap_draws(result.actuals, preds, n_resamples=n_resamples)
     intervals = intervals_from_draws(estimates, draws, reference=keys[-1])
@@ -383,7 +383,9 @@ def _backtest_in_run(
 def mlflow_active_run_id() -> str:
     import mlflow
 
-    return mlflow.active_run().info.run_id
+    run = mlflow.active_run()
+    assert run is not None, "called inside a run"
+    return run.info.run_id
 
 
 def _check_backtest_cutoff(tx: pd.DataFrame, cutoff: Any, settings: JobSettings) -> pd.Timestamp:

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import xgboost as xgb
 
@@ -68,14 +68,16 @@ class BoostingProgress(xgb.callback.TrainingCallback):
         self.what, self.rounds = what, rounds
         self.bar: Progress | None = None
 
-    def before_training(self, model):
+    def before_training(self, model: Any) -> Any:
         self.bar = Progress(self.what, self.rounds)
         return model
 
-    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        assert self.bar is not None, "XGBoost calls before_training first"
         self.bar.step()
         return False
 
-    def after_training(self, model):
+    def after_training(self, model: Any) -> Any:
+        assert self.bar is not None, "XGBoost calls before_training first"
         self.bar.close()
         return model

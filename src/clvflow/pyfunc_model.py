@@ -26,6 +26,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+from mlflow.pyfunc import PythonModel  # (mlflow.pyfunc is a lazy loader mypy cannot follow)
 
 from clvflow.bundle import PYFUNC_ARTIFACT, load_bundle
 from clvflow.features import check_feature_table
@@ -57,7 +58,7 @@ def pinned(distributions: tuple[str, ...]) -> list[str]:
     return [f"{d}=={metadata.version(d)}" for d in distributions]
 
 
-class ClvPyfunc(mlflow.pyfunc.PythonModel):
+class ClvPyfunc(PythonModel):
     """Scores a feature table (``customer_id`` + FEATURE_COLUMNS) with a bundled ClvModel."""
 
     def load_context(self, context: Any) -> None:

@@ -14,8 +14,9 @@ import html
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,8 @@ HEADLINE_METRICS = (
     "value_at_risk_total",
 )
 FIGURE_DPI = 110
+#: A table cell's formatter (the values are numbers; Any: a column's cells are not typed).
+Formatter = Callable[[Any], str]
 _THOUSANDS = FuncFormatter(lambda v, _pos: f"{v:,.0f}")
 
 
@@ -110,7 +113,8 @@ def clv_distribution_figure(clv: pd.Series, horizon_days: int) -> Figure:
     if positive.size:
         lo, hi = positive.min(), positive.max()
         bins = np.geomspace(lo, hi * 1.0001, 40) if hi > lo else np.array([lo * 0.9, lo * 1.1])
-        ax.hist(positive, bins=bins, color="#3b6ea8", edgecolor="white", linewidth=0.4)
+        # (matplotlib takes an array of edges; its annotation says Sequence[float])
+        ax.hist(positive, bins=bins, color="#3b6ea8", edgecolor="white", linewidth=0.4)  # type: ignore[arg-type]
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.10g}"))
         vip = np.quantile(values, 0.95)
@@ -236,14 +240,14 @@ def _ratio(v: float) -> str:
 
 def _table_html(
     table_id: str,
-    columns: Sequence[tuple[str, str, Callable[[object], str] | None]],
+    columns: Sequence[tuple[str, str, Formatter | None]],
     rows: pd.DataFrame,
-    footer: dict[str, object] | None = None,
+    footer: Mapping[Hashable, Any] | None = None,
 ) -> str:
     """An HTML table; columns are (column, header, formatter or None for text)."""
     num = ' class="n"'
 
-    def cells(record: dict[str, object], tag: str) -> str:
+    def cells(record: Mapping[Hashable, Any], tag: str) -> str:
         out = []
         for col, _h, fmt in columns:
             value = record.get(col, "")
@@ -265,7 +269,7 @@ def _segment_section(scores: pd.DataFrame, cac: float | pd.Series | None) -> str
     table["share"] = table["customers"] / len(scores)
     table["value_at_risk_total"] = scores.groupby("segment")["value_at_risk"].sum()
     table = table.reset_index()
-    columns: list[tuple[str, str, Callable[[object], str] | None]] = [
+    columns: list[tuple[str, str, Formatter | None]] = [
         ("segment", "Segment", None),
         ("customers", "Customers", _money),
         ("share", "Share", _pct),
@@ -297,7 +301,7 @@ def _segment_section(scores: pd.DataFrame, cac: float | pd.Series | None) -> str
 
 def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
     top = scores.sort_values("retention_priority").head(top_n)
-    columns: list[tuple[str, str, Callable[[object], str] | None]] = [
+    columns: list[tuple[str, str, Formatter | None]] = [
         ("retention_priority", "#", _money),
         ("customer_id", "Customer", None),
         ("segment", "Segment", None),
@@ -376,9 +380,7 @@ def _model_section(card: dict) -> str:
         )
     else:
         rows = pd.DataFrame(backtest["table"])
-        columns: list[tuple[str, str, Callable[[object], str] | None]] = [
-            ("method", "Method", None)
-        ]
+        columns: list[tuple[str, str, Formatter | None]] = [("method", "Method", None)]
         columns += [
             (
                 c,
@@ -533,7 +535,7 @@ def write_report(
     output_dir = Path(output_dir)
     check_report_dir(output_dir, overwrite)
     with Outputs(overwrite=overwrite) as outputs:
-        out = outputs.folder(output_dir, "report folder", check_report_dir)
+        out = outputs.required_folder(output_dir, "report folder", check_report_dir)
         build_report(
             scores, outputs.staged(out), cac=cac, top_n=top_n, title=title, model_card=model_card
         )

@@ -217,9 +217,9 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     check_scores(scores)
     dup = scores["customer_id"].duplicated()
     if dup.any():
-        ids = scores.loc[dup, "customer_id"].head(5).tolist()
+        repeated = scores.loc[dup, "customer_id"].head(5).tolist()
         raise ValueError(
-            f"customer_id repeats ({int(dup.sum())} rows, e.g. {ids}); segment one scores table "
+            f"customer_id repeats ({int(dup.sum())} rows, e.g. {repeated}); segment one scores table "
             "(one as_of) at a time"
         )
     out = scores.drop(columns=[c for c in SEGMENT_COLUMNS if c in scores.columns])

@@ -20,6 +20,7 @@ the next window is what ``clvflow backtest`` measures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -102,7 +103,11 @@ def _auc(active: np.ndarray, score: np.ndarray) -> float:
 
 
 def _gains(
-    metric, truth: np.ndarray, boosters: np.ndarray, bgnbd: np.ndarray, draws: list[np.ndarray]
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    truth: np.ndarray,
+    boosters: np.ndarray,
+    bgnbd: np.ndarray,
+    draws: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per weight: the gain over BG/NBD on all customers, and its quantile over the draws."""
     full = np.array([metric(truth, w * boosters + (1 - w) * bgnbd) for w in WEIGHT_GRID])

@@ -306,7 +306,8 @@ def _to_midnight(name: str, value: str | dt.date) -> pd.Timestamp:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}={value!r} is not a date") from err
-    if ts is pd.NaT or ts.tzinfo is not None or ts != ts.normalize():
+    # pd.Timestamp("NaT") returns NaT, which pandas-stubs does not model
+    if ts is pd.NaT or ts.tzinfo is not None or ts != ts.normalize():  # type: ignore[comparison-overlap]
         raise ValueError(f"{name}={value!r} must be a timezone-naive midnight (a day)")
     return ts
 

@@ -75,7 +75,7 @@ def format_evaluation_table(table: pd.DataFrame) -> str:
     header = [table.index.name or "method", *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, row in table.iterrows():
-        cells = [cell(col, v) for col, v in row.items()]
+        cells = [cell(str(col), v) for col, v in row.items()]
         lines.append("| " + " | ".join([str(method), *cells]) + " |")
     return "\n".join(lines)
 
@@ -90,7 +90,8 @@ INTERVAL_PREFIXES = {
 
 def interval_metrics(intervals: pd.DataFrame) -> dict[str, float]:
     """Flat MLflow metrics of :func:`backtest_intervals`."""
-    out = {}
+    out: dict[str, float] = {}
+    row: Any  # (a namedtuple of the table's columns: pandas-stubs types its fields as any scalar)
     for row in intervals.itertuples():
         name = f"{INTERVAL_PREFIXES[row.method]}{row.metric}_ci95"
         out[f"{name}_low"], out[f"{name}_high"] = row.low, row.high
@@ -109,7 +110,7 @@ def format_intervals(intervals: pd.DataFrame) -> str:
             r = rows.loc[rows["metric"] == name].iloc[0]
             fmt = _cell_format(col)
             cells.append(f"{fmt.format(r.estimate)} [{fmt.format(r.low)}, {fmt.format(r.high)}]")
-        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {names.get(str(method), str(method))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -134,7 +135,8 @@ def snapshot_table(checks: list[SnapshotCheck]) -> pd.DataFrame:
 def summary_metrics(summary: pd.DataFrame) -> dict[str, float]:
     """Flat MLflow metrics of a multi-cutoff summary: ``mean_gain_vs_bgnbd_<metric>`` and its
     ``_ci95_low`` / ``_ci95_high``."""
-    out = {}
+    out: dict[str, float] = {}
+    row: Any  # (a namedtuple of the table's columns: pandas-stubs types its fields as any scalar)
     for row in summary.itertuples():
         name = f"mean_gain_vs_bgnbd_{row.metric}"
         out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = (
@@ -152,6 +154,7 @@ def format_summary(summary: pd.DataFrame) -> str:
         "| metric | mean gain over BG/NBD | 95% interval | cutoffs with a gain |",
         "|---|---|---|---|",
     ]
+    row: Any  # (a namedtuple of the table's columns: pandas-stubs types its fields as any scalar)
     for row in summary.itertuples():
         col = names.get(row.metric, row.metric)
         fmt = _cell_format(col)

@@ -26,7 +26,8 @@ def to_day(value: DateLike, name: str = "as_of") -> pd.Timestamp:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name}: {value!r} is not a date; use YYYY-MM-DD") from exc
-    if ts is pd.NaT:
+    # pd.Timestamp("NaT") returns NaT, which pandas-stubs does not model
+    if ts is pd.NaT:  # type: ignore[comparison-overlap]
         raise ValueError(f"{name}: {value!r} is not a date; use YYYY-MM-DD")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -149,6 +149,7 @@ def log_params_once(params: Mapping[str, Any]) -> None:
     import mlflow
 
     run = mlflow.active_run()
+    assert run is not None, "log_params_once is called inside a run"
     existing = mlflow.MlflowClient().get_run(run.info.run_id).data.params
     fresh: dict[str, str] = {}
     for key, value in params.items():
@@ -187,7 +188,8 @@ def log_table(table: pd.DataFrame, artifact_stem: str) -> None:
 
     mlflow.log_text(table.to_csv(index=False), f"{artifact_stem}.csv")
     records = json.loads(table.to_json(orient="records", double_precision=15))
-    mlflow.log_dict({"rows": records, **dict(table.attrs)}, f"{artifact_stem}.json")
+    attrs = cast(dict[str, Any], table.attrs)  # (clvflow sets only text keys)
+    mlflow.log_dict({"rows": records, **dict(attrs)}, f"{artifact_stem}.json")
 
 
 def transactions_sha256(tx: pd.DataFrame) -> str:
@@ -205,7 +207,8 @@ def log_transactions_input(
     """Record transactions as a dataset input of the run (content hash as tag)."""
     import mlflow
 
-    dataset = mlflow.data.from_pandas(tx, name=name)
+    # mlflow.data defines its from_* constructors in a loop at import: invisible to mypy
+    dataset = mlflow.data.from_pandas(tx, name=name)  # type: ignore[attr-defined]
     mlflow.log_input(dataset, context=context, tags={"sha256": sha256})
 
 
