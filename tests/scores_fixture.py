@@ -25,7 +25,8 @@ def synthetic_scores(
     Invariants: p_churn = 1 - p_active, expected_spend = p_active x expected_spend_if_active,
     clv / clv_lifetime from clvflow.value with the given horizon, margin and discount rate;
     recency_days <= tenure_days; aov = historical_clv / purchase_days (0 without purchase days).
-    About 2% of customers have only returns (purchase_days 0, negative historical_clv).
+    p_alive = p_active + (1 - p_active) x exp(-recency_days / 365) (>= p_active; near p_active
+    for the long lapsed). About 2% of customers have only returns (purchase_days 0, negative historical_clv).
     """
     rng = np.random.default_rng(seed)
     tenure_days = rng.integers(1, 1500, n)
@@ -69,5 +70,6 @@ def synthetic_scores(
             "recency_days": recency_days,
             "tenure_days": tenure_days.astype("int64"),
             "clv_lifetime": lifetime_clv(spend_if_active, p_active, **economics),
+            "p_alive": p_active + (1.0 - p_active) * np.exp(-recency_days / 365.0),
         }
     )

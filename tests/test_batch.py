@@ -40,12 +40,13 @@ def test_every_known_customer_exactly_once(scored):
 def test_ranks_consistent_with_values(scored):
     s = scored.scores.sort_values("retention_priority")
     assert list(s["retention_priority"]) == list(range(1, len(s) + 1))
-    # customers with net spend to date come first (segments: no net spend, no top priority),
-    # each group by value at risk
-    has_value = (s["historical_clv"] > 0).to_numpy()
-    assert (np.diff(has_value.astype(int)) <= 0).all()
-    for group in (s[has_value], s[~has_value]):
-        assert (np.diff(group["value_at_risk"].to_numpy()) <= 1e-12).all()
+    # customers still alive with net spend to date come first, then alive without net spend,
+    # then win-back targets (p_alive < 5%), each group by value at risk
+    gone = (s["p_alive"] < 0.05).to_numpy()
+    group = np.where(gone, 2, np.where(s["historical_clv"] > 0, 0, 1))
+    assert (np.diff(group) >= 0).all() and gone.any()
+    for g in range(3):
+        assert (np.diff(s.loc[group == g, "value_at_risk"].to_numpy()) <= 1e-12).all()
     by_clv = scored.scores.sort_values("clv")
     assert (np.diff(by_clv["clv_percentile"].to_numpy()) >= 0).all()
 

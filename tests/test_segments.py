@@ -14,6 +14,7 @@ from clvflow.segments import (
     SEGMENT_COLUMNS,
     SEGMENTS,
     VALUE_TIERS,
+    WINBACK_P_ALIVE,
     add_segments,
 )
 
@@ -64,6 +65,7 @@ def hand_table() -> pd.DataFrame:
     table["expected_spend"] = table["clv"] / 0.5
     spend_if_active = table["expected_spend"] / p_active.where(p_active > 0)
     table["expected_spend_if_active"] = spend_if_active.fillna(40.0)  # G: p_active 0
+    table["p_alive"] = 1.0  # all alive: value_at_risk = p_churn x clv_if_active
     return table
 
 
@@ -93,13 +95,75 @@ def test_priority_ties_broken_by_customer_id() -> None:
 
 
 def test_value_at_risk_is_the_gain_of_preventing_churn() -> None:
+    """With everyone alive (p_alive 1), value at risk is the gain of preventing all churn; with
+    some customers gone it is only the part retention can still save (at most that gain)."""
     from clvflow.economics import what_if_churn_reduction
 
     economics = {"horizon_days": 90, "margin": 0.4, "annual_discount_rate": 0.1}
-    out = add_segments(synthetic_scores(800, seed=9, **economics))
-    gain = what_if_churn_reduction(out, "lost", 100, margin=0.4, annual_discount_rate=0.1)
-    lost = out["segment"] == "lost"
-    assert gain["clv_gain"] == pytest.approx(out.loc[lost, "value_at_risk"].sum())
+    scores = synthetic_scores(800, seed=9, **economics)
+    for p_alive, same in ((1.0, True), (scores["p_alive"], False)):
+        out = add_segments(scores.assign(p_alive=p_alive))
+        gain = what_if_churn_reduction(out, "lost", 100, margin=0.4, annual_discount_rate=0.1)
+        at_risk = out.loc[out["segment"] == "lost", "value_at_risk"].sum()
+        if same:
+            assert gain["clv_gain"] == pytest.approx(at_risk)
+        else:
+            assert at_risk < 0.5 * gain["clv_gain"]
+
+
+# Win-back split, margin 1 and no discount (clv = expected_spend, clv_if_active = spend if active).
+# id  p_alive p_active spend_if_active historical_clv
+WINBACK = [
+    ("a", 0.90, 0.50, 100.0, 300.0),  # VaR (0.9 - 0.5) x 100 = 40
+    ("b", 0.04, 0.01, 5000.0, 9000.0),  # gone: VaR 0.03 x 5000 = 150, win-back #1 by spend
+    ("c", 0.60, 0.10, 200.0, 50.0),  # VaR 0.5 x 200 = 100
+    ("d", 0.01, 0.00, 50.0, 700.0),  # gone: VaR 0.01 x 50 = 0.5, win-back #2
+    ("e", 1.00, 0.95, 400.0, 0.0),  # no net spend: VaR 0.05 x 400 = 20, after a and c
+    (
+        "f",
+        0.049,
+        0.04,
+        1000.0,
+        700.0,
+    ),  # gone (just under 5%): VaR 9, win-back #3 (ties d, "d" < "f")
+]
+
+
+def winback_table() -> pd.DataFrame:
+    table = hand_table().head(len(WINBACK)).reset_index(drop=True)
+    ids, p_alive, p_active, spend_if_active, hist = map(list, zip(*WINBACK, strict=True))
+    table["customer_id"] = pd.Series(ids, dtype="str")
+    table["p_alive"] = p_alive
+    table["p_churn"] = 1.0 - np.array(p_active)
+    table["expected_spend_if_active"] = spend_if_active
+    table["expected_spend"] = np.array(p_active) * np.array(spend_if_active)
+    table["clv"] = table["expected_spend"]
+    table["historical_clv"] = hist
+    return table
+
+
+def test_winback_targets_are_not_retention_priorities() -> None:
+    """Issue 10 item 2: value at risk counts only customers still alive; customers with
+    P(alive) < 5% are ranked for win-back (by spend to date), after all others for retention."""
+    out = add_segments(winback_table()).set_index("customer_id")
+    want_var = {"a": 40.0, "b": 150.0, "c": 100.0, "d": 0.5, "e": 20.0, "f": 9.0}
+    assert out["value_at_risk"].to_dict() == pytest.approx(want_var)
+    # b has the most value at risk but is gone: retention ranks c, a (alive, net spend), e (no
+    # net spend), then the win-back targets b, f, d by value at risk
+    want_retention = {"c": 1, "a": 2, "e": 3, "b": 4, "f": 5, "d": 6}
+    assert out["retention_priority"].to_dict() == want_retention
+    assert out["winback_priority"].to_dict() == {"a": 0, "b": 1, "c": 0, "d": 2, "e": 0, "f": 3}
+
+
+def test_value_at_risk_plus_clv_is_value_if_retained() -> None:
+    """Issue 10 item 2: per customer clv + value_at_risk = p_alive x clv_if_active, so total
+    value at risk <= total value if retained; with margin 0.5 both scale."""
+    table = winback_table()
+    table["clv"] = 0.5 * table["expected_spend"]
+    out = add_segments(table)
+    if_retained = out["p_alive"] * 0.5 * out["expected_spend_if_active"]
+    np.testing.assert_allclose(out["clv"] + out["value_at_risk"], if_retained)
+    assert out["value_at_risk"].sum() == pytest.approx(0.5 * (40 + 150 + 100 + 0.5 + 20 + 9))
 
 
 def test_columns_appended_in_order_and_input_untouched() -> None:
@@ -199,6 +263,7 @@ _row = st.tuples(
     st.sampled_from([0.0, 0.2, 0.5, 0.79, 0.8, 0.95, 1.0]) | st.floats(0.0, 1.0),
     st.sampled_from([0.0, 10.0, 50.0]) | st.floats(0.0, 1e4),  # spend if active: ties likely
     st.sampled_from([0.0, 100.0]) | st.floats(0.0, 1e5),  # clv_lifetime
+    st.sampled_from([0.0, 0.01, 1.0]) | st.floats(0.0, 1.0),  # share of non-buyers alive
 )
 
 
@@ -219,6 +284,7 @@ def test_invariants(rows: list[tuple]) -> None:
     )
     table["expected_spend"] = (1.0 - table["p_churn"]) * table["expected_spend_if_active"]
     table["clv"] = 0.5 * table["expected_spend"]
+    table["p_alive"] = 1.0 - table["p_churn"] * (1.0 - np.array([r[7] for r in rows]))
     assert set(REQUIRED_COLUMNS) <= set(table.columns)
     out = add_segments(table)
     n = len(out)
@@ -226,15 +292,27 @@ def test_invariants(rows: list[tuple]) -> None:
     assert out["segment"].isin(SEGMENTS).all()
     assert out["value_tier"].isin(VALUE_TIERS).all()
     assert out["churn_risk"].isin(CHURN_RISKS).all()
-    # priorities: a permutation of 1..n, customers with net spend first, then by value_at_risk
-    # desc, then customer_id
+    # priorities: a permutation of 1..n, alive customers with net spend first, then alive
+    # without, then win-back targets; within each by value_at_risk desc, then customer_id
     assert sorted(out["retention_priority"]) == list(range(1, n + 1))
     by_priority = out.sort_values("retention_priority")
-    no_net = out.assign(no_net=out["historical_clv"] <= 0)
+    gone = out["p_alive"] < WINBACK_P_ALIVE
+    no_net = out.assign(gone=gone, no_net=out["historical_clv"] <= 0)
     expected = no_net.sort_values(
-        ["no_net", "value_at_risk", "customer_id"], ascending=[True, False, True]
+        ["gone", "no_net", "value_at_risk", "customer_id"], ascending=[True, True, False, True]
     )
     assert by_priority["customer_id"].tolist() == expected["customer_id"].tolist()
+    # win-back: 1..k over the gone by spend to date desc, then customer_id; 0 for the others
+    assert (out.loc[~gone, "winback_priority"] == 0).all()
+    want = out[gone].sort_values(["historical_clv", "customer_id"], ascending=[False, True])
+    got = out[gone].sort_values("winback_priority")
+    assert got["customer_id"].tolist() == want["customer_id"].tolist()
+    assert got["winback_priority"].tolist() == list(range(1, int(gone.sum()) + 1))
+    # value at risk: never negative, at most p_alive x clv_if_active (= 2 x clv / p_active here)
+    var = out["value_at_risk"].to_numpy()
+    assert (var >= 0).all()
+    if_retained = out["p_alive"] * 0.5 * out["expected_spend_if_active"]
+    assert (var <= if_retained.to_numpy() * (1 + 1e-9) + 1e-9).all()
     # percentile in (0, 100], monotone in clv, equal for equal clv; tiers follow it among the
     # customers with net spend, and the others are "low"
     pct = out["clv_percentile"].to_numpy()

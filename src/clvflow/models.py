@@ -494,6 +494,17 @@ class ClvModel:
             }
         )
 
+    def p_alive(self, features: pd.DataFrame) -> np.ndarray:
+        """BG/NBD P(alive at as_of | history) per row of a feature table, from the model's own
+        BTYD fit: 0 without a purchase day, 1 when the model has no usable BTYD fit (unknown:
+        treated as alive)."""
+        self._check_fitted()
+        if self.btyd_ is None:
+            no_purchase = features["n_purchase_days"].to_numpy(dtype="float64") <= 0
+            return np.where(no_purchase, 0.0, 1.0)
+        pred = btyd_predictions(self.btyd_, features, self.horizon_days)
+        return pred["bg_p_alive"].to_numpy(dtype="float64")
+
     def _raw(self, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """Model inputs, churn margin and E[spend | active] before level anchoring."""
         btyd = _btyd_inputs(self.btyd_, features, self.horizon_days)

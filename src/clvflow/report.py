@@ -30,6 +30,7 @@ from clvflow.segments import (
     REQUIRED_COLUMNS,
     SEGMENT_COLUMNS,
     VALUE_TIERS,
+    WINBACK_P_ALIVE,
     add_segments,
     check_scores,
 )
@@ -208,8 +209,12 @@ footer{color:#7b8794;font-size:12px;margin-top:8px}
 _SEGMENT_NOTES = {
     "CLV": "predicted value of the horizon window: expected spend x margin, discounted",
     "lifetime CLV": "expected value over the remaining lifetime (geometric retention)",
-    "value at risk": "P(churn) x horizon CLV if the customer buys: the horizon CLV that "
-    "preventing churn would add",
+    "P(alive)": "the model's BG/NBD probability that the customer has not left for good",
+    "value at risk": "(P(alive) - P(buy in the window)) x horizon CLV if the customer buys: "
+    "what retaining the customers still alive would add; CLV + value at risk = the value if all "
+    "were retained, so the long gone count for almost nothing",
+    "win-back target": f"P(alive) < {WINBACK_P_ALIVE:.0%}: ranked by spend to date "
+    "(winback_priority), after everyone else in retention_priority",
     "value tier": "by horizon CLV: VIP top 5%, high next 15%, medium next 30%, low the rest "
     "and every customer without net spend to date",
     "churn risk": "P(churn) in the window: low < 50%, medium 50-80%, high >= 80%",
@@ -300,7 +305,8 @@ def _segment_section(scores: pd.DataFrame, cac: float | pd.Series | None) -> str
 
 
 def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
-    top = scores.sort_values("retention_priority").head(top_n)
+    alive = scores[scores["winback_priority"] == 0]
+    top = alive.sort_values("retention_priority").head(top_n)
     columns: list[tuple[str, str, Formatter | None]] = [
         ("retention_priority", "#", _money),
         ("customer_id", "Customer", None),
@@ -308,6 +314,7 @@ def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
         ("value_tier", "Tier", None),
         ("churn_risk", "Churn risk", None),
         ("p_churn", "P(churn)", _pct),
+        ("p_alive", "P(alive)", _pct),
         ("clv", "CLV", _money2),
         ("clv_lifetime", "Lifetime CLV", _money2),
         ("value_at_risk", "Value at risk", _money2),
@@ -317,10 +324,30 @@ def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
     ]
     return (
         f"<section><h2>Top {len(top):,} retention priorities</h2>"
-        '<p class="sub">Customers ranked by value at risk (P(churn) x horizon CLV if they buy): '
-        "high-value customers most likely to leave first.</p>"
+        '<p class="sub">Customers still alive (P(alive) >= '
+        f"{WINBACK_P_ALIVE:.0%}) ranked by value at risk: (P(alive) - P(buy)) x horizon CLV if "
+        "they buy, the value retention can still save.</p>"
         + _table_html("priorities", columns, top)
         + "</section>"
+    )
+
+
+def _winback_section(scores: pd.DataFrame, top_n: int) -> str:
+    gone = scores[scores["winback_priority"] > 0].sort_values("winback_priority")
+    columns: list[tuple[str, str, Formatter | None]] = [
+        ("winback_priority", "#", _money),
+        ("customer_id", "Customer", None),
+        ("segment", "Segment", None),
+        ("p_alive", "P(alive)", _pct),
+        ("historical_clv", "Spend to date", _money2),
+        ("recency_days", "Days since last", _money),
+        ("purchase_days", "Purchase days", _money),
+    ]
+    return (
+        f"<section><h2>Top {min(len(gone), top_n):,} win-back targets</h2>"
+        f'<p class="sub">{len(gone):,} customers most likely gone for good (P(alive) < '
+        f"{WINBACK_P_ALIVE:.0%}), ranked by spend to date: a win-back campaign, not retention."
+        "</p>" + _table_html("winback", columns, gone.head(top_n)) + "</section>"
     )
 
 
@@ -349,7 +376,13 @@ def _cards(numbers: dict[str, float], horizon_days: int) -> str:
             f"{numbers['expected_active'] / n:.1%} buy in the window",
             "",
         ),
-        ("value_at_risk_total", "Value at risk", _money, "P(churn) x CLV if they buy", " warn"),
+        (
+            "value_at_risk_total",
+            "Value at risk",
+            _money,
+            "customers still alive who will not buy: CLV + value at risk = value if all retained",
+            " warn",
+        ),
     ]
     out = []
     for key, label, fmt, note, cls in cards:
@@ -489,7 +522,11 @@ def _build(
     ]
     if "trend" in images:
         parts.append(f"<section><h2>Trend over scoring dates</h2>{images['trend']}</section>")
-    parts += [_segment_section(current, cac), _priority_section(current, top_n)]
+    parts += [
+        _segment_section(current, cac),
+        _priority_section(current, top_n),
+        _winback_section(current, top_n),
+    ]
     if model_card:
         parts.append(_model_section(model_card))
     (out / "index.html").write_text(_html_page(title, subtitle, parts), encoding="utf-8")

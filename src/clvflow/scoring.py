@@ -6,6 +6,7 @@ and the history columns are put together; the MLflow pyfunc, the bundle and the 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from clvflow.models import ClvModel
@@ -31,7 +32,7 @@ HISTORY_COLUMNS = {
     "tenure_days": "tenure_days",
 }
 #: Every column :func:`score_features` returns, in order.
-SCORES_TABLE_COLUMNS = [*SCORE_COLUMNS, *HISTORY_COLUMNS, "clv_lifetime"]
+SCORES_TABLE_COLUMNS = [*SCORE_COLUMNS, *HISTORY_COLUMNS, "clv_lifetime", "p_alive"]
 
 
 def score_features(
@@ -52,7 +53,9 @@ def score_features(
         annual_discount_rate: yearly discount rate for CLV, e.g. 0.1.
 
     Returns:
-        ``SCORE_COLUMNS``, the history columns and ``clv_lifetime``; one row per input row.
+        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime`` and ``p_alive``; one row per
+        input row. ``p_alive`` = max(the model's BG/NBD P(alive), p_active): buying in the window
+        needs the customer alive.
     """
     horizon = model.horizon_days
     pred = model.predict(features)
@@ -84,4 +87,5 @@ def score_features(
         margin=margin,
         annual_discount_rate=annual_discount_rate,
     )
+    scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
     return scores

@@ -8,6 +8,11 @@ returns and cancellations) is <= 0 gets value tier "low" whatever the model pred
 after every customer with positive net spend in ``retention_priority``. An order cancelled in full
 must not make its customer a VIP or the top retention priority.
 
+Retention or win-back: a customer whose P(alive) (``p_alive``, the model's BG/NBD probability that
+the customer has not silently left for good) is below WINBACK_P_ALIVE is a win-back target, not a
+retention priority: ranked by ``winback_priority`` (by spend to date) and after every customer
+still alive in ``retention_priority``.
+
 Segment rules
 -------------
 Each customer gets R, F and M scores from 1 (worst) to 5 (best), the quintile of the customer
@@ -49,6 +54,7 @@ REQUIRED_COLUMNS = (
     "purchase_days",
     "recency_days",
     "tenure_days",
+    "p_alive",
 )
 NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of"}
 SEGMENT_COLUMNS = (
@@ -58,6 +64,7 @@ SEGMENT_COLUMNS = (
     "segment",
     "value_at_risk",
     "retention_priority",
+    "winback_priority",
 )
 
 # Value tiers by clv_percentile: a tier holds the customers whose percentile is above
@@ -74,6 +81,9 @@ MEDIUM_TOP_PCT = 50.0
 CHURN_RISKS = ("low", "medium", "high")
 CHURN_RISK_MEDIUM = 0.5
 CHURN_RISK_HIGH = 0.8
+
+#: P(alive) below this: the customer is most likely gone for good, a win-back target.
+WINBACK_P_ALIVE = 0.05
 
 NEW_TENURE_DAYS = 90  # first purchase less than this many days before as_of: segment "new"
 SEGMENTS = (
@@ -114,7 +124,7 @@ def check_scores(scores: pd.DataFrame, required: tuple[str, ...] = REQUIRED_COLU
         if bad.any():
             ids = scores.loc[bad, "customer_id"].head(5).tolist()
             raise ValueError(f"column `{col}` has NaN/inf for {int(bad.sum())} rows, e.g. {ids}")
-    for col in ("p_active", "p_churn"):
+    for col in ("p_active", "p_churn", "p_alive"):
         if col not in required:
             continue
         p = scores[col].to_numpy("float64")
@@ -185,6 +195,15 @@ def clv_if_active(scores: pd.DataFrame) -> np.ndarray:
     return factor * scores["expected_spend_if_active"].to_numpy("float64")
 
 
+def _rank(by_id: np.ndarray, value: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """1..n: by group ascending, then value descending, then the order of ``by_id``."""
+    order = by_id[np.argsort(-value[by_id], kind="stable")]
+    order = order[np.argsort(group[order], kind="stable")]
+    rank = np.empty(len(value), dtype="int64")
+    rank[order] = np.arange(1, len(value) + 1)
+    return rank
+
+
 def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     """Add value/risk columns to a scores table (one row per customer).
 
@@ -195,15 +214,18 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
       is <= 0. Equal clv and positive net spend always get the same tier.
     - ``churn_risk``: "low" if p_churn < 0.5, "medium" if 0.5 <= p_churn < 0.8, else "high".
     - ``segment``: RFM-style name, rules in the module docstring.
-    - ``value_at_risk``: p_churn x clv_if_active (currency), where clv_if_active is the horizon
-      CLV of the window if the customer does buy: expected_spend_if_active x the table's own
-      margin-and-discount factor (clv / expected_spend). It is the horizon CLV gained if churn
-      were prevented (what_if_churn_reduction at 100 points). Not p_churn x clv_lifetime: under
-      the geometric model in clvflow.value that equals ``clv`` exactly without discounting (and
-      ranks like it with discounting), so it would rank by CLV, ignoring risk; nor p_churn x clv
-      = p(1 - p) x spend, which also vanishes for the customers most likely to leave.
-    - ``retention_priority``: 1..n: first the customers with historical_clv > 0, then those
-      without net spend; within each, by value_at_risk descending, ties by customer_id ascending.
+    - ``value_at_risk``: max(p_alive - p_active, 0) x clv_if_active (currency) = P(alive) x
+      P(no purchase in the window | alive) x clv_if_active: the horizon value of the customers
+      still alive who will not buy, i.e. what retention can still save. clv_if_active is the
+      horizon CLV of the window if the customer does buy: expected_spend_if_active x the table's
+      own margin-and-discount factor (clv / expected_spend). Per customer clv + value_at_risk =
+      p_alive x clv_if_active (the value if retained), so the long gone (p_alive ~ 0) have
+      almost none, and total value_at_risk <= total value if retained.
+    - ``retention_priority``: 1..n: first the customers still alive (p_alive >= WINBACK_P_ALIVE)
+      with historical_clv > 0, then those alive without net spend, then the win-back targets;
+      within each, by value_at_risk descending, ties by customer_id ascending.
+    - ``winback_priority``: 1..k for the k win-back targets (p_alive < WINBACK_P_ALIVE), by
+      historical_clv (spend to date) descending, ties by customer_id ascending; 0 for the others.
 
     Args:
         scores: scores table with at least REQUIRED_COLUMNS, unique customer_id.
@@ -226,7 +248,9 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     n = len(out)
     if n == 0:
         for col, dtype in zip(
-            SEGMENT_COLUMNS, ("float64", "str", "str", "str", "float64", "int64"), strict=True
+            SEGMENT_COLUMNS,
+            ("float64", "str", "str", "str", "float64", "int64", "int64"),
+            strict=True,
         ):
             out[col] = pd.Series(dtype=dtype)
         return out
@@ -238,19 +262,21 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     out["value_tier"] = _value_tier(percentile, has_net_spend)
     out["churn_risk"] = risk
     out["segment"] = _segment(out, risk)
-    out["value_at_risk"] = out["p_churn"].to_numpy("float64") * clv_if_active(out)
-    # Customers with net spend first, then by value_at_risk descending, ties by customer_id
-    # ascending: stable sorts on the value then the group after ordering by id (scores tables
-    # usually arrive sorted by id, so that step is skipped).
+    p_alive = out["p_alive"].to_numpy("float64")
+    p_active = 1.0 - out["p_churn"].to_numpy("float64")
+    out["value_at_risk"] = np.maximum(p_alive - p_active, 0.0) * clv_if_active(out)
+    # Groups (alive with net spend, alive without, win-back) in order, within each by
+    # value_at_risk descending, ties by customer_id ascending: stable sorts on the value then the
+    # group after ordering by id (scores tables usually arrive sorted by id: that step is skipped).
     ids = out["customer_id"].reset_index(drop=True)
     by_id = (
         np.arange(n) if ids.is_monotonic_increasing else np.argsort(ids.to_numpy(), kind="stable")
     )
-    var = out["value_at_risk"].to_numpy()
-    order = by_id[np.argsort(-var[by_id], kind="stable")]
-    order = order[np.argsort(~has_net_spend[order], kind="stable")]
-    priority = np.empty(n, dtype="int64")
-    priority[order] = np.arange(1, n + 1)
-    out["retention_priority"] = priority
+    winback = p_alive < WINBACK_P_ALIVE
+    group = np.where(winback, 2, np.where(has_net_spend, 0, 1))
+    out["retention_priority"] = _rank(by_id, out["value_at_risk"].to_numpy(), group)
+    spend = out["historical_clv"].to_numpy("float64")
+    winback_rank = _rank(by_id, spend, (~winback).astype("int64"))
+    out["winback_priority"] = np.where(winback, winback_rank, 0)
     logger.debug("segmented %d customers: %s", n, out["segment"].value_counts().to_dict())
     return out
