@@ -69,16 +69,21 @@ class Row:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clvflow.bench_threads", description=__doc__)
-    parser.add_argument("--customers", type=int, default=10_000, help="simulated customers")
+    parser.add_argument(
+        "--customers", type=int, default=None, help="simulated customers (default 10,000)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="paired runs per load")
     parser.add_argument("--n-estimators", type=int, default=None, help="trees (default clvflow's)")
     parser.add_argument("--data-dir", default="bench-data", help="cache of simulated logs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="tiny run: 1,000 customers, 1 run")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny run: 1,000 customers, 1 run, 50 trees"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.customers, args.runs = 1_000, 1
+        args.customers, args.runs = args.customers or 1_000, 1
         args.n_estimators = args.n_estimators or 50
+    args.customers = args.customers or 10_000
     rows = run_bench(
         args.customers,
         Path(args.data_dir),
