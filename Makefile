@@ -82,7 +82,7 @@ bench-btyd: venv
 
 # XGBoost threading under load: the booster fit on a 10k-customer log with a CPU burner running,
 # clvflow's default (passive wait, available cores) paired against --n-jobs 1 and the old
-# active-wait 2-thread default (~6 min; `--quick` for a tiny run)
+# active-wait 2-thread default (~10 min on the shared VM; `--quick` for a tiny run)
 bench-threads: venv
 	$(BIN)/python -m clvflow.bench_threads
 
