@@ -219,8 +219,10 @@ def _stack(job: dict) -> dict:
     tx, _ = load_transactions(job["path"], as_of=cutoff)
     past = tx.loc[(tx["timestamp"] < cutoff).to_numpy()]
     training_set, _ = stack_snapshots(past, cutoff, HORIZON_DAYS)
-    training_set.to_parquet(job["training_set"])
-    build_features(past, cutoff).to_parquet(job["features"])
+    for key, frame in (("training_set", training_set), ("features", build_features(past, cutoff))):
+        staged = f"{job[key]}.tmp"  # written whole, then renamed: a killed run leaves no half file
+        frame.to_parquet(staged)
+        os.replace(staged, job[key])
     return {"rows": len(training_set)}
 
 
