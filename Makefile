@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-seasons bench-robustness bench-accuracy ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy ceiling clean browser
 
 venv: $(STAMP)
 
@@ -79,6 +79,12 @@ bench: venv
 # (CLVFLOW_LIFETIMES_PYTHON, see docs/benchmarks.md) and the numerical-gradient fit they replaced
 bench-btyd: venv
 	$(BIN)/python -m clvflow.bench_btyd
+
+# XGBoost threading under load: the booster fit on a 10k-customer log with a CPU burner running,
+# clvflow's default (passive wait, available cores) paired against --n-jobs 1 and the old
+# active-wait 2-thread default (~10 min on the shared VM; `--quick` for a tiny run)
+bench-threads: venv
+	$(BIN)/python -m clvflow.bench_threads
 
 # Accuracy across seasons: the model's level with and without the same-season correction (~7 min)
 bench-seasons: venv
