@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from clvflow.segments import (
@@ -269,6 +269,7 @@ _row = st.tuples(
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_row, min_size=1, max_size=40))
+@example(rows=[(1, 0, 0.0, 0, 1.0, 1.0, 0.0, 0.01)])  # nobody expected to spend: money factor 1
 def test_invariants(rows: list[tuple]) -> None:
     table = pd.DataFrame(
         {
@@ -308,10 +309,12 @@ def test_invariants(rows: list[tuple]) -> None:
     got = out[gone].sort_values("winback_priority")
     assert got["customer_id"].tolist() == want["customer_id"].tolist()
     assert got["winback_priority"].tolist() == list(range(1, int(gone.sum()) + 1))
-    # value at risk: never negative, at most p_alive x clv_if_active (= 2 x clv / p_active here)
+    # value at risk: never negative, at most p_alive x clv_if_active; the table's money factor is
+    # 0.5 (clv = 0.5 x expected_spend), or 1 when nobody is expected to spend (0/0: documented)
     var = out["value_at_risk"].to_numpy()
     assert (var >= 0).all()
-    if_retained = out["p_alive"] * 0.5 * out["expected_spend_if_active"]
+    factor = 0.5 if table["expected_spend"].sum() > 0 else 1.0
+    if_retained = out["p_alive"] * factor * out["expected_spend_if_active"]
     assert (var <= if_retained.to_numpy() * (1 + 1e-9) + 1e-9).all()
     # percentile in (0, 100], monotone in clv, equal for equal clv; tiers follow it among the
     # customers with net spend, and the others are "low"
