@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clvflow.reasons import phrase
 from clvflow.scoring import SCORES_TABLE_COLUMNS
 from clvflow.value import horizon_clv, lifetime_clv
 
@@ -71,5 +72,10 @@ def synthetic_scores(
             "tenure_days": tenure_days.astype("int64"),
             "clv_lifetime": lifetime_clv(spend_if_active, p_active, **economics),
             "p_alive": p_active + (1.0 - p_active) * np.exp(-recency_days / 365.0),
+            "reasons_p_active": [
+                f"{phrase('recency_days', r)} (-); {phrase('n_purchase_days', p)} (+)"
+                for r, p in zip(recency_days.tolist(), purchase_days.tolist(), strict=True)
+            ],
+            "reasons_spend": [f"{phrase('mean_spend_per_day', a)} (+)" for a in aov.tolist()],
         }
     )

@@ -18,7 +18,6 @@ def test_p_alive_is_bgnbd_p_alive_at_least_p_active() -> None:
     features = build_features(small_log(), cutoff)
     scores = score_features(model, features, cutoff)
     assert list(scores.columns) == SCORES_TABLE_COLUMNS
-    assert SCORES_TABLE_COLUMNS[-1] == "p_alive"
     x = features["frequency"].to_numpy("float64")
     bg = bgnbd_prob_alive(
         model.btyd_.bgnbd,

@@ -96,6 +96,7 @@ def score_transactions(
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
     reference_as_of: DateLike | None = None,
     season_check: bool = True,
+    with_reasons: bool = True,
 ) -> ScoreResult:
     """Score every customer known before ``as_of`` with the model's own horizon.
 
@@ -112,6 +113,7 @@ def score_transactions(
             are compared with the reference aged to ``as_of`` (see :mod:`clvflow.monitoring`).
         season_check: warn when a seasonal level is used in another season (:func:`season_mismatch`);
             off for a trend, whose dates all share the model's one level.
+        with_reasons: add the reason columns (see :func:`clvflow.scoring.score_features`).
 
     Returns:
         :class:`ScoreResult` with the scores table (docs/architecture.md columns, history,
@@ -122,7 +124,12 @@ def score_transactions(
     features = build_features(tx, day)
     steps.done(f"features as of {day.date()}: {len(features):,} customers")
     scores = score_features(
-        model, features, day, margin=margin, annual_discount_rate=annual_discount_rate
+        model,
+        features,
+        day,
+        margin=margin,
+        annual_discount_rate=annual_discount_rate,
+        with_reasons=with_reasons,
     )
     steps.done(f"predicted {model.horizon_days}-day activity and spend")
     scores = add_segments(scores)

@@ -250,6 +250,8 @@ def cmd_trend(args: argparse.Namespace) -> int:
                     margin=args.margin,
                     annual_discount_rate=args.annual_discount_rate,
                     season_check=False,
+                    # reasons only where the report shows them: its priority table, latest date
+                    with_reasons=report_dir is not None and i == len(dates),
                 ).scores
             )
         cacs = [_cac_for(t, cac) for t in tables]

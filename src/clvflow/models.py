@@ -505,13 +505,22 @@ class ClvModel:
         pred = btyd_predictions(self.btyd_, features, self.horizon_days)
         return pred["bg_p_alive"].to_numpy(dtype="float64")
 
-    def _raw(self, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """Model inputs, churn margin and E[spend | active] before level anchoring."""
+    def model_inputs(
+        self, features: pd.DataFrame
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+        """What the boosters see for each row of a feature table: the features with the BTYD
+        predictions, the float32 input matrix (``model_input_columns_``), and the base margins
+        the boosters start from (churn log-odds, log E[spend | active])."""
         btyd = _btyd_inputs(self.btyd_, features, self.horizon_days)
         x = pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
-        # one float32 matrix for both boosters; inplace_predict skips building DMatrix objects
         inputs = x[self.model_input_columns_].to_numpy(dtype="float32")
         churn_base, spend_base = _btyd_bases(x)
+        return x, inputs, churn_base, spend_base
+
+    def _raw(self, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Model inputs, churn margin and E[spend | active] before level anchoring."""
+        # one float32 matrix for both boosters; inplace_predict skips building DMatrix objects
+        x, inputs, churn_base, spend_base = self.model_inputs(features)
         margin = self.churn_booster_.inplace_predict(
             inputs, predict_type="margin", base_margin=churn_base
         )

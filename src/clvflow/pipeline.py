@@ -290,6 +290,25 @@ def log_feature_importance(model: ClvModel) -> None:
         tracking.log_figure(fig, f"plots/feature_importance_{name}.png")
 
 
+def log_shap_importance(model: ClvModel, features: pd.DataFrame) -> None:
+    """The global picture of the per-customer reasons: mean |TreeSHAP contribution| per input
+    and booster on the cutoff population (:func:`clvflow.reasons.mean_abs_contributions`), as
+    ``tables/shap_importance.csv|json`` and one bar plot per booster."""
+    from clvflow import plots, tracking
+    from clvflow.reasons import mean_abs_contributions
+
+    table = mean_abs_contributions(model, features, seed=model.params.seed)
+    tracking.log_table(table, "tables/shap_importance")
+    units = {"churn": "log-odds of P(active)", "spend": "log E[spend | active]"}
+    for name, unit in units.items():
+        fig = plots.feature_importance_figure(
+            table.set_index("feature")[f"{name}_mean_abs_shap"],
+            f"{name} booster: mean |SHAP contribution| per input ({table.attrs['rows']} customers)",
+            xlabel=f"Mean |contribution| ({unit})",
+        )
+        tracking.log_figure(fig, f"plots/shap_importance_{name}.png")
+
+
 def _log_inputs(tx: pd.DataFrame, report: DataQualityReport, name: str) -> str:
     """Log the transactions as dataset input and the data-quality report; return the hash."""
     import mlflow
@@ -664,6 +683,7 @@ def _log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transactio
         }
     )
     log_feature_importance(model)
+    log_shap_importance(model, features)
 
 
 def _publish(

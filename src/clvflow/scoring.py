@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from clvflow.models import ClvModel
+from clvflow.reasons import REASON_COLUMNS, reasons
 from clvflow.value import horizon_clv, lifetime_clv
 
 #: The stable leading columns of every scores table.
@@ -32,7 +33,13 @@ HISTORY_COLUMNS = {
     "tenure_days": "tenure_days",
 }
 #: Every column :func:`score_features` returns, in order.
-SCORES_TABLE_COLUMNS = [*SCORE_COLUMNS, *HISTORY_COLUMNS, "clv_lifetime", "p_alive"]
+SCORES_TABLE_COLUMNS = [
+    *SCORE_COLUMNS,
+    *HISTORY_COLUMNS,
+    "clv_lifetime",
+    "p_alive",
+    *REASON_COLUMNS,
+]
 
 
 def score_features(
@@ -42,6 +49,7 @@ def score_features(
     *,
     margin: float = 1.0,
     annual_discount_rate: float = 0.0,
+    with_reasons: bool = True,
 ) -> pd.DataFrame:
     """Scores table for every row of a feature table built as of ``as_of``.
 
@@ -51,11 +59,13 @@ def score_features(
         as_of: the date the features were built for (window start).
         margin: share of revenue kept (0, 1].
         annual_discount_rate: yearly discount rate for CLV, e.g. 0.1.
+        with_reasons: add the reason columns (:mod:`clvflow.reasons`); False skips their cost
+            (e.g. the earlier dates of a trend, whose only use is totals).
 
     Returns:
-        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime`` and ``p_alive``; one row per
-        input row. ``p_alive`` = max(the model's BG/NBD P(alive), p_active): buying in the window
-        needs the customer alive.
+        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive`` and (with
+        ``with_reasons``) ``REASON_COLUMNS``; one row per input row. ``p_alive`` = max(the model's
+        BG/NBD P(alive), p_active): buying in the window needs the customer alive.
     """
     horizon = model.horizon_days
     pred = model.predict(features)
@@ -88,4 +98,6 @@ def score_features(
         annual_discount_rate=annual_discount_rate,
     )
     scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
+    if with_reasons:
+        scores[REASON_COLUMNS] = reasons(model, features)[REASON_COLUMNS].to_numpy()
     return scores

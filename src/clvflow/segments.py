@@ -39,6 +39,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from clvflow.reasons import REASON_COLUMNS
 from clvflow.scoring import SCORES_TABLE_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ REQUIRED_COLUMNS = (
     "tenure_days",
     "p_alive",
 )
-NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of"}
+NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of", *REASON_COLUMNS}
 SEGMENT_COLUMNS = (
     "clv_percentile",
     "value_tier",
