@@ -174,6 +174,33 @@ def test_pyfunc_returns_scores_and_matches_the_bundle(trained, features):
     pd.testing.assert_series_equal(half["clv"], scores["clv"] * 0.5)
 
 
+def test_pyfunc_output_and_training_run_carry_the_reasons(trained, features):
+    """Issue 10 item 3: the pyfunc's output (and its logged signature) has the reason columns;
+    the training run logged mean |SHAP| per input and booster (table and bar plots)."""
+    from clvflow.reasons import REASON_COLUMNS, mean_abs_contributions
+
+    uri = f"models:/{NAME}@champion"
+    cutoff = pd.Timestamp(trained["run"].data.params["cutoff"])
+    scores = mlflow.pyfunc.load_model(uri).predict(
+        features.head(50), params={"as_of": str(cutoff.date())}
+    )
+    assert scores[REASON_COLUMNS].map(len).gt(0).all().all()
+    outputs = mlflow.models.get_model_info(uri).signature.outputs.input_names()
+    assert set(REASON_COLUMNS) <= set(outputs)
+
+    client, run_id = trained["client"], trained["run"].info.run_id
+    local = Path(client.download_artifacts(run_id, "", str(trained["tmp"] / "shap")))
+    for name in ("plots/shap_importance_churn.png", "plots/shap_importance_spend.png"):
+        assert (local / name).is_file()
+    logged = pd.read_csv(local / "tables" / "shap_importance.csv")
+    model, _ = bundle.load_model(trained["tmp"] / "bundle")
+    expected = mean_abs_contributions(model, features)
+    assert logged["feature"].tolist() == expected["feature"].tolist()
+    assert logged["churn_mean_abs_shap"].tolist() == pytest.approx(
+        expected["churn_mean_abs_shap"].tolist(), rel=1e-9
+    )
+
+
 def test_load_model_from_registry_and_run_uris(trained, features):
     run_id = trained["run"].info.run_id
     reference, _ = bundle.load_model(trained["tmp"] / "bundle")

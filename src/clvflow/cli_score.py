@@ -17,6 +17,7 @@ import pandas as pd
 from clvflow.ingest import InputError
 
 if TYPE_CHECKING:
+    from clvflow.bundle import ModelSource
     from clvflow.io import Outputs
 
 log = logging.getLogger("clvflow")
@@ -113,6 +114,34 @@ def _report_folder(outputs: Outputs, path: str | None) -> Path | None:
     return outputs.folder(path, "--report", check_report_dir)
 
 
+def _currency(args: argparse.Namespace) -> str | None:
+    """``--currency`` checked (a three-letter code) before any work; None without one."""
+    from clvflow.report import check_currency
+
+    try:
+        return check_currency(args.currency)
+    except ValueError as exc:
+        raise InputError(f"--currency: {exc}") from None
+
+
+def _currency_note(currency: str | None) -> None:
+    """Say the unit of the money printed (the tables print plain numbers)."""
+    print(f"money in {currency}" if currency else "money in the currency of the input amounts")
+
+
+def _report_card(source: ModelSource) -> dict:
+    """What the report's header and model section show about a loaded model: its card from the
+    manifest plus name, version, training time and run (absent keys: not recorded)."""
+    manifest = source.manifest
+    card = dict(manifest.get("model_card") or {})
+    card["model"] = source.label
+    card["model_name"] = source.name or Path(str(source.uri)).name
+    card["model_version"] = source.version or source.run_id or ""
+    if manifest.get("created_at"):
+        card["created_at"] = manifest["created_at"]
+    return card
+
+
 def _model_input(model: str) -> str | None:
     """The model as an input path to protect (a bundle folder; None for an MLflow URI)."""
     return None if ":/" in str(model) else str(model)
@@ -148,6 +177,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from clvflow.cli import open_outputs, read_transactions
     from clvflow.economics import clv_cac_by_segment, what_if_churn_reduction
     from clvflow.report import build_report
+    from clvflow.rounding import for_file
     from clvflow.timeutil import to_day
     from clvflow.value import check_economics
 
@@ -158,6 +188,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         check_economics(args.margin, args.annual_discount_rate)
         what_ifs = _parse_what_if(args.what_if)
         cac = cac_from_args(args)
+        currency = _currency(args)
         as_of = to_day(args.as_of, "--as-of") if args.as_of else None
 
         model, source = load_model(args.model)
@@ -175,10 +206,12 @@ def cmd_score(args: argparse.Namespace) -> int:
             reference_profile=source.manifest.get("reference_profile"),
             psi_threshold=args.psi_threshold,
             reference_as_of=source.manifest.get("cutoff"),
+            with_reasons=not args.no_reasons,
         )
         scores = result.scores
         cac = _cac_for(scores, cac)
         table = clv_cac_by_segment(scores, cac)
+        _currency_note(currency)
         print(table.to_string(float_format="{:,.2f}".format))
         for by, name, points in what_ifs:
             gain = what_if_churn_reduction(
@@ -197,11 +230,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         if result.drift is not None and drift_out is not None:
             outputs.write_table(result.drift, drift_out)
         if report_dir is not None:
-            card = dict(source.manifest.get("model_card") or {})
-            if card:
-                card["model"] = source.label
-            build_report(scores, outputs.staged(report_dir), cac=cac, model_card=card or None)
-        outputs.write_table(scores, out)
+            build_report(
+                scores,
+                outputs.staged(report_dir),
+                cac=cac,
+                model_card=_report_card(source),
+                currency=currency,
+            )
+        outputs.write_table(for_file(scores, out), out)
         outputs.commit()  # every output moves in together, after all were written
     if report_dir is not None:
         log.info("report -> %s", report_dir / "index.html")
@@ -217,6 +253,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     from clvflow.bundle import load_model
     from clvflow.cli import open_outputs, read_transactions
     from clvflow.report import build_report, trend_figure, trend_table
+    from clvflow.rounding import for_file
     from clvflow.timeutil import to_day
 
     with open_outputs(args, _model_input(args.model), args.cac_file) as outputs:
@@ -227,6 +264,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
         if len(dates) < 2:
             raise InputError("--as-of: give at least two dates for a trend")
         cac = cac_from_args(args)
+        currency = _currency(args)
         model, source = load_model(args.model)
         tx, _ = read_transactions(args, outputs=outputs)
         season_window = model.season_window_start()
@@ -259,13 +297,21 @@ def cmd_trend(args: argparse.Namespace) -> int:
         trend = trend_table(
             tables, cast("list[float | pd.Series]", cacs) if cac is not None else None
         )
+        _currency_note(currency)
         print(trend.to_string(float_format="{:,.3f}".format))
         if report_dir is not None:
-            build_report(tables, outputs.staged(report_dir), cac=cacs[-1])
+            build_report(
+                tables,
+                outputs.staged(report_dir),
+                cac=cacs[-1],
+                model_card=_report_card(source),
+                currency=currency,
+            )
         if plot is not None:
-            figure = trend_figure(trend)
+            figure = trend_figure(trend, currency)
             outputs.write(plot, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
-        outputs.write_table(trend.reset_index() if trend.index.name else trend, out)
+        written = trend.reset_index() if trend.index.name else trend
+        outputs.write_table(for_file(written, out), out)
         outputs.commit()
     return 0
 
@@ -274,11 +320,15 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from clvflow.bundle import load_model
     from clvflow.io import Outputs
     from clvflow.report import build_report, check_report_dir
 
-    with Outputs(overwrite=args.overwrite, inputs=(*args.scores, args.cac_file)) as outputs:
+    inputs = (*args.scores, args.cac_file, _model_input(args.model) if args.model else None)
+    with Outputs(overwrite=args.overwrite, inputs=inputs) as outputs:
         folder = outputs.required_folder(args.output, "--output", check_report_dir)
+        currency = _currency(args)
+        card = _report_card(load_model(args.model)[1]) if args.model else None
         tables = []
         for path in args.scores:
             t = _read_table(path)
@@ -292,12 +342,24 @@ def cmd_report(args: argparse.Namespace) -> int:
             outputs.staged(folder),
             cac=cac,
             top_n=args.top_n,
+            model_card=card,
+            currency=currency,
         )
         outputs.commit()
     page = folder / "index.html"
     log.info("report -> %s", page)
     print(page)
     return 0
+
+
+def _currency_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--currency",
+        default=None,
+        metavar="CODE",
+        help="currency code shown on every money figure of the report, e.g. GBP "
+        "(default: none, plain numbers)",
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -328,7 +390,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="warn when a feature's PSI vs training exceeds this",
     )
     p.add_argument("--drift-output", default=None, help="save the PSI table (.csv/.parquet)")
+    p.add_argument(
+        "--no-reasons",
+        action="store_true",
+        help="skip the reason columns (TreeSHAP; the slowest part of scoring a large file)",
+    )
     _economics_args(p)
+    _currency_arg(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("trend", help="score at several as-of dates and tabulate CLV and risk")
@@ -340,6 +408,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default=None, help="HTML report folder with trends")
     p.add_argument("--overwrite", action="store_true")
     _economics_args(p)
+    _currency_arg(p)
     p.set_defaults(func=cmd_trend)
 
     p = sub.add_parser("report", help="HTML report from one or more scores files")
@@ -347,5 +416,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="report folder")
     p.add_argument("--top-n", type=int, default=25, help="rows in the priorities table")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="the model that scored the files (bundle folder or MLflow URI): its name, version, "
+        "training date and backtest go in the report's header",
+    )
     _economics_args(p, value=False)  # CLV (margin, discount) was set by `clvflow score`
+    _currency_arg(p)
     p.set_defaults(func=cmd_report)

@@ -96,40 +96,90 @@ def trend_table(
 # --- figures ----------------------------------------------------------------------------------
 
 
-def clv_distribution_figure(clv: pd.Series, horizon_days: int) -> Figure:
-    """Histogram of positive horizon CLV on log-spaced bins, with the VIP threshold marked.
+#: The CLV histogram's x-range: these quantiles of positive CLV (a few extreme customers would
+#: otherwise stretch the axis and leave much of it empty); customers outside are counted.
+HISTOGRAM_QUANTILES = (0.005, 0.995)
+HISTOGRAM_BINS = 40
+
+
+def histogram_range(positive: np.ndarray) -> tuple[float, float]:
+    """The plotted range of the CLV histogram: ``HISTOGRAM_QUANTILES`` of the positive values
+    (all of them when they span no range)."""
+    lo, hi = np.quantile(positive, HISTOGRAM_QUANTILES)
+    if not hi > lo:
+        lo, hi = positive.min(), positive.max()
+    return float(lo), float(hi)
+
+
+def clv_distribution_figure(
+    clv: pd.Series, horizon_days: int, currency: str | None = None
+) -> Figure:
+    """Histogram of positive horizon CLV on log-spaced bins over its 0.5th-99.5th percentiles
+    (``HISTOGRAM_QUANTILES``), with the VIP threshold marked.
 
     Args:
         clv: horizon CLV per customer (currency).
         horizon_days: the prediction window, for the labels.
+        currency: currency code for the axis and the threshold, or None (plain numbers).
 
     Returns:
-        Figure; customers with CLV <= 0 (not drawable on a log axis) are counted in the title.
+        Figure; customers with CLV <= 0 (not drawable on a log axis) and those outside the
+        plotted range are counted in the title.
     """
     values = clv.to_numpy("float64")
     positive = values[values > 0]
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     title = f"Predicted {horizon_days}-day CLV per customer"
+    notes = []
     if positive.size:
-        lo, hi = positive.min(), positive.max()
-        bins = np.geomspace(lo, hi * 1.0001, 40) if hi > lo else np.array([lo * 0.9, lo * 1.1])
+        lo, hi = histogram_range(positive)
+        inside = positive[(positive >= lo) & (positive <= hi)]
+        if hi > lo:
+            bins = np.geomspace(lo, hi, HISTOGRAM_BINS)
+            below, above = int((positive < lo).sum()), int((positive > hi).sum())
+            if below or above:
+                notes.append(
+                    f"x-axis: {HISTOGRAM_QUANTILES[0]:.1%}-{HISTOGRAM_QUANTILES[1]:.1%} "
+                    f"quantiles; {below:,} below, {above:,} above not shown"
+                )
+        else:
+            bins = np.array([lo * 0.9, lo * 1.1])
         # (matplotlib takes an array of edges; its annotation says Sequence[float])
-        ax.hist(positive, bins=bins, color="#3b6ea8", edgecolor="white", linewidth=0.4)  # type: ignore[arg-type]
+        ax.hist(inside, bins=bins, color="#3b6ea8", edgecolor="white", linewidth=0.4)  # type: ignore[arg-type]
         ax.set_xscale("log")
+        ax.set_xlim(bins[0], bins[-1])
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.10g}"))
         vip = np.quantile(values, 0.95)
         if vip > 0:
-            ax.axvline(vip, color="#c0392b", ls="--", lw=1.2, label=f"VIP threshold ({vip:,.0f})")
+            shown = f"{currency} {vip:,.0f}" if currency else f"{vip:,.0f}"
+            ax.axvline(vip, color="#c0392b", ls="--", lw=1.2, label=f"VIP threshold ({shown})")
             ax.legend(loc="upper left", frameon=False)
     n_nonpos = int((values <= 0).sum())
     if n_nonpos:
-        title += f" ({n_nonpos:,} with CLV <= 0 not shown)"
-    ax.set(title=title, xlabel="Horizon CLV (log scale)", ylabel="Customers")
+        notes.insert(0, f"{n_nonpos:,} with CLV <= 0 not shown")
+    if notes:
+        title += "\n(" + "; ".join(notes) + ")"
+    label = _in("Horizon CLV", currency) + " (log scale)"
+    ax.set(title=title, xlabel=label, ylabel="Customers")
+    ax.title.set_fontsize(10)
     ax.yaxis.set_major_formatter(_THOUSANDS)
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def histogram_data(fig: Figure) -> dict[str, list[float]]:
+    """The drawn histogram of :func:`clv_distribution_figure`: bar left edges, widths and heights
+    (customers) and the axis x-limits, read from the figure itself."""
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if hasattr(p, "get_height")]
+    return {
+        "xlim": [float(v) for v in ax.get_xlim()],
+        "left": [float(b.get_x()) for b in bars],  # type: ignore[attr-defined]
+        "width": [float(b.get_width()) for b in bars],  # type: ignore[attr-defined]
+        "count": [float(b.get_height()) for b in bars],  # type: ignore[attr-defined]
+    }
 
 
 def tier_risk_figure(scores: pd.DataFrame) -> Figure:
@@ -158,18 +208,25 @@ def tier_risk_figure(scores: pd.DataFrame) -> Figure:
     return fig
 
 
-def trend_figure(trend: pd.DataFrame) -> Figure:
-    """Total and mean horizon CLV and mean p_churn over as_of (output of `trend_table`)."""
+def trend_figure(trend: pd.DataFrame, currency: str | None = None) -> Figure:
+    """Total and mean horizon CLV and mean p_churn over as_of (output of `trend_table`); every
+    y-axis starts at 0 (P(churn) spans 0-100%), so a change is drawn to scale."""
     fig = Figure(figsize=(11, 3.0), layout="constrained")
     axes = fig.subplots(1, 3)
     panels = [
-        ("clv_total", "Total horizon CLV", _THOUSANDS),
-        ("clv_mean", "Mean horizon CLV per customer", FuncFormatter(lambda v, _p: f"{v:,.2f}")),
+        ("clv_total", _in("Total horizon CLV", currency), _THOUSANDS),
+        (
+            "clv_mean",
+            _in("Mean horizon CLV per customer", currency),
+            FuncFormatter(lambda v, _p: f"{v:,.2f}"),
+        ),
         ("p_churn_mean", "Mean P(churn)", PercentFormatter(1.0)),
     ]
     for ax, (col, label, fmt) in zip(axes, panels, strict=True):
         ax.plot(trend.index, trend[col], marker="o", color="#3b6ea8")
         ax.set_title(label)
+        top = 1.0 if col == "p_churn_mean" else max(float(trend[col].max()) * 1.1, 1e-9)
+        ax.set_ylim(0.0, top)
         ax.yaxis.set_major_formatter(fmt)
         ax.set_xticks(trend.index, labels=[d.date().isoformat() for d in trend.index])
         ax.tick_params(axis="x", labelrotation=30)
@@ -204,6 +261,7 @@ tbody tr:nth-child(even){background:#fafbfc}tfoot td{font-weight:600;border-top:
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0;font-size:13px}
 dt{font-weight:600}dd{margin:0;color:#3e4c59}
 footer{color:#7b8794;font-size:12px;margin-top:8px}
+#priorities td:nth-last-child(-n+2){white-space:normal;min-width:16em;font-size:12px}
 """
 
 _SEGMENT_NOTES = {
@@ -221,6 +279,11 @@ _SEGMENT_NOTES = {
     "segment": "RFM quintiles of recency, purchase days and net spend to date plus churn risk "
     "(rules in clvflow.segments); new = first purchase < 90 days ago",
 }
+
+
+def _in(label: str, currency: str | None) -> str:
+    """A money label with its currency code, e.g. "Total CLV (GBP)"; unchanged without one."""
+    return f"{label} ({currency})" if currency else label
 
 
 def _money(v: float) -> str:
@@ -269,7 +332,9 @@ def _table_html(
     )
 
 
-def _segment_section(scores: pd.DataFrame, cac: float | pd.Series | None) -> str:
+def _segment_section(
+    scores: pd.DataFrame, cac: float | pd.Series | None, currency: str | None = None
+) -> str:
     table = clv_cac_by_segment(scores, cac, by="segment")
     table["share"] = table["customers"] / len(scores)
     table["value_at_risk_total"] = scores.groupby("segment")["value_at_risk"].sum()
@@ -278,15 +343,18 @@ def _segment_section(scores: pd.DataFrame, cac: float | pd.Series | None) -> str
         ("segment", "Segment", None),
         ("customers", "Customers", _money),
         ("share", "Share", _pct),
-        ("clv_total", "Total CLV", _money),
-        ("clv_mean", "Mean CLV", _money2),
-        ("clv_lifetime_total", "Total lifetime CLV", _money),
-        ("clv_lifetime_mean", "Mean lifetime CLV", _money2),
+        ("clv_total", _in("Total CLV", currency), _money),
+        ("clv_mean", _in("Mean CLV", currency), _money2),
+        ("clv_lifetime_total", _in("Total lifetime CLV", currency), _money),
+        ("clv_lifetime_mean", _in("Mean lifetime CLV", currency), _money2),
         ("churn_rate", "Churn rate", _pct),
-        ("value_at_risk_total", "Value at risk", _money),
+        ("value_at_risk_total", _in("Value at risk", currency), _money),
     ]
     if cac is not None:
-        columns += [("cac_mean", "Mean CAC", _money2), ("clv_cac_ratio", "CLV:CAC", _ratio)]
+        columns += [
+            ("cac_mean", _in("Mean CAC", currency), _money2),
+            ("clv_cac_ratio", "CLV:CAC", _ratio),
+        ]
     total = clv_cac_by_segment(scores.assign(_all="All customers"), cac, by="_all").iloc[0]
     footer = {"segment": "All customers", "share": 1.0, **total.to_dict()}
     footer["value_at_risk_total"] = scores["value_at_risk"].sum()
@@ -304,7 +372,7 @@ def _segment_section(scores: pd.DataFrame, cac: float | pd.Series | None) -> str
     )
 
 
-def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
+def _priority_section(scores: pd.DataFrame, top_n: int, currency: str | None = None) -> str:
     alive = scores[scores["winback_priority"] == 0]
     top = alive.sort_values("retention_priority").head(top_n)
     columns: list[tuple[str, str, Formatter | None]] = [
@@ -315,12 +383,13 @@ def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
         ("churn_risk", "Churn risk", None),
         ("p_churn", "P(churn)", _pct),
         ("p_alive", "P(alive)", _pct),
-        ("clv", "CLV", _money2),
-        ("clv_lifetime", "Lifetime CLV", _money2),
-        ("value_at_risk", "Value at risk", _money2),
+        ("clv", _in("CLV", currency), _money2),
+        ("clv_lifetime", _in("Lifetime CLV", currency), _money2),
+        ("value_at_risk", _in("Value at risk", currency), _money2),
         ("recency_days", "Days since last", _money),
         ("purchase_days", "Purchase days", _money),
-        ("historical_clv", "Spend to date", _money2),
+        ("historical_clv", _in("Spend to date", currency), _money2),
+        *_reason_columns(scores, currency),
     ]
     return (
         f"<section><h2>Top {len(top):,} retention priorities</h2>"
@@ -332,14 +401,14 @@ def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
     )
 
 
-def _winback_section(scores: pd.DataFrame, top_n: int) -> str:
+def _winback_section(scores: pd.DataFrame, top_n: int, currency: str | None = None) -> str:
     gone = scores[scores["winback_priority"] > 0].sort_values("winback_priority")
     columns: list[tuple[str, str, Formatter | None]] = [
         ("winback_priority", "#", _money),
         ("customer_id", "Customer", None),
         ("segment", "Segment", None),
         ("p_alive", "P(alive)", _pct),
-        ("historical_clv", "Spend to date", _money2),
+        ("historical_clv", _in("Spend to date", currency), _money2),
         ("recency_days", "Days since last", _money),
         ("purchase_days", "Purchase days", _money),
     ]
@@ -351,22 +420,27 @@ def _winback_section(scores: pd.DataFrame, top_n: int) -> str:
     )
 
 
-def _cards(numbers: dict[str, float], horizon_days: int) -> str:
+def _cards(numbers: dict[str, float], horizon_days: int, currency: str | None = None) -> str:
     n = max(numbers["customers"], 1.0)
+    code = f"{currency} " if currency else ""
+
+    def money(v: float) -> str:
+        return code + _money(v)
+
     cards = [
         ("customers", "Customers", _money, "known before as_of", ""),
         (
             "clv_total",
             f"Horizon CLV ({horizon_days} days)",
-            _money,
-            f"{numbers['clv_total'] / n:,.2f} per customer",
+            money,
+            f"{code}{numbers['clv_total'] / n:,.2f} per customer",
             "",
         ),
         (
             "clv_lifetime_total",
             "Lifetime CLV",
-            _money,
-            f"{numbers['clv_lifetime_total'] / n:,.2f} per customer",
+            money,
+            f"{code}{numbers['clv_lifetime_total'] / n:,.2f} per customer",
             "",
         ),
         (
@@ -379,7 +453,7 @@ def _cards(numbers: dict[str, float], horizon_days: int) -> str:
         (
             "value_at_risk_total",
             "Value at risk",
-            _money,
+            money,
             "customers still alive who will not buy: CLV + value at risk = value if all retained",
             " warn",
         ),
@@ -395,7 +469,7 @@ def _cards(numbers: dict[str, float], horizon_days: int) -> str:
     return '<div class="cards">' + "".join(out) + "</div>"
 
 
-def _model_section(card: dict) -> str:
+def _model_section(card: dict, currency: str | None = None) -> str:
     """The model behind the scores: name/version, cutoff, exported method and why, and its
     internal backtest table (``card``: see :func:`clvflow.pipeline.model_card`)."""
     facts = [
@@ -417,7 +491,7 @@ def _model_section(card: dict) -> str:
         columns += [
             (
                 c,
-                c.replace("_", " "),
+                _in(c.replace("_", " "), currency) if c in ("rmse", "mae") else c.replace("_", " "),
                 {"agg_bias": _pct, "rmse": _money2, "mae": _money2}.get(c, _three),
             )
             for c in rows.columns
@@ -432,12 +506,117 @@ def _model_section(card: dict) -> str:
     return "<section><h2>Model and its backtest</h2>" + "".join(parts) + "</section>"
 
 
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+# --- header: the model and its backtest; reasons; currency -----------------------------------
 
 
-def _html_page(title: str, subtitle: str, parts: Sequence[str]) -> str:
+def check_currency(code: str | None) -> str | None:
+    """A currency code as shown (upper case), None for none; ValueError unless three letters."""
+    if code is None or code == "":
+        return None
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise ValueError(
+            f"currency {code!r} is not a three-letter ISO 4217 code; use e.g. GBP, EUR or USD"
+        )
+    return code.upper()
+
+
+def _currency_words(currency: str | None) -> str:
+    return currency if currency else "the currency of the input amounts (no --currency given)"
+
+
+def _reason_columns(
+    scores: pd.DataFrame, currency: str | None
+) -> list[tuple[str, str, Formatter | None]]:
+    """The priority table's reason columns (clvflow.reasons), when the scores have them."""
+    unit = f", money in {currency}" if currency else ""
+    wanted = [
+        ("reasons_p_active", f"Why P(buy) (top 3{unit})"),
+        ("reasons_spend", f"Why spend (top 3{unit})"),
+    ]
+    return [(c, h, None) for c, h in wanted if c in scores.columns]
+
+
+def _backtest_summary(card: dict) -> str:
+    """One line of the internal backtest's accuracy (model vs BG/NBD), or why there is none."""
+    backtest = card.get("backtest")
+    if not backtest:
+        why = card.get("no_backtest") or "the model has no internal backtest"
+        return f"not available: {why}"
+    rows = {r.get("method"): r for r in backtest["table"]}
+    model, bgnbd = rows.get("model", {}), rows.get("BG/NBD × Gamma-Gamma", {})
+    shown = []
+    for key, label, fmt in (
+        ("gini_norm", "spend Gini", "{:.3f}"),
+        ("top_decile", "top-decile capture", "{:.1%}"),
+        ("roc_auc", "P(buy) ROC AUC", "{:.3f}"),
+        ("agg_bias", "total spend bias", "{:+.1%}"),
+    ):
+        value = model.get(key)
+        if value is None or not np.isfinite(value):
+            continue
+        text = f"{label} {fmt.format(value)}"
+        base = bgnbd.get(key)
+        if base is not None and np.isfinite(base):
+            text += f" (BG/NBD {fmt.format(base)})"
+        shown.append(text)
+    window = backtest.get("window", ["?", "?"])
+    return f"{', '.join(shown) or 'no figures'} on [{window[0]}, {window[1]})"
+
+
+def _model_facts(card: dict | None, scores: pd.DataFrame) -> tuple[str, str, str]:
+    """(name, version, trained) from the model card, else the scores' provenance columns;
+    "not recorded" where neither says."""
+    card = card or {}
+    missing = "not recorded"
+
+    def first(column: str) -> str:
+        if column not in scores.columns or scores[column].isna().all():
+            return ""
+        return str(scores[column].dropna().iloc[0])
+
+    name = str(card.get("model_name") or first("model_name") or missing)
+    version = str(card.get("model_version") or first("model_version") or missing)
+    created = str(card.get("created_at") or "")
+    trained = created[:10] if created else missing
+    if card.get("cutoff"):
+        trained += f" on {card.get('data', '?')} before {card['cutoff']}"
+    return name, version, trained
+
+
+def _header_section(card: dict | None, scores: pd.DataFrame) -> str:
+    """The model behind the scores (name, version, when trained) and its backtest accuracy,
+    at the top of the report; says so where the metadata is absent rather than guess."""
+    name, version, trained = _model_facts(card, scores)
+    if card:
+        accuracy = _backtest_summary(card)
+    else:
+        accuracy = (
+            "not available: the report was built without the model's bundle "
+            "(`clvflow report --model` or `clvflow score --report` show it)"
+        )
+    items = [
+        ("model", "Model", f"{name} · version {version}"),
+        ("trained", "Trained", trained),
+        ("backtest", "Backtest accuracy", accuracy),
+    ]
+    body = "".join(
+        f'<dt>{html.escape(label)}</dt><dd id="header-{key}">{html.escape(text)}</dd>'
+        for key, label, text in items
+    )
+    return f'<section id="model-header"><dl>{body}</dl></section>'
+
+
+def _img(png: bytes, alt: str, data: Mapping[str, Any] | None = None) -> str:
+    """An embedded PNG; ``data``: the figure's drawn numbers, as ``data-*`` JSON attributes (so
+    checks read what was plotted, not pixels)."""
+    encoded = base64.b64encode(png).decode("ascii")
+    attrs = "".join(
+        f' data-{k}="{html.escape(json.dumps(v), quote=True)}"' for k, v in (data or {}).items()
+    )
+    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}"{attrs}>'
+
+
+def _html_page(title: str, subtitle: str, parts: Sequence[str], currency: str | None = None) -> str:
     notes = "".join(
         f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _SEGMENT_NOTES.items()
     )
@@ -448,7 +627,7 @@ def _html_page(title: str, subtitle: str, parts: Sequence[str]) -> str:
         f'<h1>{html.escape(title)}</h1><p class="sub">{html.escape(subtitle)}</p>'
         + "".join(parts)
         + f"<section><h2>Definitions</h2><dl>{notes}</dl></section>"
-        "<footer>Money in the currency of the input amounts; CLV is margin-based and "
+        f"<footer>Money in {_currency_words(currency)}; CLV is margin-based and "
         "discounted as scored. Generated by clvflow from the scores table(s) only.</footer>"
         "</main></body></html>\n"
     )
@@ -478,18 +657,23 @@ def _prepare(scores: pd.DataFrame | list[pd.DataFrame]) -> list[pd.DataFrame]:
     return tables
 
 
-def _figures(tables: list[pd.DataFrame]) -> dict[str, tuple[Figure, str]]:
+def _figures(
+    tables: list[pd.DataFrame], currency: str | None = None
+) -> dict[str, tuple[Figure, str]]:
     current = tables[-1]
     horizon_days = int(current["horizon_days"].iloc[0])
     figures = {
         "clv_distribution": (
-            clv_distribution_figure(current["clv"], horizon_days),
+            clv_distribution_figure(current["clv"], horizon_days, currency),
             "Histogram of predicted horizon CLV",
         ),
         "tier_risk": (tier_risk_figure(current), "Value tier by churn risk heatmaps"),
     }
     if len(tables) > 1:
-        figures["trend"] = (trend_figure(trend_table(tables)), "CLV and churn over as_of")
+        figures["trend"] = (
+            trend_figure(trend_table(tables), currency),
+            "CLV and churn over as_of",
+        )
     return figures
 
 
@@ -500,22 +684,25 @@ def _build(
     top_n: int,
     title: str,
     model_card: dict | None = None,
+    currency: str | None = None,
 ) -> None:
     """Write the figures and index.html of the report into the directory `out`."""
     current = tables[-1]
     horizon_days = int(current["horizon_days"].iloc[0])
     images: dict[str, str] = {}
-    for name, (fig, alt) in _figures(tables).items():
+    for name, (fig, alt) in _figures(tables, currency).items():
         path = out / f"{name}.png"
         fig.savefig(path, dpi=FIGURE_DPI)
-        images[name] = _img(path.read_bytes(), alt)
+        data = histogram_data(fig) if name == "clv_distribution" else None
+        images[name] = _img(path.read_bytes(), alt, data)
     numbers = headline(current)
     as_of = pd.Timestamp(current["as_of"].iloc[0]).date().isoformat()
     subtitle = f"Scores as of {as_of} · horizon {horizon_days} days · {len(current):,} customers"
     if len(tables) > 1:
         subtitle += f" · {len(tables)} scoring dates"
     parts = [
-        _cards(numbers, horizon_days),
+        _header_section(model_card, current),
+        _cards(numbers, horizon_days, currency),
         '<div class="row">'
         f"<section><h2>CLV distribution</h2>{images['clv_distribution']}</section>"
         f"<section><h2>Value tier x churn risk</h2>{images['tier_risk']}</section></div>",
@@ -523,13 +710,14 @@ def _build(
     if "trend" in images:
         parts.append(f"<section><h2>Trend over scoring dates</h2>{images['trend']}</section>")
     parts += [
-        _segment_section(current, cac),
-        _priority_section(current, top_n),
-        _winback_section(current, top_n),
+        _segment_section(current, cac, currency),
+        _priority_section(current, top_n, currency),
+        _winback_section(current, top_n, currency),
     ]
     if model_card:
-        parts.append(_model_section(model_card))
-    (out / "index.html").write_text(_html_page(title, subtitle, parts), encoding="utf-8")
+        parts.append(_model_section(model_card, currency))
+    page = _html_page(title, subtitle, parts, currency)
+    (out / "index.html").write_text(page, encoding="utf-8")
 
 
 def write_report(
@@ -541,6 +729,7 @@ def write_report(
     title: str = "clvflow report",
     overwrite: bool = False,
     model_card: dict | None = None,
+    currency: str | None = None,
 ) -> Path:
     """Write an HTML report (index.html + PNG figures) of scores tables into `output_dir`.
 
@@ -559,7 +748,10 @@ def write_report(
         title: page title.
         overwrite: replace a non-empty existing `output_dir`.
         model_card: the model's facts and internal backtest (a bundle manifest's
-            ``model_card``), shown in a section of their own; None: no such section.
+            ``model_card``), shown in the header and a section of their own; None: the
+            header says the model and its backtest are not recorded.
+        currency: ISO 4217 code (e.g. ``GBP``) shown on every money figure, table header and
+            axis (:func:`check_currency`); None: plain numbers.
 
     Returns:
         Path of the written index.html.
@@ -574,7 +766,13 @@ def write_report(
     with Outputs(overwrite=overwrite) as outputs:
         out = outputs.required_folder(output_dir, "report folder", check_report_dir)
         build_report(
-            scores, outputs.staged(out), cac=cac, top_n=top_n, title=title, model_card=model_card
+            scores,
+            outputs.staged(out),
+            cac=cac,
+            top_n=top_n,
+            title=title,
+            model_card=model_card,
+            currency=currency,
         )
         outputs.commit()
     return output_dir / "index.html"
@@ -588,6 +786,7 @@ def build_report(
     top_n: int = 25,
     title: str = "clvflow report",
     model_card: dict | None = None,
+    currency: str | None = None,
 ) -> Path:
     """Create the new folder ``folder`` and write the report into it (arguments as
     :func:`write_report`, which builds it in a staging folder and moves it into place).
@@ -597,9 +796,10 @@ def build_report(
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
+    currency = check_currency(currency)
     tables = _prepare(scores)
     folder.mkdir()  # with the user's umask
-    _build(tables, folder, cac, top_n, title, model_card)
+    _build(tables, folder, cac, top_n, title, model_card, currency)
     _write_marker(folder)
     logger.info("built report for %d customers", len(tables[-1]))
     return folder / "index.html"
