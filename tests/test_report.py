@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import subprocess
 from html.parser import HTMLParser
@@ -244,6 +246,150 @@ def test_bad_input(tables, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+# --- issue 10 item 6: header, currency, axes, reasons --------------------------------------------
+
+CARD = {
+    "data": "sim",
+    "cutoff": "2024-01-01",
+    "horizon_days": 90,
+    "method": "boosters",
+    "reason": "boosters beat BG/NBD",
+    "backtest": {
+        "window": ["2023-10-03", "2024-01-01"],
+        "table": [
+            {
+                "method": "model",
+                "gini_norm": 0.612,
+                "top_decile": 0.4537,
+                "rmse": 41.5,
+                "mae": 12.25,
+                "agg_bias": -0.031,
+                "roc_auc": 0.781,
+                "pr_auc": 0.5,
+                "brier": 0.15,
+            },
+            {
+                "method": "BG/NBD × Gamma-Gamma",
+                "gini_norm": 0.598,
+                "top_decile": 0.44,
+                "rmse": 42.0,
+                "mae": 12.5,
+                "agg_bias": 0.02,
+                "roc_auc": 0.77,
+                "pr_auc": 0.49,
+                "brier": 0.16,
+            },
+        ],
+    },
+    "model": "clvtest/3",
+    "model_name": "clvtest",
+    "model_version": "3",
+    "created_at": "2026-11-29T21:00:00+00:00",
+}
+HEADER_BACKTEST = (
+    "spend Gini 0.612 (BG/NBD 0.598), top-decile capture 45.4% (BG/NBD 44.0%), P(buy) ROC AUC "
+    "0.781 (BG/NBD 0.770), total spend bias -3.1% (BG/NBD +2.0%) on [2023-10-03, 2024-01-01)"
+)
+
+
+def _long_tail(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with one customer whose CLV is 10,000 x the largest: on a histogram from the
+    smallest to the largest value, most of the x-axis would be empty."""
+    out = table.copy()
+    out.loc[out.index[0], "clv"] = out["clv"].max() * 1e4
+    return out
+
+
+def _thirds_filled(data: dict) -> list[int]:
+    """Customers drawn in each third of the histogram's (log) x-range, from the drawn bars."""
+    lo, hi = np.log(data["xlim"])
+    centre = np.log(np.array(data["left"]) + np.array(data["width"]) / 2)
+    third = np.minimum(((centre - lo) / (hi - lo) * 3).astype(int), 2)
+    counts = np.array(data["count"])
+    return [int(counts[third == k].sum()) for k in range(3)]
+
+
+@pytest.fixture(scope="module")
+def gbp_report(tables, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gbp") / "report"
+    latest = _long_tail(tables[-1])
+    return write_report([*tables[:-1], latest], out, model_card=CARD, currency="gbp", cac=20.0)
+
+
+def test_histogram_axis_fits_the_data() -> None:
+    """Issue 10 item 6: one extreme customer no longer stretches the CLV histogram: its x-range
+    is the 0.5-99.5% quantiles, every third of it holds customers, the rest are counted."""
+    clv = pd.Series(np.r_[np.geomspace(1.0, 100.0, 999), 1e7])
+    fig = report.clv_distribution_figure(clv, 90)
+    data = report.histogram_data(fig)
+    assert data["xlim"] == pytest.approx(list(np.quantile(clv[clv > 0], [0.005, 0.995])))
+    assert min(_thirds_filled(data)) > 100
+    assert sum(data["count"]) == 990  # 5 below and 5 above the range, said in the title
+    assert "5 below, 5 above not shown" in fig.axes[0].get_title()
+
+
+def test_trend_axes_start_at_zero() -> None:
+    """Issue 10 item 6: two nearby points are not drawn on a truncated axis."""
+    trend = pd.DataFrame(
+        {"clv_total": [1000.0, 1010.0], "clv_mean": [10.0, 10.1], "p_churn_mean": [0.6, 0.61]},
+        index=pd.to_datetime(["2024-01-01", "2024-04-01"]),
+    )
+    fig = report.trend_figure(trend, "EUR")
+    limits = [ax.get_ylim() for ax in fig.axes]
+    assert limits == [pytest.approx(v) for v in [(0.0, 1111.0), (0.0, 11.11), (0.0, 1.0)]]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "Total horizon CLV (EUR)",
+        "Mean horizon CLV per customer (EUR)",
+        "Mean P(churn)",
+    ]
+
+
+def test_header_names_the_model_and_its_backtest(gbp_report: Path, single_report: Path) -> None:
+    """Issue 10 item 6: model name, version, training date and backtest accuracy at the top;
+    without the model's metadata the header says so instead of guessing."""
+    text = gbp_report.read_text(encoding="utf-8")
+    assert text.index('id="model-header"') < text.index('class="cards"')
+    assert '<dd id="header-model">clvtest · version 3</dd>' in text
+    assert '<dd id="header-trained">2026-11-29 on sim before 2024-01-01</dd>' in text
+    assert f'<dd id="header-backtest">{html.escape(HEADER_BACKTEST)}</dd>' in text
+    bare = single_report.read_text(encoding="utf-8")
+    assert '<dd id="header-model">not recorded · version not recorded</dd>' in bare
+    assert '<dd id="header-backtest">not available: the report was built without' in bare
+
+
+def test_currency_on_every_money_figure(gbp_report: Path, single_report: Path) -> None:
+    """Issue 10 item 6: --currency GBP on the money cards, money columns and axes; without it
+    plain numbers and no currency sign anywhere."""
+    parsed = parse(gbp_report)
+    for key in ("clv_total", "clv_lifetime_total", "value_at_risk_total"):
+        assert parsed.cards[key]["text"].startswith("GBP ")
+    assert not parsed.cards["customers"]["text"].startswith("GBP")
+    money = ["Total CLV", "Mean CLV", "Total lifetime CLV", "Mean lifetime CLV", "Value at risk"]
+    header = parsed.tables["segments"]["thead"][0]
+    assert all(f"{m} (GBP)" in header for m in [*money, "Mean CAC"])
+    for table in ("priorities", "winback"):
+        assert "Spend to date (GBP)" in parsed.tables[table]["thead"][0]
+    assert "rmse (GBP)" in parsed.tables["backtest"]["thead"][0]
+    fig = report.clv_distribution_figure(pd.Series([1.0, 2.0, 50.0]), 90, "GBP")
+    assert fig.axes[0].get_xlabel() == "Horizon CLV (GBP) (log scale)"
+    assert "GBP" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    plain = single_report.read_text(encoding="utf-8")
+    assert "$" not in plain and "GBP" not in plain
+    with pytest.raises(ValueError, match="not a three-letter ISO 4217 code"):
+        report.check_currency("£")
+
+
+def test_priority_table_shows_the_reasons(gbp_report: Path, tables) -> None:
+    """Issue 10 item 6: each retention priority row carries its customer's reasons."""
+    parsed = parse(gbp_report).tables["priorities"]
+    header = parsed["thead"][0]
+    assert header[-2:] == ["Why P(buy) (top 3, money in GBP)", "Why spend (top 3, money in GBP)"]
+    scores = add_segments(_long_tail(tables[-1])).set_index("customer_id")
+    for row in parsed["tbody"]:
+        assert row[-2] == scores.loc[row[1], "reasons_p_active"]
+        assert row[-1] == scores.loc[row[1], "reasons_spend"]
+
+
 # --- headless Chromium ------------------------------------------------------------------------
 
 
@@ -293,6 +439,46 @@ def test_renders_in_headless_chromium(trend_report: Path, tables, tmp_path: Path
     latest = tables[-1]
     for value in (len(latest), latest["clv"].sum(), latest["clv_lifetime"].sum()):
         assert f">{value:,.0f}<" in dom
+
+
+class _ImageData(HTMLParser):
+    """The ``data-*`` attributes of each image, by its alt text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: dict[str, dict[str, str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "img":
+            self.images[a.get("alt", "")] = {k[5:]: v for k, v in a.items() if k[:5] == "data-"}
+
+
+def test_chromium_shows_currency_model_backtest_and_a_filled_histogram(
+    gbp_report: Path, tmp_path: Path
+) -> None:
+    """Issue 10 item 6: as rendered by headless Chromium, the report shows the currency, the
+    model's version and backtest figures, and a CLV histogram whose every third holds customers
+    (read from the drawn bars the page carries, on a table with one extreme customer)."""
+    _require_chromium()
+    url = gbp_report.resolve().as_uri()
+    shot = tmp_path / "shot.png"
+    size = f"--window-size={WINDOW[0]},{WINDOW[1]}"
+    run = _chromium(f"--screenshot={shot}", size, url, profile=tmp_path / "profile")
+    assert shot.exists(), f"chromium wrote no screenshot: {run.stderr[-2000:]}"
+    dom = _chromium("--dump-dom", url, profile=tmp_path / "profile").stdout
+    assert '<dd id="header-model">clvtest · version 3</dd>' in dom
+    assert f'<dd id="header-backtest">{html.escape(HEADER_BACKTEST)}</dd>' in dom
+    parser = ReportParser()
+    parser.feed(dom)
+    assert parser.cards["clv_total"]["text"].startswith("GBP ")
+    images = _ImageData()
+    images.feed(dom)
+    drawn = {
+        k: json.loads(v) for k, v in images.images["Histogram of predicted horizon CLV"].items()
+    }
+    thirds = _thirds_filled(drawn)
+    assert min(thirds) >= 0.01 * sum(thirds), thirds  # (the whole range: [1453, 1546, 1])
 
 
 def test_missing_browser_fails_unless_skipped(monkeypatch) -> None:
