@@ -117,6 +117,7 @@ def _bad(files, capsys, *argv, match):
         (["--as-of", "yesterday"], "is not a date"),
         (["--margin", "1.5"], "margin must be in (0, 1]"),
         (["--what-if", "at risk"], "use SEGMENT:POINTS"),
+        (["--currency", "pounds"], "--currency: currency 'pounds' is not a three-letter"),
     ],
 )
 def test_bad_input_exits_2_and_leaves_no_output(files, capsys, argv, match):
@@ -208,3 +209,41 @@ def test_trend_and_report_commands(files, capsys):
     assert run("report", "--scores", s1, s2, "--output", files / "rep2") == 0
     html = (files / "rep2" / "index.html").read_text()
     assert "2023-07-01" in html
+
+
+def test_scores_csv_is_rounded_and_the_report_header_names_the_model(files, capsys):
+    """Issue 10 item 6: the scores CSV has money to 2 decimals, probabilities to 4 and integer
+    counts (the Parquet file full precision); `report --model --currency` puts the model's
+    name and the currency in the report; the score command says the unit of what it prints."""
+    common = ["--model", files / "bundle", "--transactions", files / "tx.parquet"]
+    common += ["--as-of", "2023-07-01"]
+    csv, parquet = files / "rounded.csv", files / "full.parquet"
+    assert run("score", *common, "--output", csv, "--currency", "eur") == 0
+    assert "money in EUR" in capsys.readouterr().out
+    assert run("score", *common, "--output", parquet) == 0
+    text = pd.read_csv(csv, dtype={"customer_id": "str"})
+    full = pd.read_parquet(parquet)
+    assert text["customer_id"].tolist() == full["customer_id"].tolist()
+    for column, decimals in (("clv", 2), ("expected_spend", 2), ("p_active", 4), ("p_alive", 4)):
+        assert text[column].tolist() == full[column].round(decimals).tolist()
+        assert full[column].round(decimals).ne(full[column]).any()  # the rounding did something
+    for column in ("purchase_days", "recency_days", "tenure_days", "horizon_days"):
+        assert str(text[column].dtype) == "int64", column
+    assert text["reasons_p_active"].tolist() == full["reasons_p_active"].tolist()
+    assert (
+        run(
+            "report",
+            "--scores",
+            parquet,
+            "--output",
+            files / "rep3",
+            "--model",
+            files / "bundle",
+            "--currency",
+            "EUR",
+        )
+        == 0
+    )
+    page = (files / "rep3" / "index.html").read_text()
+    assert '<dd id="header-model">bundle · version ' in page
+    assert "Total CLV (EUR)" in page and "Why P(buy)" in page

@@ -370,3 +370,6 @@ def test_score_report_shows_the_model_and_its_backtest(trained, tmp_path, monkey
     assert "Model and its backtest" in page and f"Model {NAME}/1" in page
     assert "exported method: " in page and 'id="backtest"' in page
     assert "Internal backtest on [" in page
+    # issue 10 item 6: the header names the registered model and quotes its backtest
+    assert f'<dd id="header-model">{NAME} · version 1</dd>' in page
+    assert '<dd id="header-backtest">spend Gini ' in page
