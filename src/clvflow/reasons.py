@@ -49,7 +49,7 @@ REASON_COLUMNS = ["reasons_p_active", "reasons_spend"]
 #: Rows per TreeSHAP call (bounds memory: CHUNK_ROWS x (inputs + 1) float32 per booster).
 CHUNK_ROWS = 50_000
 #: Rows used for the global picture logged by training (a fixed seeded sample above this).
-GLOBAL_SAMPLE_ROWS = 100_000
+GLOBAL_SAMPLE_ROWS = 20_000
 SEPARATOR = "; "
 NO_PURCHASE_REASON = "no purchase day yet, only returns (P(active) is 0)"
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from clvflow.economics import clv_cac_by_segment
@@ -173,12 +174,12 @@ def histogram_data(fig: Figure) -> dict[str, list[float]]:
     """The drawn histogram of :func:`clv_distribution_figure`: bar left edges, widths and heights
     (customers) and the axis x-limits, read from the figure itself."""
     ax = fig.axes[0]
-    bars = [p for p in ax.patches if hasattr(p, "get_height")]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     return {
         "xlim": [float(v) for v in ax.get_xlim()],
-        "left": [float(b.get_x()) for b in bars],  # type: ignore[attr-defined]
-        "width": [float(b.get_width()) for b in bars],  # type: ignore[attr-defined]
-        "count": [float(b.get_height()) for b in bars],  # type: ignore[attr-defined]
+        "left": [float(b.get_x()) for b in bars],
+        "width": [float(b.get_width()) for b in bars],
+        "count": [float(b.get_height()) for b in bars],
     }
 
 
