@@ -279,6 +279,9 @@ _SEGMENT_NOTES = {
     "churn risk": "P(churn) in the window: low < 50%, medium 50-80%, high >= 80%",
     "segment": "RFM quintiles of recency, purchase days and net spend to date plus churn risk "
     "(rules in clvflow.segments); new = first purchase < 90 days ago",
+    "why (reasons)": "the three inputs that move the customer's P(buy) / spend if they buy most "
+    "away from BG/NBD's own estimate (TreeSHAP of each booster), with the customer's values; "
+    "(+) raises the prediction, (-) lowers it",
 }
 
 
