@@ -73,6 +73,14 @@ def test_decile_figure(backtest, tmp_path: Path) -> None:
     _save(fig, tmp_path / "deciles.png")
 
 
+def test_decile_figure_names_no_currency_unless_given(backtest) -> None:
+    """Issue 10 item 6: GBP data was labelled "$"; now no symbol unless a code is given."""
+    table = decile_table(backtest["spend"], backtest["model"])
+    assert decile_figure(table).axes[0].get_ylabel() == "Spend per customer in window (decile mean)"
+    label = decile_figure(table, "GBP").axes[0].get_ylabel()
+    assert label == "Spend per customer in window (GBP, decile mean)"
+
+
 def test_decile_figure_missing_column() -> None:
     with pytest.raises(ValueError, match=r"missing column\(s\) \['mean_actual'\]"):
         decile_figure(pd.DataFrame({"mean_pred": [1.0]}))

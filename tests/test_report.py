@@ -357,7 +357,7 @@ def test_header_names_the_model_and_its_backtest(gbp_report: Path, single_report
     assert '<dd id="header-backtest">not available: the report was built without' in bare
 
 
-def test_currency_on_every_money_figure(gbp_report: Path, single_report: Path) -> None:
+def test_currency_on_every_money_figure(gbp_report: Path, single_report: Path, tables) -> None:
     """Issue 10 item 6: --currency GBP on the money cards, money columns and axes; without it
     plain numbers and no currency sign anywhere."""
     parsed = parse(gbp_report)
@@ -370,6 +370,8 @@ def test_currency_on_every_money_figure(gbp_report: Path, single_report: Path) -
     for table in ("priorities", "winback"):
         assert "Spend to date (GBP)" in parsed.tables[table]["thead"][0]
     assert "rmse (GBP)" in parsed.tables["backtest"]["thead"][0]
+    heat = report.tier_risk_figure(add_segments(tables[-1]), "GBP")
+    assert heat.axes[1].get_title() == "Total horizon CLV (GBP)"
     fig = report.clv_distribution_figure(pd.Series([1.0, 2.0, 50.0]), 90, "GBP")
     assert fig.axes[0].get_xlabel() == "Horizon CLV (GBP) (log scale)"
     assert "GBP" in fig.axes[0].get_legend().get_texts()[0].get_text()

@@ -99,13 +99,14 @@ def reliability_figure(
     return fig
 
 
-def decile_figure(decile_table_df: pd.DataFrame, currency: str = "$") -> Figure:
+def decile_figure(decile_table_df: pd.DataFrame, currency: str | None = None) -> Figure:
     """Grouped bars of mean predicted vs mean actual spend per predicted decile.
 
     Args:
         decile_table_df: output of `clvflow.evaluation.decile_table` (index = decile, columns
             mean_pred and mean_actual; `attrs["mape"]` shown in the title when present).
-        currency: currency symbol for the axis label.
+        currency: currency code for the axis label; None (default): the data's currency,
+            unnamed (never a guessed symbol).
 
     Returns:
         Figure with two bar containers (predicted, actual), one bar per decile.
@@ -134,7 +135,7 @@ def decile_figure(decile_table_df: pd.DataFrame, currency: str = "$") -> Figure:
         xticklabels=[str(d) for d in deciles],
         title=title,
         xlabel="Predicted decile (1 = highest predicted spend)",
-        ylabel=f"Spend per customer in window ({currency}, decile mean)",
+        ylabel=f"Spend per customer in window ({currency + ', ' if currency else ''}decile mean)",
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend()

@@ -183,7 +183,7 @@ def histogram_data(fig: Figure) -> dict[str, list[float]]:
     }
 
 
-def tier_risk_figure(scores: pd.DataFrame) -> Figure:
+def tier_risk_figure(scores: pd.DataFrame, currency: str | None = None) -> Figure:
     """Value tier x churn risk heatmaps: customer counts and total horizon CLV per cell.
 
     Args:
@@ -196,7 +196,10 @@ def tier_risk_figure(scores: pd.DataFrame) -> Figure:
     totals = pd.crosstab(scores["value_tier"], scores["churn_risk"], scores["clv"], aggfunc="sum")
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    panels = [(counts, "Customers", "Blues"), (totals.fillna(0.0), "Total horizon CLV", "Greens")]
+    panels = [
+        (counts, "Customers", "Blues"),
+        (totals.fillna(0.0), _in("Total horizon CLV", currency), "Greens"),
+    ]
     for ax, (table, label, cmap) in zip(axes, panels, strict=True):
         grid = table.reindex(index=VALUE_TIERS, columns=CHURN_RISKS, fill_value=0).to_numpy(float)
         ax.imshow(grid, cmap=cmap, aspect="auto", vmin=0, vmax=max(grid.max(), 1e-9))
@@ -671,7 +674,7 @@ def _figures(
             clv_distribution_figure(current["clv"], horizon_days, currency),
             "Histogram of predicted horizon CLV",
         ),
-        "tier_risk": (tier_risk_figure(current), "Value tier by churn risk heatmaps"),
+        "tier_risk": (tier_risk_figure(current, currency), "Value tier by churn risk heatmaps"),
     }
     if len(tables) > 1:
         figures["trend"] = (
