@@ -87,9 +87,11 @@ def _trend(t: float) -> str:
     return f"spend down {1 / ratio:.1f}x on the previous 180 days"
 
 
-def _gap(template: str) -> Callable[[float], str]:
+def _gap(template: str, what: str) -> Callable[[float], str]:
+    """A phrase of a gap feature; NaN (fewer than two purchase days) says which gap is missing."""
+
     def phrase(v: float) -> str:
-        return "fewer than two purchase days (no gap yet)" if np.isnan(v) else template.format(v)
+        return f"{what}: none yet (one purchase day)" if np.isnan(v) else template.format(v)
 
     return phrase
 
@@ -116,7 +118,9 @@ _PHRASES: dict[str, Callable[[float], str]] = {
     "frequency": lambda v: _count(v, "repeat purchase days"),
     "t_x_days": lambda v: f"{_days(v)} from first to last purchase",
     "T_days": lambda v: f"first purchase {_days(v)} ago",
-    "mean_repeat_spend": lambda v: f"repeat purchases average {_money(v)}",
+    "mean_repeat_spend": lambda v: (
+        f"repeat purchases average {_money(v)}" if v else "no repeat purchase yet"
+    ),
     "total_spend": lambda v: f"net spend to date {_money(v)}",
     "gross_spend": lambda v: f"gross spend to date {_money(v)}",
     "mean_spend_per_day": lambda v: f"average order {_money(v)}",
@@ -128,11 +132,11 @@ _PHRASES: dict[str, Callable[[float], str]] = {
     "spend_prev_180d": lambda v: f"{_spent(v)} 360 to 180 days ago",
     "spend_trend": _trend,
     "purchase_days_per_30d": lambda v: f"{v:.2f} purchase days a month",
-    "gap_mean_days": _gap("{:,.0f} days between purchases on average"),
-    "gap_std_days": _gap("gaps between purchases vary by {:,.0f} days"),
-    "gap_max_days": _gap("longest gap {:,.0f} days"),
-    "gap_last_days": _gap("last gap {:,.0f} days"),
-    "recency_over_gap_mean": _gap("silent for {:.1f}x the usual gap"),
+    "gap_mean_days": _gap("{:,.0f} days between purchases on average", "average gap"),
+    "gap_std_days": _gap("gaps between purchases vary by {:,.0f} days", "gap spread"),
+    "gap_max_days": _gap("longest gap {:,.0f} days", "longest gap"),
+    "gap_last_days": _gap("last gap {:,.0f} days", "last gap"),
+    "recency_over_gap_mean": _gap("silent for {:.1f}x the usual gap", "usual gap"),
     "return_amount": lambda v: f"returned {_money(v)}",
     "n_return_days": lambda v: _count(v, "days with returns"),
     "returns_share": lambda v: f"returns {v:.0%} of spend",

@@ -265,7 +265,9 @@ tbody tr:nth-child(even){background:#fafbfc}tfoot td{font-weight:600;border-top:
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0;font-size:13px}
 dt{font-weight:600}dd{margin:0;color:#3e4c59}
 footer{color:#7b8794;font-size:12px;margin-top:8px}
-#priorities td:nth-last-child(-n+2){white-space:normal;min-width:16em;font-size:12px}
+#priorities th{white-space:normal}
+#priorities td:nth-last-child(-n+2){white-space:normal;min-width:14em;font-size:12px}
+.scroll{overflow-x:auto}
 """
 
 _SEGMENT_NOTES = {
@@ -403,7 +405,7 @@ def _priority_section(scores: pd.DataFrame, top_n: int, currency: str | None = N
         '<p class="sub">Customers still alive (P(alive) >= '
         f"{WINBACK_P_ALIVE:.0%}) ranked by value at risk: (P(alive) - P(buy)) x horizon CLV if "
         "they buy, the value retention can still save.</p>"
-        + _table_html("priorities", columns, top)
+        + f'<div class="scroll">{_table_html("priorities", columns, top)}</div>'
         + "</section>"
     )
 
