@@ -15,8 +15,7 @@ from clvflow.scoring.economics import (
 )
 from clvflow.scoring.segments import add_segments
 from clvflow.scoring.value import horizon_clv, lifetime_clv
-
-from .scores_fixture import synthetic_scores
+from tests.scores_fixture import synthetic_scores
 
 MARGIN = 0.5  # with no discounting: clv = 0.5 p s, lifetime = 0.5 s r / (1 - r), r <= 0.95
 

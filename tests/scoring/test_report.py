@@ -15,8 +15,7 @@ from matplotlib.image import imread
 import clvflow.scoring.report as report
 from clvflow.scoring.report import HEADLINE_METRICS, write_report
 from clvflow.scoring.segments import add_segments
-
-from .scores_fixture import synthetic_scores
+from tests.scores_fixture import synthetic_scores
 
 AS_OFS = ("2023-07-01", "2023-10-01", "2024-01-01")
 ECONOMICS = {"horizon_days": 90, "margin": 0.3, "annual_discount_rate": 0.1}

@@ -7,8 +7,7 @@ import numpy as np
 from clvflow.features.build import build_features
 from clvflow.models.btyd import bgnbd_prob_alive
 from clvflow.scoring.scores import SCORES_TABLE_COLUMNS, score_features
-
-from .model_fixture import small_log, small_model
+from tests.model_fixture import small_log, small_model
 
 
 def test_p_alive_is_bgnbd_p_alive_at_least_p_active() -> None:

@@ -17,8 +17,7 @@ from clvflow.scoring.segments import (
     WINBACK_P_ALIVE,
     add_segments,
 )
-
-from .scores_fixture import synthetic_scores
+from tests.scores_fixture import synthetic_scores
 
 # n = 10, so a quintile score is ceil(rank / 2) and clv_percentile = 10 x rank.
 # R: recency rank (longest ago = 1); F: purchase_days, six tied at 1 -> min rank 1 -> F = 1.
