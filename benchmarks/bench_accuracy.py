@@ -31,7 +31,8 @@ import pandas as pd
 
 from clvflow.data.ingest import load_transactions
 from clvflow.data.simulate import retail_like, simulate
-from clvflow.mlops.jobs import JobOutcome, JobSettings, MultiBacktest, backtest_cutoffs
+from clvflow.mlops.jobs import MultiBacktest, backtest_cutoffs
+from clvflow.mlops.settings import JobOutcome, JobSettings
 from clvflow.models.tables import format_summary
 
 CDNOW_END = pd.Timestamp("1998-07-01")

@@ -37,8 +37,8 @@ from clvflow.data.rowfilter import RowFilter, parse_row_filters
 
 if TYPE_CHECKING:  # (imported on first use: `import clvflow` stays quick)
     from clvflow.mlops.bundle import ModelSource
-    from clvflow.mlops.jobs import JobSettings
-    from clvflow.models import clv as models
+    from clvflow.mlops.settings import JobSettings
+    from clvflow.models import clv
     from clvflow.models.clv import Selection
 
 log = logging.getLogger("clvflow")
@@ -206,7 +206,7 @@ class ClvModel:
     loaded model came from; None when fitted here).
     """
 
-    model_: models.ClvModel
+    model_: clv.ClvModel
     selection_: Selection | None  # (None: loaded from a bundle that does not keep it)
     cutoff_: pd.Timestamp | None
     reference_profile_: dict[str, dict] | None
@@ -244,7 +244,7 @@ class ClvModel:
     def _settings(self) -> JobSettings:
         """The pipeline's settings for these parameters (as ``clvflow train`` builds them)."""
         from clvflow.core.cores import available_cores
-        from clvflow.mlops.jobs import JobSettings
+        from clvflow.mlops.settings import JobSettings
         from clvflow.models.clv import ModelParams
         from clvflow.models.training import SnapshotSettings
 
@@ -271,15 +271,15 @@ class ClvModel:
             InputError: ``tx`` is not a transactions table and has no default-named columns.
             ValueError: a cutoff or horizon the data cannot support (the message says what fits).
         """
-        from clvflow.mlops import jobs as pipeline
-        from clvflow.mlops import tracking
+        from clvflow.mlops import checks, publish, tracking
+        from clvflow.mlops.settings import resolve_cutoff
         from clvflow.models.training import refit, select_method
 
         tx = as_transactions(tx)
         settings = self._settings()
-        day = pipeline.resolve_cutoff(tx, cutoff)
-        pipeline.check_train_cutoff(tx, day)
-        pipeline.check_history(tx, day, self.horizon_days, settings.snapshots)
+        day = resolve_cutoff(tx, cutoff)
+        checks.check_train_cutoff(tx, day)
+        checks.check_history(tx, day, self.horizon_days, settings.snapshots)
         past = tx.loc[(tx["timestamp"] < day).to_numpy()]
         selection = select_method(
             past,
@@ -300,7 +300,7 @@ class ClvModel:
         self.model_ = model
         self.selection_ = selection
         self.cutoff_ = day
-        self.reference_profile_ = pipeline._reference_profile(model, features)
+        self.reference_profile_ = publish.reference_profile(model, features)
         self.training_data_sha256_ = tracking.transactions_sha256(past)
         self.source_ = None
         return self
@@ -357,8 +357,7 @@ class ClvModel:
         Returns:
             The bundle folder.
         """
-        from clvflow.mlops import bundle
-        from clvflow.mlops import jobs as pipeline
+        from clvflow.mlops import bundle, publish
 
         self._check_fitted()
         if self.source_ is not None:
@@ -378,7 +377,7 @@ class ClvModel:
             data_source=data_name,
             data_name=data_name,
             exported_method=self.model_.blend_.to_dict(),
-            model_card=pipeline.model_card(settings, self.cutoff_, self.selection_),
+            model_card=publish.model_card(settings, self.cutoff_, self.selection_),
             scoring_defaults={"margin": 1.0, "annual_discount_rate": 0.0},
         )
         with tempfile.TemporaryDirectory(prefix="clvflow-bundle-") as tmp:
@@ -424,7 +423,7 @@ def backtest(
     Raises:
         ValueError: a cutoff the data cannot support (all are checked before any fit).
     """
-    from clvflow.mlops import jobs as pipeline
+    from clvflow.mlops import checks
     from clvflow.models import tables, training
 
     tx = as_transactions(tx)
@@ -433,8 +432,8 @@ def backtest(
     if not days:
         raise ValueError("give at least one cutoff, e.g. cutoffs=['1998-01-01']")
     for day in days:
-        pipeline.check_window_covered(tx, day, horizon_days)
-        pipeline.check_history(tx, day, horizon_days, job.snapshots)
+        checks.check_window_covered(tx, day, horizon_days)
+        checks.check_history(tx, day, horizon_days, job.snapshots)
     tables_by_day = {
         day.date(): tables.evaluation_table(
             training.backtest(

@@ -271,14 +271,14 @@ def test_new_data_never_becomes_a_version_of_another_data_sets_model(trained):
 
 
 def test_default_registered_name_comes_from_the_data_and_horizon():
-    from clvflow.mlops.jobs import default_model_name
+    from clvflow.mlops.settings import default_model_name
 
     assert default_model_name("cdnow", 181) == "clvflow-cdnow-h181"
     assert default_model_name("Online Retail II", 90) == "clvflow-Online-Retail-II-h90"
 
 
 def test_a_model_that_loses_its_backtest_is_never_champion(trained):
-    from clvflow.mlops.jobs import promotion_verdict
+    from clvflow.mlops.publish import promotion_verdict
     from clvflow.models.clv import BacktestResult, Selection
     from clvflow.models.selection import Blend
 

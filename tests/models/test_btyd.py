@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clvflow.models import btyd as baselines
+from clvflow.models import btyd
 from clvflow.models.btyd import (
     BASELINE_COLUMNS,
     MIN_REPEAT_BUYERS,
@@ -354,7 +354,7 @@ def test_checked_fit_rejects_cdnow_after_three_days(monkeypatch) -> None:
     """CDNOW's first snapshot of a one-year backtest had 3 days of history: 9 repeat buyers, and
     fitted anyway BG/NBD runs off (r and alpha in the tens of thousands) and its expected
     purchases are not finite (hyp2f1 fails)."""
-    from clvflow.models import btyd as baselines
+    from clvflow.models import btyd
     from clvflow.data.ingest import load_cdnow
 
     features = build_features(load_cdnow(), "1997-01-04")
@@ -398,11 +398,11 @@ def test_bgnbd_analytic_gradient_matches_finite_differences(rows, theta) -> None
     T = 1.0 + 2.5 * grid[:, 2]
     t_x = np.where(x > 0, T * grid[:, 1] / 4.0, 0.0)
     theta = np.array(theta)
-    objective, n_rows = baselines._bgnbd_objective(x, t_x, T)
+    objective, n_rows = btyd._bgnbd_objective(x, t_x, T)
     assert n_rows == len(set(zip(x, t_x, T, strict=True)))
     value, grad = objective(theta)
     r, alpha, a, b = np.exp(theta)
-    want = -baselines._bgnbd_log_lik(r, alpha, a, b, x, t_x, T).mean()
+    want = -btyd._bgnbd_log_lik(r, alpha, a, b, x, t_x, T).mean()
     assert value == pytest.approx(want, rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(grad, _fd_gradient(objective, theta), rtol=1e-5, atol=1e-7)
 
@@ -416,10 +416,10 @@ def test_gamma_gamma_analytic_gradient_matches_finite_differences(rows, theta) -
     x = grid[:, 0] + 1.0
     m = 5.0 + 10.0 * grid[:, 1]
     theta = np.array(theta)
-    objective = baselines._gamma_gamma_objective(x, m)
+    objective = btyd._gamma_gamma_objective(x, m)
     value, grad = objective(theta)
     p, q, gamma = np.exp(theta)
-    want = -baselines._gamma_gamma_log_lik(p, q, gamma, x, m).mean()
+    want = -btyd._gamma_gamma_log_lik(p, q, gamma, x, m).mean()
     assert value == pytest.approx(want, rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(grad, _fd_gradient(objective, theta), rtol=1e-5, atol=1e-7)
 
@@ -428,7 +428,7 @@ def test_collapse_counts_identical_rows() -> None:
     """Issue 11 item 2: identical histories become one row with its count."""
     x = np.array([2.0, 0.0, 2.0, 2.0, 0.0])
     T = np.array([5.0, 3.0, 5.0, 4.0, 3.0])
-    (ux, uT), counts = baselines._collapse(x, T)
+    (ux, uT), counts = btyd._collapse(x, T)
     assert ux.tolist() == [0.0, 2.0, 2.0]
     assert uT.tolist() == [3.0, 4.0, 5.0]
     assert counts.tolist() == [2.0, 1.0, 2.0]
@@ -456,13 +456,13 @@ def test_warm_start_that_converges_runs_one_start(cdnow_features, monkeypatch) -
     """Issue 11 item 2: a fit warm-started from converging parameters runs L-BFGS-B once (cold:
     once per fixed start) and lands on the cold fit's optimum."""
     calls = []
-    minimize = baselines.optimize.minimize
+    minimize = btyd.optimize.minimize
 
     def counted(*args, **kwargs):
         calls.append(kwargs.get("jac"))
         return minimize(*args, **kwargs)
 
-    monkeypatch.setattr(baselines.optimize, "minimize", counted)
+    monkeypatch.setattr(btyd.optimize, "minimize", counted)
     f = cdnow_features
     args = (f["frequency"], f["t_x_days"] / WEEK, f["T_days"] / WEEK)
     cold = fit_bgnbd(*args)
@@ -490,13 +490,13 @@ def test_fit_on_a_ridge_falls_back_to_the_numerical_fit() -> None:
 
     f = build_features(load_cdnow(), "1997-01-04")
     f = f.loc[f["mean_repeat_spend"] > 0]
-    analytic = baselines._gamma_gamma_objective(
+    analytic = btyd._gamma_gamma_objective(
         f["frequency"].to_numpy(float), f["mean_repeat_spend"].to_numpy(float)
     )
     scale = f["mean_repeat_spend"].mean()
     starts = [(1.0, 1.0, scale), (5.0, 3.0, 0.5 * scale), (2.0, 5.0, 2.0 * scale)]
-    log_params = baselines._fit_log_params(analytic, starts, "Gamma-Gamma")  # no fallback
-    assert log_params[2] == pytest.approx(baselines._LOG_BOUND)  # gamma runs to the bound
+    log_params = btyd._fit_log_params(analytic, starts, "Gamma-Gamma")  # no fallback
+    assert log_params[2] == pytest.approx(btyd._LOG_BOUND)  # gamma runs to the bound
     fast = fit_gamma_gamma(f["frequency"], f["mean_repeat_spend"])
     slow = fit_gamma_gamma(f["frequency"], f["mean_repeat_spend"], numerical=True)
     assert (fast.p, fast.q, fast.gamma) == (slow.p, slow.q, slow.gamma)

@@ -191,10 +191,10 @@ def test_a_blended_model_mixes_boosters_and_bgnbd_exactly(log):
 def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
     """Issue 11 item 2: each snapshot's BTYD fit is warm-started from the previous snapshot's,
     and the cutoff's from the latest snapshot's."""
-    from clvflow.models import clv as models
+    from clvflow.models import clv
 
     calls = []
-    fit_checked = models.fit_btyd_checked
+    fit_checked = clv.fit_btyd_checked
 
     def recording(features, horizon_days, init=None):
         fit, why = fit_checked(features, horizon_days, init)

@@ -15,7 +15,7 @@ from clvflow.core.errors import InputError
 if TYPE_CHECKING:  # (imported where used: the CLI starts quickly)
     import pandas as pd
 
-    from clvflow.mlops.jobs import JobOutcome, JobSettings
+    from clvflow.mlops.settings import JobOutcome, JobSettings
     from clvflow.models.clv import Selection
 
 from clvflow.cli.args import add_transaction_args, open_outputs, read_transactions
@@ -211,7 +211,7 @@ def _job_settings(args: argparse.Namespace) -> JobSettings:
     import os
 
     from clvflow.core.cores import available_cores
-    from clvflow.mlops.jobs import JobSettings, data_name
+    from clvflow.mlops.settings import JobSettings, data_name
     from clvflow.models.clv import ModelParams
     from clvflow.models.training import SnapshotSettings
 
@@ -247,12 +247,12 @@ def _job_settings(args: argparse.Namespace) -> JobSettings:
 
 
 def _print_intervals(outcome: JobOutcome) -> None:
-    from clvflow.mlops import jobs as pipeline
+    from clvflow.mlops.settings import N_RESAMPLES
     from clvflow.models import tables
 
     assert outcome.intervals is not None  # (printed after a backtest only)
     print(
-        f"\n95% intervals: bootstrap over customers ({pipeline.N_RESAMPLES} resamples; the gain "
+        f"\n95% intervals: bootstrap over customers ({N_RESAMPLES} resamples; the gain "
         "row is paired)"
     )
     print(tables.format_intervals(outcome.intervals))
@@ -270,13 +270,13 @@ def _print_selection(selection: Selection) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from clvflow.mlops import jobs as pipeline
+    from clvflow.mlops import jobs
     from clvflow.models import tables
 
     settings = _job_settings(args)
     with open_outputs(args) as outputs:
         tx, report = read_transactions(args, as_of=settings.cutoff, outputs=outputs)
-        outcome = pipeline.train(tx, report, settings)
+        outcome = jobs.train(tx, report, settings)
         outputs.commit()
     reg = outcome.registration
     assert outcome.selection is not None  # (train always selects)
@@ -337,7 +337,7 @@ def parse_cutoffs(tokens: list[str]) -> list:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from clvflow.mlops import jobs as pipeline
+    from clvflow.mlops import jobs
     from clvflow.models import tables
 
     if (args.cutoff is None) == (not args.cutoffs):
@@ -349,9 +349,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             args, as_of=None if cutoffs else settings.cutoff, outputs=outputs
         )
         if cutoffs is None:
-            outcome = pipeline.backtest(tx, report, settings)
+            outcome = jobs.backtest(tx, report, settings)
         else:
-            multi = pipeline.backtest_cutoffs(tx, report, settings, cutoffs)
+            multi = jobs.backtest_cutoffs(tx, report, settings, cutoffs)
         outputs.commit()
     if cutoffs is None:
         _print_backtest(outcome, settings.horizon_days)
@@ -436,9 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features)
 
     add_job_parsers(sub)
-    from clvflow.cli import score as cli_score
+    from clvflow.cli import score
 
-    cli_score.add_commands(sub)
+    score.add_commands(sub)
     return parser
 
 

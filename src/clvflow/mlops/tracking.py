@@ -299,7 +299,7 @@ def register_candidate(
 ) -> Registration:
     """Register ``model_uri`` as a new version of ``name`` with alias ``candidate`` (and the
     given description and version tags), and give it alias ``champion`` when it is ``eligible``
-    (see ``pipeline.promotion_verdict``) and ``score`` (its backtest ``spend_gini_norm``) beats
+    (see ``clvflow.mlops.publish.promotion_verdict``) and ``score`` (its backtest ``spend_gini_norm``) beats
     the champion's, or there is no champion. Reading the champion, comparing and moving the
     alias happen under :func:`registry_lock`, so of two concurrent registrations the better one
     ends champion."""
