@@ -7,6 +7,7 @@ is still an arrow in the design.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "clvflow"
 #: The stages in flow order; a module may import from its own stage or a lower one.
 LAYERS = ["core", "data", "features", "evaluation", "models", "scoring", "mlops", "cli", "api"]
 
+#: Old import paths kept for files written before the move (module -> the stage it belongs to).
+COMPAT = {"clvflow.pyfunc_model": "mlops"}
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
@@ -24,6 +28,8 @@ def module_name(path: Path) -> str:
 
 def layer(module: str) -> int | None:
     """Index of a ``clvflow.<stage>...`` module's stage in LAYERS; None for the package itself."""
+    if module in COMPAT:
+        return LAYERS.index(COMPAT[module])
     parts = module.split(".")
     return LAYERS.index(parts[1]) if len(parts) > 1 else None
 
@@ -65,7 +71,7 @@ def graph() -> dict[str, dict[str, int]]:
 
 def test_every_module_belongs_to_a_stage():
     """Issue 13 item 1: the tree shows the flow; no module floats outside the stages."""
-    loose = [m for m in graph() if m != "clvflow" and m.split(".")[1] not in LAYERS]
+    loose = [m for m in graph() if m not in ("clvflow", *COMPAT) and m.split(".")[1] not in LAYERS]
     assert loose == []
 
 
@@ -120,7 +126,7 @@ def test_mlflow_is_imported_only_in_mlops():
     outside = [
         f"{module_name(path)} (line {line})"
         for path in sorted(SRC.rglob("*.py"))
-        if module_name(path).split(".")[1:2] != ["mlops"]
+        if module_name(path).split(".")[1:2] != ["mlops"] and module_name(path) not in COMPAT
         for line, target in imports(path)
         if target == "mlflow" or target.startswith("mlflow.")
     ]
@@ -151,3 +157,33 @@ def test_imports_sees_submodules_and_lazy_imports(tmp_path, source, expected):
     path = tmp_path / "m.py"
     path.write_text(source)
     assert [t for _, t in imports(path)] == expected
+
+
+def test_readme_architecture_tree_matches_the_folders():
+    """Issue 13 acceptance: the README's "Architecture" tree lists exactly the package's modules."""
+    readme = (SRC.parents[1] / "README.md").read_text()
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```", 2)[1]
+    listed, folder = set(), ""
+    for line in tree.splitlines():
+        indent = len(line) - len(line.lstrip())
+        first = line.strip().split(" ", 1)[0]
+        if indent == 2:
+            folder = first if first.endswith("/") else ""
+        if indent in (2, 4):  # a module line may name a second module in its description
+            listed.update(folder + name for name in re.findall(r"\b\w+\.py\b", line))
+    actual = {
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "__init__.py" or p.parent == SRC
+    }
+    assert listed == actual
+
+
+def test_pyfunc_models_logged_before_the_move_still_import():
+    """Issue 13 acceptance: an old ``clv_model`` version's code file runs
+    ``from clvflow.pyfunc_model import ClvPyfunc``; it gets today's class."""
+    from clvflow.mlops.pyfunc import ClvPyfunc
+    from clvflow.pyfunc_model import ClvPyfunc as OldPath
+
+    assert OldPath is ClvPyfunc

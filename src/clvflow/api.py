@@ -243,24 +243,18 @@ class ClvModel:
 
     def _settings(self) -> JobSettings:
         """The pipeline's settings for these parameters (as ``clvflow train`` builds them)."""
-        from clvflow.core.cores import available_cores
         from clvflow.mlops.settings import JobSettings
-        from clvflow.models.clv import ModelParams
-        from clvflow.models.training import SnapshotSettings
 
-        return JobSettings(
-            horizon_days=self.horizon_days,
-            params=ModelParams(
-                n_estimators=self.n_estimators,
-                learning_rate=self.learning_rate,
-                max_depth=self.max_depth,
-                n_jobs=self.n_jobs or available_cores(),
-                seasonal_level=self.seasonal_level,
-                seed=self.seed,
-            ),
-            snapshots=SnapshotSettings(
-                n_snapshots=self.n_snapshots, spacing_days=self.snapshot_spacing_days
-            ),
+        return JobSettings.from_options(
+            self.horizon_days,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            n_jobs=self.n_jobs,
+            seasonal_level=self.seasonal_level,
+            seed=self.seed,
+            n_snapshots=self.n_snapshots,
+            snapshot_spacing_days=self.snapshot_spacing_days,
             method=self.method,
         )
 

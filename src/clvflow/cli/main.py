@@ -24,14 +24,14 @@ log = logging.getLogger("clvflow")
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from clvflow.core.dates import day_after, to_day
+    from clvflow.core.dates import default_as_of, to_day
     from clvflow.features.build import build_features
 
     with open_outputs(args) as outputs:
         out = outputs.required_file(args.output, "--output")
         as_of = to_day(args.as_of) if args.as_of else None
         tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
-        as_of = as_of or day_after(tx["timestamp"].max())
+        as_of = as_of or default_as_of(tx)
         features = build_features(tx, as_of)
         outputs.write_table(features, out)
         outputs.commit()
@@ -210,29 +210,23 @@ def _job_settings(args: argparse.Namespace) -> JobSettings:
     """JobSettings from parsed flags (the flags as given are logged too)."""
     import os
 
-    from clvflow.core.cores import available_cores
     from clvflow.mlops.settings import JobSettings, data_name
-    from clvflow.models.clv import ModelParams
-    from clvflow.models.training import SnapshotSettings
 
     _blank_to_none(args, "quantity_col", "unit_price_col", "quality_report", "export_dir")
     skip = ("func", "command", "verbose", "experiment_name")  # the run's experiment says it
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     register_as = getattr(args, "register_as", None) or None
-    return JobSettings(
-        horizon_days=args.horizon_days,
+    return JobSettings.from_options(
+        args.horizon_days,
+        n_estimators=args.n_estimators,
+        learning_rate=args.learning_rate,
+        max_depth=args.max_depth,
+        n_jobs=args.n_jobs,
+        seasonal_level=args.seasonal_level,
+        seed=args.seed,
+        n_snapshots=args.n_snapshots,
+        snapshot_spacing_days=args.snapshot_spacing_days,
         cutoff=args.cutoff,
-        params=ModelParams(
-            n_estimators=args.n_estimators,
-            learning_rate=args.learning_rate,
-            max_depth=args.max_depth,
-            n_jobs=args.n_jobs or available_cores(),
-            seasonal_level=args.seasonal_level,
-            seed=args.seed,
-        ),
-        snapshots=SnapshotSettings(
-            n_snapshots=args.n_snapshots, spacing_days=args.snapshot_spacing_days
-        ),
         margin=args.margin,
         annual_discount_rate=args.annual_discount_rate,
         experiment_name=args.experiment_name

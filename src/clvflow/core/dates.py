@@ -39,3 +39,8 @@ def to_day(value: DateLike, name: str = "as_of") -> pd.Timestamp:
 def day_after(ts: pd.Timestamp) -> pd.Timestamp:
     """The day after the day of ``ts`` (the default as-of / cutoff for a log ending at ``ts``)."""
     return pd.Timestamp(ts).normalize() + pd.Timedelta(days=1)
+
+
+def default_as_of(tx: pd.DataFrame) -> pd.Timestamp:
+    """The default as-of date and cutoff: the day after the last transaction's day."""
+    return day_after(tx["timestamp"].max())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from clvflow.core.dates import day_after
+from clvflow.core.dates import default_as_of
 from clvflow.features.snapshots import shortest_history_days, usable_snapshots
 from clvflow.models.training import SnapshotSettings
 
@@ -47,7 +47,7 @@ def check_history(
 def check_window_covered(tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int) -> None:
     """Raise ValueError when the evaluation window ``[cutoff, cutoff + horizon)`` runs past the
     end of the data (the day after the last transaction)."""
-    end = day_after(tx["timestamp"].max())
+    end = default_as_of(tx)
     window_end = cutoff + pd.Timedelta(days=horizon_days)
     if window_end > end:
         latest = end - pd.Timedelta(days=horizon_days)
@@ -62,7 +62,7 @@ def check_window_covered(tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: i
 def check_train_cutoff(tx: pd.DataFrame, cutoff: pd.Timestamp) -> None:
     """Raise ValueError when the cutoff lies after the data (the backtest window before it would
     not be covered)."""
-    end = day_after(tx["timestamp"].max())
+    end = default_as_of(tx)
     if cutoff > end:
         last = (end - pd.Timedelta(days=1)).date()
         raise ValueError(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from clvflow.core.dates import DateLike, day_after, to_day
+from clvflow.core.cores import available_cores
+from clvflow.core.dates import DateLike, default_as_of, to_day
 from clvflow.data.datasets import CDNOW, is_embedded
 from clvflow.mlops.tracking import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
 from clvflow.models.clv import ModelParams, Selection
@@ -35,6 +36,34 @@ class JobSettings:
     export_dir: Path | None = None
     method: str = "auto"  # training.METHODS
     flag_params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(
+        cls,
+        horizon_days: int,
+        *,
+        n_estimators: int,
+        learning_rate: float,
+        max_depth: int,
+        n_jobs: int | None,
+        seasonal_level: bool,
+        seed: int,
+        n_snapshots: int,
+        snapshot_spacing_days: int,
+        **job: Any,
+    ) -> JobSettings:
+        """Settings from flat options, as the CLI and the notebook API take them; ``n_jobs``
+        None or 0 means every core this process may use. ``job``: the other fields."""
+        params = ModelParams(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            max_depth=max_depth,
+            n_jobs=n_jobs or available_cores(),
+            seasonal_level=seasonal_level,
+            seed=seed,
+        )
+        snapshots = SnapshotSettings(n_snapshots=n_snapshots, spacing_days=snapshot_spacing_days)
+        return cls(horizon_days=horizon_days, params=params, snapshots=snapshots, **job)
 
 
 @dataclass
@@ -63,7 +92,7 @@ def data_name(source: str) -> str:
 def resolve_cutoff(tx: pd.DataFrame, cutoff: DateLike | None) -> pd.Timestamp:
     """The given cutoff as a day, or the day after the last transaction."""
     if cutoff is None:
-        return day_after(tx["timestamp"].max())
+        return default_as_of(tx)
     return to_day(cutoff, "cutoff")
 
 

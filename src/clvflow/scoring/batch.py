@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from clvflow.core.dates import DateLike, day_after, to_day
+from clvflow.core.dates import DateLike, default_as_of, to_day
 from clvflow.features.build import build_features
 from clvflow.models.clv import ClvModel
 from clvflow.scoring.drift import AGE_COLUMNS, DEFAULT_PSI_THRESHOLD, drift_table
@@ -48,7 +48,7 @@ def resolve_as_of(tx: pd.DataFrame, as_of: DateLike | None) -> pd.Timestamp:
     Raises:
         ValueError: ``as_of`` is on or before the first transaction's day (nobody is known).
     """
-    day = to_day(as_of, "as_of") if as_of is not None else day_after(tx["timestamp"].max())
+    day = to_day(as_of, "as_of") if as_of is not None else default_as_of(tx)
     first = tx["timestamp"].min()
     if day <= first:
         raise ValueError(
