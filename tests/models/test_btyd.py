@@ -360,7 +360,7 @@ def test_checked_fit_rejects_cdnow_after_three_days(monkeypatch) -> None:
     features = build_features(load_cdnow(), "1997-01-04")
     fit, why = fit_btyd_checked(features, 181)
     assert (fit, why) == (None, "9 repeat buyers (BG/NBD and Gamma-Gamma need 20)")
-    monkeypatch.setattr(baselines, "MIN_REPEAT_BUYERS", 1)
+    monkeypatch.setattr(btyd, "MIN_REPEAT_BUYERS", 1)
     fit, why = fit_btyd_checked(features, 181)
     assert fit is None and why.startswith("BG/NBD expected purchases are not finite")
 

@@ -201,7 +201,7 @@ def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
         calls.append((init, fit))
         return fit, why
 
-    monkeypatch.setattr(models, "fit_btyd_checked", recording)
+    monkeypatch.setattr(clv, "fit_btyd_checked", recording)
     model, _ = _fit(log, seasonal_level=False)
     assert len(calls) == 3  # two snapshots, then the cutoff
     assert calls[0][0] is None
