@@ -56,7 +56,7 @@ REQUIRED_COLUMNS = (
     "tenure_days",
     "p_alive",
 )
-NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of"}
+NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of", "next_purchase_date"}
 SEGMENT_COLUMNS = (
     "clv_percentile",
     "value_tier",

@@ -33,6 +33,7 @@ from clvflow.training_set import (
     stack_snapshots,
     usable_snapshots,
 )
+from clvflow.uncertainty import calibrate_spend
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,40 @@ def refit(
     model, features = fit_boosters(tx, cutoff, horizon_days, params=params, snapshots=snapshots)
     model.blend_ = selection.blend
     model.selection_ = selection
+    model.spend_calibration_ = calibrate_intervals(model, tx, to_day(cutoff, "cutoff"), selection)
     return model, features
+
+
+def calibrate_intervals(
+    model: ClvModel, tx: pd.DataFrame, cutoff: pd.Timestamp, selection: Selection
+) -> dict | None:
+    """The spread of the per-customer spend intervals (:mod:`clvflow.uncertainty`), calibrated
+    on the last window before ``cutoff``, ``[cutoff - H, cutoff)``, from rows dated before the
+    cutoff only: the internal backtest's predictions there (a model fitted before that window:
+    held out in time) or, without an internal backtest, this model's own predictions for it
+    (the window is its latest training window: in-sample, said in ``source``). None (intervals
+    left empty, logged) when that window has too few active customers."""
+    horizon = model.horizon_days
+    start = cutoff - pd.Timedelta(days=horizon)
+    if selection.backtest is not None:
+        actuals = selection.backtest.actuals
+        pred = selection.backtest.predictions["model"]
+        source = f"internal backtest window [{start.date()}, {cutoff.date()}), held out"
+    else:
+        past = tx.loc[(tx["timestamp"] < cutoff).to_numpy()]
+        if past["timestamp"].min() >= start:
+            log.warning("no per-customer intervals: no history before %s", start.date())
+            return None
+        actuals = build_labels(past, start, horizon)
+        pred = model.predict(build_features(past, start))
+        source = f"latest training window [{start.date()}, {cutoff.date()}), in-sample"
+    try:
+        calibration = calibrate_spend(actuals, pred, source=source)
+    except ValueError as err:
+        log.warning("no per-customer intervals: %s", err)
+        return None
+    log.info("spend intervals calibrated on the %s", source)
+    return calibration.to_dict()
 
 
 def backtest(
