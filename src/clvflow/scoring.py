@@ -148,8 +148,9 @@ def _add_intervals(
     for level, name in ((LOWER, "p10"), (UPPER, "p90")):
         spend = np.full(len(p), np.nan) if cal is None else spend_quantiles(cal, p, s, level)
         scores[f"spend_{name}"] = spend
+    for name in ("p10", "p90"):
         scores[f"clv_{name}"] = horizon_clv(
-            spend,
+            scores[f"spend_{name}"].to_numpy(),
             horizon_days=model.horizon_days,
             margin=margin,
             annual_discount_rate=annual_discount_rate,
