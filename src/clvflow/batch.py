@@ -19,6 +19,7 @@ from clvflow.monitoring import AGE_COLUMNS, DEFAULT_PSI_THRESHOLD, drift_table
 from clvflow.scoring import score_features
 from clvflow.segments import add_segments
 from clvflow.timeutil import DateLike, day_after, to_day
+from clvflow.uncertainty import total_clv_interval
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class ScoreResult:
     as_of: pd.Timestamp
     drift: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    #: 10th / 90th percentiles of the total horizon CLV (None: the model has no calibration)
+    clv_total_interval: tuple[float, float] | None = None
 
 
 def resolve_as_of(tx: pd.DataFrame, as_of: DateLike | None) -> pd.Timestamp:
@@ -131,6 +134,9 @@ def score_transactions(
     scores["scored_at"] = pd.Timestamp(scored_at) if scored_at is not None else pd.NaT
     steps.done("segments and priorities")
     result = ScoreResult(scores=scores, as_of=day)
+    result.clv_total_interval = total_clv_interval(
+        getattr(model, "spend_calibration_", None), scores
+    )
     season_note = season_mismatch(model, day) if season_check else None
     if season_note:
         result.warnings.append(season_note)

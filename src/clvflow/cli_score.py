@@ -180,6 +180,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         cac = _cac_for(scores, cac)
         table = clv_cac_by_segment(scores, cac)
         print(table.to_string(float_format="{:,.2f}".format))
+        if result.clv_total_interval is not None:
+            lo, hi = result.clv_total_interval
+            print(
+                f"total horizon CLV ({model.horizon_days} days): {scores['clv'].sum():,.2f}, "
+                f"80% interval [{lo:,.2f}, {hi:,.2f}]"
+            )
         for by, name, points in what_ifs:
             gain = what_if_churn_reduction(
                 scores,
@@ -200,7 +206,13 @@ def cmd_score(args: argparse.Namespace) -> int:
             card = dict(source.manifest.get("model_card") or {})
             if card:
                 card["model"] = source.label
-            build_report(scores, outputs.staged(report_dir), cac=cac, model_card=card or None)
+            build_report(
+                scores,
+                outputs.staged(report_dir),
+                cac=cac,
+                model_card=card or None,
+                clv_total_interval=result.clv_total_interval,
+            )
         outputs.write_table(scores, out)
         outputs.commit()  # every output moves in together, after all were written
     if report_dir is not None:

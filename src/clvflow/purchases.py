@@ -70,7 +70,8 @@ def next_purchase_days(
     base = bgnbd.alpha + np.asarray(T_days, dtype="float64") / DAYS_PER_WEEK
     h = horizon_days / DAYS_PER_WEEK
     reach = -np.expm1(power * (np.log(base) - np.log(base + h)))  # 1 - q(H)
-    weeks = base * np.expm1(-np.log1p(-share * reach) / power)
+    with np.errstate(divide="ignore"):  # reach 1 (q(H) underflows) at share 1: t = inf, capped
+        weeks = base * np.expm1(-np.log1p(-share * reach) / power)
     return np.where(given, np.minimum(weeks * DAYS_PER_WEEK, horizon_days), np.nan)
 
 

@@ -351,6 +351,31 @@ def _winback_section(scores: pd.DataFrame, top_n: int) -> str:
     )
 
 
+def _outlook_section(scores: pd.DataFrame, total: tuple[float, float] | None) -> str:
+    """Purchases expected in the window, next purchase dates and how sure the CLV is."""
+    horizon = int(scores["horizon_days"].iloc[0])
+    dated = pd.to_datetime(scores["next_purchase_date"]).dropna()  # (text when read from CSV)
+    lines = [
+        f"Expected purchase days in the next {horizon} days: "
+        f"{scores['expected_purchases'].sum():,.0f} (column expected_purchases).",
+        f"{len(dated):,} customers are expected to buy again within the horizon "
+        + (
+            f"(median next purchase date {pd.Timestamp(dated.median()).date()}); "
+            if len(dated)
+            else "; "
+        )
+        + "the others have no next_purchase_date (not expected within the horizon).",
+    ]
+    if total is not None:
+        lines.append(
+            f"Horizon CLV {_money(scores['clv'].sum())}, 80% interval "
+            f"[{_money(total[0])}, {_money(total[1])}] for the total; each customer's 10th-90th "
+            "percentiles are in the scores file (clv_p10, clv_p90)."
+        )
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<section id="outlook"><h2>Next purchases and how sure</h2><ul>{items}</ul></section>'
+
+
 def _cards(numbers: dict[str, float], horizon_days: int) -> str:
     n = max(numbers["customers"], 1.0)
     cards = [
@@ -500,6 +525,7 @@ def _build(
     top_n: int,
     title: str,
     model_card: dict | None = None,
+    clv_total_interval: tuple[float, float] | None = None,
 ) -> None:
     """Write the figures and index.html of the report into the directory `out`."""
     current = tables[-1]
@@ -527,6 +553,8 @@ def _build(
         _priority_section(current, top_n),
         _winback_section(current, top_n),
     ]
+    if "expected_purchases" in current.columns:
+        parts.append(_outlook_section(current, clv_total_interval))
     if model_card:
         parts.append(_model_section(model_card))
     (out / "index.html").write_text(_html_page(title, subtitle, parts), encoding="utf-8")
@@ -541,6 +569,7 @@ def write_report(
     title: str = "clvflow report",
     overwrite: bool = False,
     model_card: dict | None = None,
+    clv_total_interval: tuple[float, float] | None = None,
 ) -> Path:
     """Write an HTML report (index.html + PNG figures) of scores tables into `output_dir`.
 
@@ -560,6 +589,8 @@ def write_report(
         overwrite: replace a non-empty existing `output_dir`.
         model_card: the model's facts and internal backtest (a bundle manifest's
             ``model_card``), shown in a section of their own; None: no such section.
+        clv_total_interval: 10th / 90th percentiles of the total horizon CLV
+            (:func:`clvflow.uncertainty.total_clv_interval`), shown with the outlook.
 
     Returns:
         Path of the written index.html.
@@ -574,7 +605,13 @@ def write_report(
     with Outputs(overwrite=overwrite) as outputs:
         out = outputs.required_folder(output_dir, "report folder", check_report_dir)
         build_report(
-            scores, outputs.staged(out), cac=cac, top_n=top_n, title=title, model_card=model_card
+            scores,
+            outputs.staged(out),
+            cac=cac,
+            top_n=top_n,
+            title=title,
+            model_card=model_card,
+            clv_total_interval=clv_total_interval,
         )
         outputs.commit()
     return output_dir / "index.html"
@@ -588,6 +625,7 @@ def build_report(
     top_n: int = 25,
     title: str = "clvflow report",
     model_card: dict | None = None,
+    clv_total_interval: tuple[float, float] | None = None,
 ) -> Path:
     """Create the new folder ``folder`` and write the report into it (arguments as
     :func:`write_report`, which builds it in a staging folder and moves it into place).
@@ -599,7 +637,7 @@ def build_report(
         raise ValueError(f"top_n must be >= 1, got {top_n}")
     tables = _prepare(scores)
     folder.mkdir()  # with the user's umask
-    _build(tables, folder, cac, top_n, title, model_card)
+    _build(tables, folder, cac, top_n, title, model_card, clv_total_interval)
     _write_marker(folder)
     logger.info("built report for %d customers", len(tables[-1]))
     return folder / "index.html"

@@ -11,7 +11,8 @@ bin's ratios divided by their mean. The mixture's mean is ``p_i x s_i``, the poi
 From it: the 10th and 90th percentiles of each customer's spend (:func:`spend_quantiles`), the
 coverage of those intervals on a backtest (:func:`interval_coverage`) and an interval on the
 total (:func:`total_interval`: Monte Carlo over customers, plus a shared level factor, so the
-total's interval is not the sum of the customers' bounds).
+total's interval is not the sum of the customers' bounds; :func:`total_clv_interval` values it
+like CLV).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ GRID = np.linspace(0.0, 1.0, 201)
 #: Bins of predicted spend-if-active; fewer when the slice has few active customers.
 N_BINS = 5
 MIN_PER_BIN = 200
-#: Monte Carlo draws of the total.
-TOTAL_DRAWS = 2000
+#: Draws of the total.
+TOTAL_DRAWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,10 @@ def interval_coverage(
     p_active: np.ndarray,
     spend_if_active: np.ndarray,
     actual: np.ndarray,
+    active: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Coverage of the 10th-90th percentile intervals against the actual spend.
+    """Coverage of the 10th-90th percentile intervals against the actual spend (``active``:
+    the window's ``active`` labels; default: spend > 0).
 
     Returns:
         ``n``; ``covered`` (share of customers whose actual spend lies in [p10, p90]) and
@@ -202,7 +205,8 @@ def interval_coverage(
     hi = spend_quantiles(cal, p, s, UPPER)
     content = spend_cdf(cal, p, s, hi) - spend_cdf(cal, p, s, lo, left=True)
     pit = pit_coverage(spend_cdf(cal, p, s, y, left=True), spend_cdf(cal, p, s, y))
-    active = (y > 0) & (s > 0)
+    bought = y > 0 if active is None else np.asarray(active) == 1
+    active = bought & (s > 0)
     a_lo = s[active] * ratio_quantile(cal, s[active], np.full(active.sum(), LOWER))
     a_hi = s[active] * ratio_quantile(cal, s[active], np.full(active.sum(), UPPER))
     return {
@@ -217,6 +221,12 @@ def interval_coverage(
     }
 
 
+def _ratio_second_moment(cal: SpendCalibration, s: np.ndarray) -> np.ndarray:
+    """E[R^2] per row (the integral of the squared quantile function over the stored grid)."""
+    moments = np.array([np.trapezoid(np.asarray(q) ** 2, GRID) for q in cal.quantiles])
+    return moments[_bins(cal, s)]
+
+
 def total_draws(
     cal: SpendCalibration,
     p_active: np.ndarray,
@@ -225,24 +235,21 @@ def total_draws(
     n_draws: int = TOTAL_DRAWS,
     seed: int = 0,
 ) -> np.ndarray:
-    """Monte Carlo draws of the total spend: each customer independently from their predictive
-    distribution, the sum times one shared level factor (log-normal, mean 1, sd ``level_sd``)
-    that stands for what all customers share (season, the level of the whole window), which
-    independent draws alone would miss."""
-    rng = np.random.default_rng(seed)
+    """Draws of the total spend: the sum over customers drawn independently from their
+    predictive distributions (a gamma with the sum's exact mean and variance, which keeps its
+    right skew), times one shared level factor (log-normal, mean 1, log-sd ``level_sd``) for
+    what all customers share (season, the level of the whole window), which independent draws
+    alone would miss."""
     p = np.asarray(p_active, dtype="float64")
     s = np.asarray(spend_if_active, dtype="float64")
-    totals = np.empty(n_draws, dtype="float64")
-    chunk = max(1, 4_000_000 // max(len(p), 1))
-    for start in range(0, n_draws, chunk):
-        k = min(chunk, n_draws - start)
-        buys = rng.random((k, len(p))) < p
-        level = rng.random((k, len(p)))
-        r = np.stack([ratio_quantile(cal, s, row) for row in level])
-        totals[start : start + k] = (buys * s * r).sum(axis=1)
+    mean = float(np.sum(p * s))
+    var = float(np.sum(p * s * s * _ratio_second_moment(cal, s) - (p * s) ** 2))
+    rng = np.random.default_rng(seed)
+    if mean <= 0:
+        return np.zeros(n_draws)
+    total = rng.gamma(mean**2 / var, var / mean, n_draws) if var > 0 else np.full(n_draws, mean)
     sd = cal.level_sd
-    shared = np.exp(rng.normal(-sd * sd / 2, sd, n_draws)) if sd > 0 else np.ones(n_draws)
-    return totals * shared
+    return total * (np.exp(rng.normal(-sd * sd / 2, sd, n_draws)) if sd > 0 else 1.0)
 
 
 def total_interval(
@@ -255,3 +262,22 @@ def total_interval(
     """The 10th and 90th percentiles of the total spend (:func:`total_draws`)."""
     draws = total_draws(cal, p_active, spend_if_active, seed=seed)
     return float(np.quantile(draws, LOWER)), float(np.quantile(draws, UPPER))
+
+
+def total_clv_interval(
+    calibration: dict | None, scores: pd.DataFrame
+) -> tuple[float, float] | None:
+    """The 10th and 90th percentiles of the total horizon CLV of a scores table (the total
+    spend's, valued like ``clv``: margin and discount are one factor per table); None for a
+    model saved without a calibration."""
+    cal = SpendCalibration.from_dict(calibration)
+    if cal is None:
+        return None
+    spend = float(scores["expected_spend"].sum())
+    factor = float(scores["clv"].sum()) / spend if spend > 0 else 1.0
+    lo, hi = total_interval(
+        cal,
+        scores["p_active"].to_numpy("float64"),
+        scores["expected_spend_if_active"].to_numpy("float64"),
+    )
+    return lo * factor, hi * factor
