@@ -114,3 +114,6 @@ def test_total_interval_is_not_the_sum_of_customer_bounds() -> None:
     lo2, hi2 = total_interval(uniform_ratio(level_sd=0.1), p, s)
     assert hi2 - lo2 > 2 * (hi - lo)
     assert total_interval(cal, p, s) == (lo, hi)  # seeded: same numbers
+    # a customer with a vanishing chance of an enormous spend (a blend's ratio) changes nothing
+    far = total_interval(cal, np.append(p, 1e-29), np.append(s, 5e23))
+    assert far == pytest.approx((lo, hi), rel=1e-6)

@@ -29,6 +29,8 @@ GRID = np.linspace(0.0, 1.0, 201)
 #: Bins of predicted spend-if-active; fewer when the slice has few active customers.
 N_BINS = 5
 MIN_PER_BIN = 200
+#: Customers less likely to buy than this add nothing to the variance of the total.
+MIN_P_ACTIVE = 1e-6
 #: Draws of the total.
 TOTAL_DRAWS = 20_000
 
@@ -243,6 +245,10 @@ def total_draws(
     p = np.asarray(p_active, dtype="float64")
     s = np.asarray(spend_if_active, dtype="float64")
     mean = float(np.sum(p * s))
+    # A blend of the boosters' spend with BG/NBD's P(active) can pair a vanishing P(active)
+    # with an enormous spend-if-active (their ratio); such customers are certain zeros here.
+    some = p >= MIN_P_ACTIVE
+    p, s = p[some], s[some]
     var = float(np.sum(p * s * s * _ratio_second_moment(cal, s) - (p * s) ** 2))
     rng = np.random.default_rng(seed)
     if mean <= 0:
