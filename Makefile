@@ -101,7 +101,7 @@ bench-accuracy: venv
 	$(BIN)/python -m clvflow.bench_accuracy
 
 # Calibration of the per-customer intervals (coverage), expected purchases and next purchase
-# dates: backtests on CDNOW and the simulator (~6 min; `--quick` for a tiny run)
+# dates: backtests on CDNOW and the simulator (~5 min; `--quick` for a tiny run)
 bench-calibration: venv
 	$(BIN)/python -m clvflow.bench_calibration
 

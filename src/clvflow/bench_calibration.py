@@ -14,7 +14,7 @@ are known), judged on ``[cutoff, cutoff + H)``:
    mean actual), and the next-purchase date's median absolute error in days among the
    customers with a date who bought in the window.
 
-Run as ``python -m clvflow.bench_calibration [--quick]`` (about 6 minutes on 2 shared cores).
+Run as ``python -m clvflow.bench_calibration [--quick]`` (about 5 minutes on 2 shared cores).
 """
 
 from __future__ import annotations
