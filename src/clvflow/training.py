@@ -33,7 +33,7 @@ from clvflow.training_set import (
     stack_snapshots,
     usable_snapshots,
 )
-from clvflow.uncertainty import calibrate_spend
+from clvflow.uncertainty import SpendCalibration, calibrate_spend, interval_coverage
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,7 @@ def judge(
         prefix = BASELINE_PREFIXES.get(name, "")
         for key, value in evaluate_predictions(actuals, pred).items():
             metrics[f"{prefix}{key}"] = value
+    metrics.update(_interval_metrics(model, predictions["model"], actuals))
     log.info(
         "backtest at %s (+%d days): %d customers, %.1f%% active",
         cutoff.date(),
@@ -242,6 +243,34 @@ def judge(
         n_training_rows=model.n_training_rows_,
         snapshots=getattr(model, "snapshot_checks_", []),
     )
+
+
+#: Coverage of the per-customer intervals (:func:`clvflow.uncertainty.interval_coverage`) ->
+#: metric name; a model without a calibration (e.g. the internal backtest's) logs none.
+INTERVAL_METRICS = {
+    "covered": "spend_interval_coverage",
+    "nominal": "spend_interval_nominal",
+    "pit": "spend_interval_pit_coverage",
+    "active_covered": "spend_if_active_interval_coverage",
+}
+
+
+def _interval_metrics(
+    model: ClvModel, pred: pd.DataFrame, actuals: pd.DataFrame
+) -> dict[str, float]:
+    """Empirical coverage of the model's 10th-90th percentile spend intervals in the window."""
+    cal = SpendCalibration.from_dict(getattr(model, "spend_calibration_", None))
+    if cal is None:
+        return {}
+    both = actuals.merge(pred, on="customer_id", validate="one_to_one")
+    coverage = interval_coverage(
+        cal,
+        both["p_active"].to_numpy("float64"),
+        both["expected_spend_if_active"].to_numpy("float64"),
+        both["spend"].to_numpy("float64"),
+        both["active"].to_numpy(),
+    )
+    return {name: coverage[key] for key, name in INTERVAL_METRICS.items()}
 
 
 def select_method(

@@ -10,9 +10,9 @@ bin's ratios divided by their mean. The mixture's mean is ``p_i x s_i``, the poi
 
 From it: the 10th and 90th percentiles of each customer's spend (:func:`spend_quantiles`), the
 coverage of those intervals on a backtest (:func:`interval_coverage`) and an interval on the
-total (:func:`total_interval`: Monte Carlo over customers, plus a shared level factor, so the
-total's interval is not the sum of the customers' bounds; :func:`total_clv_interval` values it
-like CLV).
+total (:func:`total_interval`: the sum over independent customers, with its exact mean and
+variance, times a shared level factor, so the total's interval is not the sum of the customers'
+bounds; :func:`total_clv_interval` values it like CLV).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class SpendCalibration:
     edges: inner bin edges of predicted spend-if-active (len = n_bins - 1).
     quantiles: per bin, the ratio quantiles at ``GRID`` (mean of the ratios = 1).
     level_sd: log-scale sd of the shared level error of the total (from the slice's total).
-    source: where the slice came from (said in the model card and docs).
+    source: where the slice came from (held out or in-sample; printed by the benchmark).
     """
 
     edges: list[float]
