@@ -1,0 +1,157 @@
+"""Scoring: the per-customer scores table (docs/architecture.md contract) from a fitted model.
+
+``score_features`` is the one place where model output, the CLV formulas (:mod:`clvflow.scoring.value`)
+and the history columns are put together; the MLflow pyfunc, the bundle and the CLI all call it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from clvflow.models.btyd import btyd_predictions
+from clvflow.models.clv import ClvModel
+from clvflow.models.purchases import expected_purchases, next_purchase_date, next_purchase_days
+from clvflow.models.uncertainty import LOWER, UPPER, SpendCalibration, spend_quantiles
+from clvflow.scoring.value import horizon_clv, lifetime_clv
+
+#: The stable leading columns of every scores table.
+SCORE_COLUMNS = [
+    "customer_id",
+    "as_of",
+    "horizon_days",
+    "p_active",
+    "p_churn",
+    "expected_spend_if_active",
+    "expected_spend",
+    "clv",
+]
+#: History columns (from the feature table) that follow.
+HISTORY_COLUMNS = {
+    "historical_clv": "total_spend",
+    "purchase_days": "n_purchase_days",
+    "aov": "mean_spend_per_day",
+    "recency_days": "recency_days",
+    "tenure_days": "tenure_days",
+}
+#: Every column :func:`score_features` returns, in order.
+#: The BTYD columns and the per-customer intervals (10th / 90th percentiles) that close it.
+BTYD_COLUMNS = ["expected_purchases", "next_purchase_date"]
+INTERVAL_COLUMNS = ["spend_p10", "spend_p90", "clv_p10", "clv_p90"]
+SCORES_TABLE_COLUMNS = [
+    *SCORE_COLUMNS,
+    *HISTORY_COLUMNS,
+    "clv_lifetime",
+    "p_alive",
+    *BTYD_COLUMNS,
+    *INTERVAL_COLUMNS,
+]
+
+
+def score_features(
+    model: ClvModel,
+    features: pd.DataFrame,
+    as_of: pd.Timestamp,
+    *,
+    margin: float = 1.0,
+    annual_discount_rate: float = 0.0,
+) -> pd.DataFrame:
+    """Scores table for every row of a feature table built as of ``as_of``.
+
+    Args:
+        model: fitted model; its horizon is the window length.
+        features: from :func:`clvflow.features.build.build_features` (as of ``as_of``).
+        as_of: the date the features were built for (window start).
+        margin: share of revenue kept (0, 1].
+        annual_discount_rate: yearly discount rate for CLV, e.g. 0.1.
+
+    Returns:
+        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive``, ``BTYD_COLUMNS``
+        and ``INTERVAL_COLUMNS``; one row per input row. ``p_alive`` = max(the model's BG/NBD
+        P(alive), p_active): buying in the window needs the customer alive. The BTYD columns:
+        :mod:`clvflow.models.purchases`; the intervals: :mod:`clvflow.models.uncertainty` (NaN for a model
+        saved without a calibration).
+    """
+    horizon = model.horizon_days
+    pred = model.predict(features)
+    p_active = pred["p_active"].to_numpy("float64")
+    spend_if_active = pred["expected_spend_if_active"].to_numpy("float64")
+    scores = pd.DataFrame(
+        {
+            "customer_id": pred["customer_id"],
+            "as_of": pd.Timestamp(as_of).normalize(),
+            "horizon_days": horizon,
+            "p_active": p_active,
+            "p_churn": 1.0 - p_active,
+            "expected_spend_if_active": spend_if_active,
+            "expected_spend": p_active * spend_if_active,
+        }
+    )
+    scores["clv"] = horizon_clv(
+        scores["expected_spend"].to_numpy(),
+        horizon_days=horizon,
+        margin=margin,
+        annual_discount_rate=annual_discount_rate,
+    )
+    for out, source in HISTORY_COLUMNS.items():
+        scores[out] = features[source].to_numpy()
+    scores["clv_lifetime"] = lifetime_clv(
+        scores["expected_spend_if_active"].to_numpy(),
+        scores["p_active"].to_numpy(),
+        horizon_days=horizon,
+        margin=margin,
+        annual_discount_rate=annual_discount_rate,
+    )
+    scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
+    _add_btyd_columns(scores, model, features, as_of)
+    _add_intervals(scores, model, margin=margin, annual_discount_rate=annual_discount_rate)
+    return scores
+
+
+def _add_btyd_columns(
+    scores: pd.DataFrame, model: ClvModel, features: pd.DataFrame, as_of: pd.Timestamp
+) -> None:
+    """``expected_purchases`` and ``next_purchase_date`` (:mod:`clvflow.models.purchases`)."""
+    horizon = model.horizon_days
+    p_active = scores["p_active"].to_numpy("float64")
+    observed = features["T_days"].to_numpy("float64") + 1.0
+    rate = features["n_purchase_days"].to_numpy("float64") / np.maximum(observed, 1.0) * horizon
+    if model.btyd_ is None:
+        count = expected_purchases(p_active, None, None, rate)
+    else:
+        btyd = btyd_predictions(model.btyd_, features, horizon)
+        count = expected_purchases(
+            p_active,
+            btyd["bg_expected_purchases"].to_numpy("float64"),
+            btyd["bg_p_active"].to_numpy("float64"),
+            rate,
+        )
+    scores["expected_purchases"] = count
+    days = next_purchase_days(
+        p_active,
+        horizon,
+        None if model.btyd_ is None else model.btyd_.bgnbd,
+        features["frequency"].to_numpy("float64"),
+        features["T_days"].to_numpy("float64"),
+    )
+    scores["next_purchase_date"] = next_purchase_date(as_of, days).to_numpy()
+
+
+def _add_intervals(
+    scores: pd.DataFrame, model: ClvModel, *, margin: float, annual_discount_rate: float
+) -> None:
+    """The 10th and 90th percentiles of spend in the window and of CLV (the same quantiles
+    valued like ``clv``)."""
+    cal = SpendCalibration.from_dict(getattr(model, "spend_calibration_", None))
+    p = scores["p_active"].to_numpy("float64")
+    s = scores["expected_spend_if_active"].to_numpy("float64")
+    for level, name in ((LOWER, "p10"), (UPPER, "p90")):
+        spend = np.full(len(p), np.nan) if cal is None else spend_quantiles(cal, p, s, level)
+        scores[f"spend_{name}"] = spend
+    for name in ("p10", "p90"):
+        scores[f"clv_{name}"] = horizon_clv(
+            scores[f"spend_{name}"].to_numpy(),
+            horizon_days=model.horizon_days,
+            margin=margin,
+            annual_discount_rate=annual_discount_rate,
+        )
