@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration ceiling clean browser
 
 venv: $(STAMP)
 
@@ -99,6 +99,11 @@ bench-robustness: venv
 # simulated log (~30 min); `--snapshot-rule` compares minimum snapshot histories
 bench-accuracy: venv
 	$(BIN)/python -m benchmarks.bench_accuracy
+
+# Calibration of the per-customer intervals (coverage), expected purchases and next purchase
+# dates: backtests on CDNOW and the simulator (~5 min; `--quick` for a tiny run)
+bench-calibration: venv
+	$(BIN)/python -m benchmarks.bench_calibration
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv

@@ -57,6 +57,13 @@ def test_score_writes_every_known_customer_once_and_a_report(files, capsys):
     assert (files / "report" / "index.html").exists()
     printed = capsys.readouterr().out
     assert "clv_cac_ratio" in printed and "what-if: churn -5 points in segment='at risk'" in printed
+    # issue 10 items 4, 5: intervals and BTYD columns in the file, the total's interval printed
+    # and in the report
+    assert scores[["spend_p10", "spend_p90", "clv_p10", "clv_p90"]].notna().all().all()
+    assert (scores["spend_p90"] >= scores["spend_p10"]).all()
+    assert scores["next_purchase_date"].notna().any() and scores["expected_purchases"].ge(0).all()
+    assert "total horizon CLV (90 days): " in printed and "80% interval [" in printed
+    assert "Next purchases and how sure" in (files / "report" / "index.html").read_text()
 
 
 def test_full_file_and_file_cut_at_as_of_score_identically(files):

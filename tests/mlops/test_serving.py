@@ -24,7 +24,7 @@ import pytest
 from clvflow.cli.main import main
 from clvflow.mlops.bundle import build_manifest, write_bundle_files
 from clvflow.mlops.pyfunc import log_clv_model
-from clvflow.scoring.scores import SCORE_COLUMNS, score_features
+from clvflow.scoring.scores import SCORE_COLUMNS, SCORES_TABLE_COLUMNS, score_features
 from tests.model_fixture import small_log, small_model
 
 pytestmark = pytest.mark.slow
@@ -136,11 +136,13 @@ def test_serve_and_curl_feature_table(served):
     )
     scores = pd.DataFrame(json.loads(answer.stdout)["predictions"])
     assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert list(scores.columns) == SCORES_TABLE_COLUMNS  # intervals and BTYD columns too
     assert scores["customer_id"].tolist() == rows["customer_id"].tolist()
     assert (scores["as_of"] == f"{AS_OF}T00:00:00").all()
     # the same rows as the server parsed them, scored in this process
     local = score_features(served["model"], _sent_rows(body_path), pd.Timestamp(AS_OF))
     assert scores["p_active"].tolist() == pytest.approx(local["p_active"].tolist(), rel=1e-12)
+    assert scores["spend_p90"].tolist() == pytest.approx(local["spend_p90"].tolist(), rel=1e-9)
 
 
 def _sent_rows(body_path: Path) -> pd.DataFrame:

@@ -489,3 +489,26 @@ def test_missing_browser_fails_unless_skipped(monkeypatch) -> None:
     monkeypatch.setenv("CLVFLOW_SKIP_BROWSER", "1")
     with pytest.raises(pytest.skip.Exception):
         _require_chromium("/nonexistent/chromium")
+
+
+def test_outlook_section_shows_purchases_dates_and_the_total_interval(tables, tmp_path) -> None:
+    """Issue 10 items 4, 5: with the BTYD columns the report sums expected purchases, counts the
+    customers with a next purchase date (and their median date) and shows the total CLV's
+    interval when given; a scores table without those columns (an older file) has no section."""
+    scores = tables[-1].copy()
+    scores["expected_purchases"] = scores["p_active"] * 2.0
+    as_of = pd.Timestamp(scores["as_of"].iloc[0])
+    scores["next_purchase_date"] = pd.NaT
+    scores.loc[scores.index[:3], "next_purchase_date"] = as_of + pd.to_timedelta([5, 10, 40], "D")
+    index = write_report(scores, tmp_path / "r", clv_total_interval=(1234.0, 5678.0))
+    text = index.read_text(encoding="utf-8")
+    section = text[text.index('<section id="outlook">') :].split("</section>")[0]
+    assert f"{scores['expected_purchases'].sum():,.0f} (column expected_purchases)" in section
+    median = (as_of + pd.Timedelta(days=10)).date()
+    assert (
+        f"3 customers are expected to buy again within the horizon (median next purchase date {median})"
+        in section
+    )
+    assert "80% interval [1,234, 5,678]" in section
+    plain = write_report(tables[-1], tmp_path / "p").read_text(encoding="utf-8")
+    assert 'id="outlook"' not in plain

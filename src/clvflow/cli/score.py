@@ -213,6 +213,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         table = clv_cac_by_segment(scores, cac)
         _currency_note(currency)
         print(table.to_string(float_format="{:,.2f}".format))
+        if result.clv_total_interval is not None:
+            lo, hi = result.clv_total_interval
+            print(
+                f"total horizon CLV ({model.horizon_days} days): {scores['clv'].sum():,.2f}, "
+                f"80% interval [{lo:,.2f}, {hi:,.2f}]"
+            )
         for by, name, points in what_ifs:
             gain = what_if_churn_reduction(
                 scores,
@@ -236,6 +242,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 cac=cac,
                 model_card=_report_card(source),
                 currency=currency,
+                clv_total_interval=result.clv_total_interval,
             )
         outputs.write_table(for_file(scores, out), out)
         outputs.commit()  # every output moves in together, after all were written

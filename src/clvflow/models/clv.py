@@ -291,6 +291,7 @@ class ClvModel:
     n_training_rows_: int
     snapshot_checks_: list[SnapshotCheck]
     selection_: Selection
+    spend_calibration_: dict | None  # clvflow.models.uncertainty.SpendCalibration as a dict
 
     def __init__(self, horizon_days: int, params: ModelParams | None = None) -> None:
         self.horizon_days = validate_horizon(horizon_days)
@@ -603,6 +604,7 @@ class ClvModel:
             "feature_columns": self.feature_columns_,
             "model_input_columns": self.model_input_columns_,
             "level": self.level_,
+            "spend_calibration": getattr(self, "spend_calibration_", None),
         }
         (d / MODEL_JSON).write_text(json.dumps(meta, indent=2))
         return [d / n for n in [*BOOSTER_FILES.values(), MODEL_JSON]]
@@ -641,6 +643,8 @@ class ClvModel:
         model.feature_columns_ = meta["feature_columns"]
         model.model_input_columns_ = meta["model_input_columns"]
         model.level_ = meta["level"]
+        # (absent from models saved before per-customer intervals: their interval columns are NaN)
+        model.spend_calibration_ = meta.get("spend_calibration")
         return model
 
 

@@ -33,6 +33,7 @@ from clvflow.features.snapshots import (
     stack_snapshots,
     usable_snapshots,
 )
+from clvflow.models.uncertainty import SpendCalibration, calibrate_spend, interval_coverage
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ def judge(
         prefix = BASELINE_PREFIXES.get(name, "")
         for key, value in evaluate_predictions(actuals, pred).items():
             metrics[f"{prefix}{key}"] = value
+    metrics.update(_interval_metrics(model, predictions["model"], actuals))
     log.info(
         "backtest at %s (+%d days): %d customers, %.1f%% active",
         cutoff.date(),
@@ -211,6 +213,34 @@ def judge(
         n_training_rows=model.n_training_rows_,
         snapshots=getattr(model, "snapshot_checks_", []),
     )
+
+
+#: Coverage of the per-customer intervals (:func:`clvflow.models.uncertainty.interval_coverage`) ->
+#: metric name; a model without a calibration (e.g. the internal backtest's) logs none.
+INTERVAL_METRICS = {
+    "covered": "spend_interval_coverage",
+    "nominal": "spend_interval_nominal",
+    "pit": "spend_interval_pit_coverage",
+    "active_covered": "spend_if_active_interval_coverage",
+}
+
+
+def _interval_metrics(
+    model: ClvModel, pred: pd.DataFrame, actuals: pd.DataFrame
+) -> dict[str, float]:
+    """Empirical coverage of the model's 10th-90th percentile spend intervals in the window."""
+    cal = SpendCalibration.from_dict(getattr(model, "spend_calibration_", None))
+    if cal is None:
+        return {}
+    both = actuals.merge(pred, on="customer_id", validate="one_to_one")
+    coverage = interval_coverage(
+        cal,
+        both["p_active"].to_numpy("float64"),
+        both["expected_spend_if_active"].to_numpy("float64"),
+        both["spend"].to_numpy("float64"),
+        both["active"].to_numpy(),
+    )
+    return {name: coverage[key] for key, name in INTERVAL_METRICS.items()}
 
 
 def select_method(
@@ -312,7 +342,40 @@ def refit(
     model, features = fit_boosters(tx, cutoff, horizon_days, params=params, snapshots=snapshots)
     model.blend_ = selection.blend
     model.selection_ = selection
+    model.spend_calibration_ = calibrate_intervals(model, tx, to_day(cutoff, "cutoff"), selection)
     return model, features
+
+
+def calibrate_intervals(
+    model: ClvModel, tx: pd.DataFrame, cutoff: pd.Timestamp, selection: Selection
+) -> dict | None:
+    """The spread of the per-customer spend intervals (:mod:`clvflow.models.uncertainty`), calibrated
+    on the last window before ``cutoff``, ``[cutoff - H, cutoff)``, from rows dated before the
+    cutoff only: the internal backtest's predictions there (a model fitted before that window:
+    held out in time) or, without an internal backtest, this model's own predictions for it
+    (the window is its latest training window: in-sample, said in ``source``). None (intervals
+    left empty, logged) when that window has too few active customers."""
+    horizon = model.horizon_days
+    start = cutoff - pd.Timedelta(days=horizon)
+    if selection.backtest is not None:
+        actuals = selection.backtest.actuals
+        pred = selection.backtest.predictions["model"]
+        source = f"internal backtest window [{start.date()}, {cutoff.date()}), held out"
+    else:
+        past = tx.loc[(tx["timestamp"] < cutoff).to_numpy()]
+        if past["timestamp"].min() >= start:
+            log.warning("no per-customer intervals: no history before %s", start.date())
+            return None
+        actuals = build_labels(past, start, horizon)
+        pred = model.predict(build_features(past, start))
+        source = f"latest training window [{start.date()}, {cutoff.date()}), in-sample"
+    try:
+        calibration = calibrate_spend(actuals, pred, source=source)
+    except ValueError as err:
+        log.warning("no per-customer intervals: %s", err)
+        return None
+    log.info("spend intervals calibrated on the %s", source)
+    return calibration.to_dict()
 
 
 def backtest(

@@ -16,6 +16,7 @@ import pandas as pd
 from clvflow.core.dates import DateLike, default_as_of, to_day
 from clvflow.features.build import build_features
 from clvflow.models.clv import ClvModel
+from clvflow.models.uncertainty import total_clv_interval
 from clvflow.scoring.drift import AGE_COLUMNS, DEFAULT_PSI_THRESHOLD, drift_table
 from clvflow.scoring.scores import score_features
 from clvflow.scoring.segments import add_segments
@@ -40,6 +41,8 @@ class ScoreResult:
     as_of: pd.Timestamp
     drift: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    #: 10th / 90th percentiles of the total horizon CLV (None: the model has no calibration)
+    clv_total_interval: tuple[float, float] | None = None
 
 
 def resolve_as_of(tx: pd.DataFrame, as_of: DateLike | None) -> pd.Timestamp:
@@ -138,6 +141,9 @@ def score_transactions(
     scores["scored_at"] = pd.Timestamp(scored_at) if scored_at is not None else pd.NaT
     steps.done("segments and priorities")
     result = ScoreResult(scores=scores, as_of=day)
+    result.clv_total_interval = total_clv_interval(
+        getattr(model, "spend_calibration_", None), scores
+    )
     season_note = season_mismatch(model, day) if season_check else None
     if season_note:
         result.warnings.append(season_note)

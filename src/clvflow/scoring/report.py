@@ -429,6 +429,34 @@ def _winback_section(scores: pd.DataFrame, top_n: int, currency: str | None = No
     )
 
 
+def _outlook_section(
+    scores: pd.DataFrame, total: tuple[float, float] | None, currency: str | None = None
+) -> str:
+    """Purchases expected in the window, next purchase dates and how sure the CLV is."""
+    code = f"{currency} " if currency else ""
+    horizon = int(scores["horizon_days"].iloc[0])
+    dated = pd.to_datetime(scores["next_purchase_date"]).dropna()  # (text when read from CSV)
+    lines = [
+        f"Expected purchase days in the next {horizon} days: "
+        f"{scores['expected_purchases'].sum():,.0f} (column expected_purchases).",
+        f"{len(dated):,} customers are expected to buy again within the horizon "
+        + (
+            f"(median next purchase date {pd.Timestamp(dated.median()).date()}); "
+            if len(dated)
+            else "; "
+        )
+        + "the others have no next_purchase_date (not expected within the horizon).",
+    ]
+    if total is not None:
+        lines.append(
+            f"Horizon CLV {code}{_money(scores['clv'].sum())}, 80% interval "
+            f"[{code}{_money(total[0])}, {code}{_money(total[1])}] for the total; each customer's 10th-90th "
+            "percentiles are in the scores file (clv_p10, clv_p90)."
+        )
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<section id="outlook"><h2>Next purchases and how sure</h2><ul>{items}</ul></section>'
+
+
 def _cards(numbers: dict[str, float], horizon_days: int, currency: str | None = None) -> str:
     n = max(numbers["customers"], 1.0)
     code = f"{currency} " if currency else ""
@@ -694,6 +722,7 @@ def _build(
     title: str,
     model_card: dict | None = None,
     currency: str | None = None,
+    clv_total_interval: tuple[float, float] | None = None,
 ) -> None:
     """Write the figures and index.html of the report into the directory `out`."""
     current = tables[-1]
@@ -723,6 +752,8 @@ def _build(
         _priority_section(current, top_n, currency),
         _winback_section(current, top_n, currency),
     ]
+    if "expected_purchases" in current.columns:
+        parts.append(_outlook_section(current, clv_total_interval, currency))
     if model_card:
         parts.append(_model_section(model_card, currency))
     page = _html_page(title, subtitle, parts, currency)
@@ -739,6 +770,7 @@ def write_report(
     overwrite: bool = False,
     model_card: dict | None = None,
     currency: str | None = None,
+    clv_total_interval: tuple[float, float] | None = None,
 ) -> Path:
     """Write an HTML report (index.html + PNG figures) of scores tables into `output_dir`.
 
@@ -761,6 +793,9 @@ def write_report(
             header says the model and its backtest are not recorded.
         currency: ISO 4217 code (e.g. ``GBP``) shown on every money figure, table header and
             axis (:func:`check_currency`); None: plain numbers.
+            ``model_card``), shown in a section of their own; None: no such section.
+        clv_total_interval: 10th / 90th percentiles of the total horizon CLV
+            (:func:`clvflow.models.uncertainty.total_clv_interval`), shown with the outlook.
 
     Returns:
         Path of the written index.html.
@@ -782,6 +817,7 @@ def write_report(
             title=title,
             model_card=model_card,
             currency=currency,
+            clv_total_interval=clv_total_interval,
         )
         outputs.commit()
     return output_dir / "index.html"
@@ -796,6 +832,7 @@ def build_report(
     title: str = "clvflow report",
     model_card: dict | None = None,
     currency: str | None = None,
+    clv_total_interval: tuple[float, float] | None = None,
 ) -> Path:
     """Create the new folder ``folder`` and write the report into it (arguments as
     :func:`write_report`, which builds it in a staging folder and moves it into place).
@@ -808,7 +845,7 @@ def build_report(
     currency = check_currency(currency)
     tables = _prepare(scores)
     folder.mkdir()  # with the user's umask
-    _build(tables, folder, cac, top_n, title, model_card, currency)
+    _build(tables, folder, cac, top_n, title, model_card, currency, clv_total_interval)
     _write_marker(folder)
     logger.info("built report for %d customers", len(tables[-1]))
     return folder / "index.html"

@@ -28,6 +28,10 @@ MONEY_COLUMNS = frozenset(
         "clv_lifetime_total",
         "cac",
         "cac_mean",
+        "spend_p10",
+        "spend_p90",
+        "clv_p10",
+        "clv_p90",
     }
 )
 #: Counts (and whole days): written as integers.

@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clvflow.models.btyd import btyd_predictions
 from clvflow.models.clv import ClvModel
+from clvflow.models.purchases import expected_purchases, next_purchase_date, next_purchase_days
+from clvflow.models.uncertainty import LOWER, UPPER, SpendCalibration, spend_quantiles
 from clvflow.scoring.reasons import REASON_COLUMNS, reasons
 from clvflow.scoring.value import horizon_clv, lifetime_clv
 
@@ -33,11 +36,16 @@ HISTORY_COLUMNS = {
     "tenure_days": "tenure_days",
 }
 #: Every column :func:`score_features` returns, in order.
+#: The BTYD columns and the per-customer intervals (10th / 90th percentiles) that close it.
+BTYD_COLUMNS = ["expected_purchases", "next_purchase_date"]
+INTERVAL_COLUMNS = ["spend_p10", "spend_p90", "clv_p10", "clv_p90"]
 SCORES_TABLE_COLUMNS = [
     *SCORE_COLUMNS,
     *HISTORY_COLUMNS,
     "clv_lifetime",
     "p_alive",
+    *BTYD_COLUMNS,
+    *INTERVAL_COLUMNS,
     *REASON_COLUMNS,
 ]
 
@@ -63,9 +71,11 @@ def score_features(
             (e.g. the earlier dates of a trend, whose only use is totals).
 
     Returns:
-        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive`` and (with
-        ``with_reasons``) ``REASON_COLUMNS``; one row per input row. ``p_alive`` = max(the model's
-        BG/NBD P(alive), p_active): buying in the window needs the customer alive.
+        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive``, ``BTYD_COLUMNS``,
+        ``INTERVAL_COLUMNS`` and (with ``with_reasons``) ``REASON_COLUMNS``; one row per input
+        row. ``p_alive`` = max(the model's BG/NBD P(alive), p_active): buying in the window needs
+        the customer alive. The BTYD columns: :mod:`clvflow.models.purchases`; the intervals:
+        :mod:`clvflow.models.uncertainty` (NaN for a model saved without a calibration).
     """
     horizon = model.horizon_days
     pred = model.predict(features)
@@ -98,6 +108,57 @@ def score_features(
         annual_discount_rate=annual_discount_rate,
     )
     scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
+    _add_btyd_columns(scores, model, features, as_of)
+    _add_intervals(scores, model, margin=margin, annual_discount_rate=annual_discount_rate)
     if with_reasons:
         scores[REASON_COLUMNS] = reasons(model, features)[REASON_COLUMNS].to_numpy()
     return scores
+
+
+def _add_btyd_columns(
+    scores: pd.DataFrame, model: ClvModel, features: pd.DataFrame, as_of: pd.Timestamp
+) -> None:
+    """``expected_purchases`` and ``next_purchase_date`` (:mod:`clvflow.models.purchases`)."""
+    horizon = model.horizon_days
+    p_active = scores["p_active"].to_numpy("float64")
+    observed = features["T_days"].to_numpy("float64") + 1.0
+    rate = features["n_purchase_days"].to_numpy("float64") / np.maximum(observed, 1.0) * horizon
+    if model.btyd_ is None:
+        count = expected_purchases(p_active, None, None, rate)
+    else:
+        btyd = btyd_predictions(model.btyd_, features, horizon)
+        count = expected_purchases(
+            p_active,
+            btyd["bg_expected_purchases"].to_numpy("float64"),
+            btyd["bg_p_active"].to_numpy("float64"),
+            rate,
+        )
+    scores["expected_purchases"] = count
+    days = next_purchase_days(
+        p_active,
+        horizon,
+        None if model.btyd_ is None else model.btyd_.bgnbd,
+        features["frequency"].to_numpy("float64"),
+        features["T_days"].to_numpy("float64"),
+    )
+    scores["next_purchase_date"] = next_purchase_date(as_of, days).to_numpy()
+
+
+def _add_intervals(
+    scores: pd.DataFrame, model: ClvModel, *, margin: float, annual_discount_rate: float
+) -> None:
+    """The 10th and 90th percentiles of spend in the window and of CLV (the same quantiles
+    valued like ``clv``)."""
+    cal = SpendCalibration.from_dict(getattr(model, "spend_calibration_", None))
+    p = scores["p_active"].to_numpy("float64")
+    s = scores["expected_spend_if_active"].to_numpy("float64")
+    for level, name in ((LOWER, "p10"), (UPPER, "p90")):
+        spend = np.full(len(p), np.nan) if cal is None else spend_quantiles(cal, p, s, level)
+        scores[f"spend_{name}"] = spend
+    for name in ("p10", "p90"):
+        scores[f"clv_{name}"] = horizon_clv(
+            scores[f"spend_{name}"].to_numpy(),
+            horizon_days=model.horizon_days,
+            margin=margin,
+            annual_discount_rate=annual_discount_rate,
+        )

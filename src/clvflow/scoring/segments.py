@@ -57,7 +57,12 @@ REQUIRED_COLUMNS = (
     "tenure_days",
     "p_alive",
 )
-NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {"customer_id", "as_of", *REASON_COLUMNS}
+NUMERIC_COLUMNS = frozenset(SCORES_TABLE_COLUMNS) - {
+    "customer_id",
+    "as_of",
+    "next_purchase_date",
+    *REASON_COLUMNS,
+}
 SEGMENT_COLUMNS = (
     "clv_percentile",
     "value_tier",
