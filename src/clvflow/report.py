@@ -208,11 +208,11 @@ footer{color:#7b8794;font-size:12px;margin-top:8px}
 
 _SEGMENT_NOTES = {
     "CLV": "predicted value of the horizon window: expected spend x margin, discounted",
-    "lifetime CLV": "expected value over the remaining lifetime (geometric retention)",
-    "P(alive)": "the model's BG/NBD probability that the customer has not left for good",
-    "value at risk": "(P(alive) - P(buy in the window)) x horizon CLV if the customer buys: "
-    "what retaining the customers still alive would add; CLV + value at risk = the value if all "
-    "were retained, so the long gone count for almost nothing",
+    "lifetime CLV": "discounted expected purchases over the customer's remaining life "
+    "(MBG/NBD) x spend per purchase x margin, at the yearly discount rate shown on its card",
+    "P(alive)": "the model's MBG/NBD probability that the customer has not left for good",
+    "value at risk": "P(churn) x lifetime CLV: the lifetime value of customers not expected to "
+    "buy in the window; part of total lifetime CLV (never more), the long gone count for little",
     "win-back target": f"P(alive) < {WINBACK_P_ALIVE:.0%}: ranked by spend to date "
     "(winback_priority), after everyone else in retention_priority",
     "value tier": "by horizon CLV: VIP top 5%, high next 15%, medium next 30%, low the rest "
@@ -325,8 +325,8 @@ def _priority_section(scores: pd.DataFrame, top_n: int) -> str:
     return (
         f"<section><h2>Top {len(top):,} retention priorities</h2>"
         '<p class="sub">Customers still alive (P(alive) >= '
-        f"{WINBACK_P_ALIVE:.0%}) ranked by value at risk: (P(alive) - P(buy)) x horizon CLV if "
-        "they buy, the value retention can still save.</p>"
+        f"{WINBACK_P_ALIVE:.0%}) ranked by value at risk: P(churn) x lifetime CLV, the "
+        "lifetime value of those not expected to buy in the window.</p>"
         + _table_html("priorities", columns, top)
         + "</section>"
     )
@@ -351,7 +351,14 @@ def _winback_section(scores: pd.DataFrame, top_n: int) -> str:
     )
 
 
-def _cards(numbers: dict[str, float], horizon_days: int) -> str:
+def _lifetime_rate_note(scores: pd.DataFrame) -> str:
+    """The lifetime card's note on its discount rate (tables without the column: none)."""
+    if "lifetime_discount_rate" not in scores or scores.empty:
+        return ""
+    return f", discounted at {float(scores['lifetime_discount_rate'].iloc[0]):.0%} a year"
+
+
+def _cards(numbers: dict[str, float], horizon_days: int, lifetime_note: str = "") -> str:
     n = max(numbers["customers"], 1.0)
     cards = [
         ("customers", "Customers", _money, "known before as_of", ""),
@@ -366,7 +373,7 @@ def _cards(numbers: dict[str, float], horizon_days: int) -> str:
             "clv_lifetime_total",
             "Lifetime CLV",
             _money,
-            f"{numbers['clv_lifetime_total'] / n:,.2f} per customer",
+            f"{numbers['clv_lifetime_total'] / n:,.2f} per customer{lifetime_note}",
             "",
         ),
         (
@@ -380,7 +387,8 @@ def _cards(numbers: dict[str, float], horizon_days: int) -> str:
             "value_at_risk_total",
             "Value at risk",
             _money,
-            "customers still alive who will not buy: CLV + value at risk = value if all retained",
+            f"{numbers['value_at_risk_total'] / max(numbers['clv_lifetime_total'], 1e-9):.0%} "
+            "of lifetime CLV: P(churn) x lifetime CLV, held by customers not expected to buy",
             " warn",
         ),
     ]
@@ -515,7 +523,7 @@ def _build(
     if len(tables) > 1:
         subtitle += f" · {len(tables)} scoring dates"
     parts = [
-        _cards(numbers, horizon_days),
+        _cards(numbers, horizon_days, _lifetime_rate_note(current)),
         '<div class="row">'
         f"<section><h2>CLV distribution</h2>{images['clv_distribution']}</section>"
         f"<section><h2>Value tier x churn risk</h2>{images['tier_risk']}</section></div>",
