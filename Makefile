@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy bench-lifetime ceiling clean browser
 
 venv: $(STAMP)
 
@@ -99,6 +99,12 @@ bench-robustness: venv
 # simulated log (~30 min); `--snapshot-rule` compares minimum snapshot histories
 bench-accuracy: venv
 	$(BIN)/python -m clvflow.bench_accuracy
+
+# Lifetime-value backtest: window totals and rankings at 30/90/181 days of the model, the long run
+# behind clv_lifetime (MBG/NBD) and BG/NBD on CDNOW and a simulated log, lifetime totals per
+# horizon and against the simulator's true lifetime value (~10 min)
+bench-lifetime: venv
+	$(BIN)/python -m clvflow.bench_lifetime
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv

@@ -58,6 +58,13 @@ logger = logging.getLogger(__name__)
 
 #: Yearly discount rate of lifetime value when none is given (a lifetime needs one: see above).
 DEFAULT_LIFETIME_DISCOUNT_RATE = 0.10
+#: The lifetime value formula in one line (logged to MLflow with each trained model).
+LIFETIME_FORMULA = (
+    "clv_lifetime = margin x DERT x spend per purchase; DERT = MBG/NBD P(alive) x "
+    "E[u 2F1(1, b+x+1; a+b+x+1; u)], u = lambda / (lambda + ln(1 + lifetime_discount_rate) / "
+    "year), lambda ~ Gamma(r+x, alpha+T); spend per purchase = E[spend | active in the window] / "
+    "BG/NBD E[purchase days | active in the window]"
+)
 
 # Quadrature in y = log(lambda (alpha + T)): points per customer group and the step of the
 # table of u 2F1(...) interpolated in log(lambda / delta).
@@ -195,6 +202,28 @@ def mbgnbd_prob_alive(
     return 1.0 / (1.0 + np.exp(np.minimum(log_odds, 700.0)))
 
 
+def mbgnbd_expected_purchases(
+    params: MbgNbdParams, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike, horizon: float
+) -> np.ndarray:
+    """MBG/NBD expected purchases in (T, T + horizon] given the history (weeks; Batislam et al.
+    2007): P(alive) (a + b + x) / (a - 1) [1 - ((alpha + T) / (alpha + T + t))^(r + x)
+    2F1(r + x, b + x + 1; a + b + x; t / (alpha + T + t))].
+
+    Raises:
+        ValueError: invalid input, or 2F1 not finite for some history.
+    """
+    x, tx, t_end = _check_rft(frequency, t_x, T)
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    z = horizon / (alpha + t_end + horizon)
+    hyp = special.hyp2f1(r + x, b + x + 1.0, a + b + x, z)
+    decay = np.exp((r + x) * (np.log(alpha + t_end) - np.log(alpha + t_end + horizon)))
+    expected = (a + b + x) / (a - 1.0) * (1.0 - decay * hyp)
+    expected = expected * mbgnbd_prob_alive(params, x, tx, t_end)
+    if not np.isfinite(expected).all():
+        raise ValueError(f"MBG/NBD expected purchases not finite ({params})")
+    return np.maximum(expected, 0.0)
+
+
 def weekly_discount_rate(annual_discount_rate: float) -> float:
     """Continuous discount rate per week equivalent to a yearly rate (> 0)."""
     if not 0 < annual_discount_rate < 1:
@@ -298,6 +327,12 @@ def long_run_dert(
     return out
 
 
+def spend_per_purchase(spend_if_active: np.ndarray, purchases_if_active: np.ndarray) -> np.ndarray:
+    """E[spend | active in the window] / E[purchase days | active in the window] (the latter
+    >= 1 by definition; values below, e.g. 0 without a purchase history, count as 1)."""
+    return np.asarray(spend_if_active, "float64") / np.maximum(purchases_if_active, 1.0)
+
+
 def lifetime_value(
     dert: np.ndarray,
     spend_if_active: np.ndarray,
@@ -305,7 +340,6 @@ def lifetime_value(
     *,
     margin: float,
 ) -> np.ndarray:
-    """Lifetime value = margin x DERT x spend per purchase, where spend per purchase = the
-    model's E[spend | active in the window] / E[purchase days | active in the window]."""
-    per_purchase = np.asarray(spend_if_active, "float64") / np.maximum(purchases_if_active, 1.0)
+    """Lifetime value = margin x DERT x :func:`spend_per_purchase`."""
+    per_purchase = spend_per_purchase(spend_if_active, purchases_if_active)
     return margin * np.asarray(dert, "float64") * per_purchase

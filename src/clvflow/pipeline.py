@@ -34,6 +34,7 @@ from clvflow.evaluation import (
     mean_gain_intervals,
 )
 from clvflow.ingest import DataQualityReport
+from clvflow.lifetime import LIFETIME_FORMULA, lifetime_discount_rate
 from clvflow.models import ClvModel, ModelParams
 from clvflow.tables import (
     METHODS,
@@ -200,6 +201,7 @@ def _param_values(settings: JobSettings, **resolved: Any) -> dict[str, Any]:
         "snapshot_spacing_days": settings.snapshots.spacing_days,
         "margin": settings.margin,
         "annual_discount_rate": settings.annual_discount_rate,
+        "lifetime_discount_rate": lifetime_discount_rate(settings.annual_discount_rate),
         **model_params,
         **resolved,
     }
@@ -664,6 +666,23 @@ def _log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transactio
         }
     )
     log_feature_importance(model)
+    _log_long_run(model)
+
+
+def _log_long_run(model: ClvModel) -> None:
+    """The long-run model behind clv_lifetime and p_alive (MBG/NBD parameters, in weeks, or
+    null when unusable) and the lifetime formula, as ``long_run.json``."""
+    import mlflow
+
+    long_run = getattr(model, "long_run_", None)
+    mlflow.log_dict(
+        {
+            "model": "MBG/NBD",
+            "params_weeks": None if long_run is None else asdict(long_run),
+            "formula": LIFETIME_FORMULA,
+        },
+        "long_run.json",
+    )
 
 
 def _publish(

@@ -136,11 +136,19 @@ def lifetime_clv(
             "retrain with this clvflow version for a lifetime value"
         )
         return np.asarray(clv, dtype="float64").copy()
+    rate = lifetime_discount_rate(annual_discount_rate)
+    dert = long_run_dert(long_run, features, rate)
+    purchases = purchases_if_active(model, features)
+    return lifetime_value(dert, spend_if_active, purchases, margin=margin)
+
+
+def purchases_if_active(model: ClvModel, features: pd.DataFrame) -> np.ndarray:
+    """BG/NBD's E[purchase days | active in the window] per row (the model's own fit; 1 for
+    customers without a purchase history)."""
+    if model.btyd_ is None:
+        raise ValueError("purchases if active need the model's BG/NBD fit; this model has none")
     btyd = btyd_predictions(model.btyd_, features, model.horizon_days)
     p_buy = btyd["bg_p_active"].to_numpy("float64")
     purchases = btyd["bg_expected_purchases"].to_numpy("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
-        purchases_if_active = np.where(p_buy > 0, purchases / p_buy, 1.0)
-    rate = lifetime_discount_rate(annual_discount_rate)
-    dert = long_run_dert(long_run, features, rate)
-    return lifetime_value(dert, spend_if_active, purchases_if_active, margin=margin)
+        return np.where(p_buy > 0, purchases / p_buy, 1.0)
