@@ -90,8 +90,8 @@ def horizon_rows(
     for h in horizons:
         model, features = fit_model(tx, day, h, params=params)
         scores = score_features(model, features, day)
-        actual = build_labels(tx, day, h).set_index("customer_id")["spend"]
-        actual = actual.reindex(scores["customer_id"]).fillna(0.0).to_numpy()
+        labels = build_labels(tx, day, h).set_index("customer_id")["spend"]
+        actual = labels.reindex(scores["customer_id"]).fillna(0.0).to_numpy()
         assert model.long_run_ is not None and model.btyd_ is not None  # (fitted on real data)
         buyers = features["n_purchase_days"].to_numpy() > 0
         per_purchase = spend_per_purchase(
