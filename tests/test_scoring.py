@@ -52,3 +52,34 @@ def test_lifetime_value_is_discounted_dert_times_spend_per_purchase() -> None:
     # no cap: the lifetime multiple of the window is not bounded by a retention of 0.95
     ratio = default["clv_lifetime"].sum() / default["clv"].sum()
     assert 1.0 < ratio < 100.0
+
+
+def test_model_saved_without_long_run_scores_window_value_with_a_warning(tmp_path, caplog) -> None:
+    """Issue 10 item 1: a model saved before the long-run model (no "long_run" in model.json)
+    still loads; its p_alive is BG/NBD's and its lifetime value is the horizon's clv, said in a
+    warning rather than extrapolated silently."""
+    import json
+    import logging
+
+    from clvflow.baselines import bgnbd_prob_alive
+    from clvflow.models import MODEL_JSON, ClvModel
+
+    model, cutoff = small_model()
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / MODEL_JSON).read_text())
+    del meta["long_run"]
+    (tmp_path / MODEL_JSON).write_text(json.dumps(meta))
+    old = ClvModel.load(tmp_path)
+    assert old.long_run_ is None
+    features = build_features(small_log(), cutoff)
+    with caplog.at_level(logging.WARNING, logger="clvflow.scoring"):
+        scores = score_features(old, features, cutoff)
+    assert "no long-run model" in caplog.text
+    np.testing.assert_array_equal(scores["clv_lifetime"], scores["clv"])
+    bg = bgnbd_prob_alive(
+        old.btyd_.bgnbd,
+        features["frequency"].to_numpy("float64"),
+        features["t_x_days"].to_numpy("float64") / 7.0,
+        features["T_days"].to_numpy("float64") / 7.0,
+    )
+    np.testing.assert_allclose(scores["p_alive"], np.maximum(bg, scores["p_active"]))
