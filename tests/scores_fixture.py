@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clvflow.scoring import SCORES_TABLE_COLUMNS
-from clvflow.value import horizon_clv
+from clvflow.scoring.scores import SCORES_TABLE_COLUMNS
+from clvflow.scoring.value import horizon_clv
 
 SCORES_COLUMNS = tuple(SCORES_TABLE_COLUMNS)
 
@@ -23,7 +23,7 @@ def synthetic_scores(
     """A plausible retail scores table of `n` customers, reproducible from `seed`.
 
     Invariants: p_churn = 1 - p_active, expected_spend = p_active x expected_spend_if_active,
-    clv from clvflow.value with the given horizon, margin and discount rate; clv_lifetime a
+    clv from clvflow.scoring.value with the given horizon, margin and discount rate; clv_lifetime a
     stand-in for the model's (DERT x spend per purchase): margin x p_alive x 4 windows'
     expected_spend_if_active, at a lifetime_discount_rate of 10%;
     recency_days <= tenure_days; aov = historical_clv / purchase_days (0 without purchase days).
