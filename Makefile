@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
 
 venv: $(STAMP)
 
@@ -104,6 +104,12 @@ bench-accuracy: venv
 # dates: backtests on CDNOW and the simulator (~5 min; `--quick` for a tiny run)
 bench-calibration: venv
 	$(BIN)/python -m benchmarks.bench_calibration
+
+# Lifetime-value backtest: window totals and rankings at 30/90/181 days of the model, the long run
+# behind clv_lifetime (MBG/NBD) and BG/NBD on CDNOW and a simulated log, lifetime totals per
+# horizon and against the simulator's true lifetime value (~10 min)
+bench-lifetime: venv
+	$(BIN)/python -m benchmarks.bench_lifetime
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv

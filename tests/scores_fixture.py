@@ -7,7 +7,7 @@ import pandas as pd
 
 from clvflow.scoring.reasons import phrase
 from clvflow.scoring.scores import SCORES_TABLE_COLUMNS
-from clvflow.scoring.value import horizon_clv, lifetime_clv
+from clvflow.scoring.value import horizon_clv
 
 SCORES_COLUMNS = tuple(SCORES_TABLE_COLUMNS)
 
@@ -24,7 +24,9 @@ def synthetic_scores(
     """A plausible retail scores table of `n` customers, reproducible from `seed`.
 
     Invariants: p_churn = 1 - p_active, expected_spend = p_active x expected_spend_if_active,
-    clv / clv_lifetime from clvflow.scoring.value with the given horizon, margin and discount rate;
+    clv from clvflow.scoring.value with the given horizon, margin and discount rate; clv_lifetime a
+    stand-in for the model's (DERT x spend per purchase): margin x p_alive x 4 windows'
+    expected_spend_if_active, at a lifetime_discount_rate of 10%;
     recency_days <= tenure_days; aov = historical_clv / purchase_days (0 without purchase days).
     p_alive = p_active + (1 - p_active) x exp(-recency_days / 365) (>= p_active; near p_active
     for the long lapsed). About 2% of customers have only returns (purchase_days 0, negative historical_clv).
@@ -50,6 +52,7 @@ def synthetic_scores(
     spend_if_active = np.maximum(aov, 10.0) * (1.0 + 0.15 * purchase_days**0.5)
     spend_if_active = spend_if_active * rng.lognormal(0.0, 0.2, n)
     expected_spend = p_active * spend_if_active
+    p_alive = p_active + (1.0 - p_active) * np.exp(-recency_days / 365.0)
     economics = {
         "horizon_days": horizon_days,
         "margin": margin,
@@ -70,8 +73,9 @@ def synthetic_scores(
             "aov": aov,
             "recency_days": recency_days,
             "tenure_days": tenure_days.astype("int64"),
-            "clv_lifetime": lifetime_clv(spend_if_active, p_active, **economics),
-            "p_alive": p_active + (1.0 - p_active) * np.exp(-recency_days / 365.0),
+            "clv_lifetime": margin * p_alive * 4.0 * spend_if_active,
+            "p_alive": p_alive,
+            "lifetime_discount_rate": 0.1,
             "reasons_p_active": [
                 f"{phrase('recency_days', r)} (-); {phrase('n_purchase_days', p)} (+)"
                 for r, p in zip(recency_days.tolist(), purchase_days.tolist(), strict=True)

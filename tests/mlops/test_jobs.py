@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def test_logged_params_metrics_and_dataset(trained):
     assert params["n_estimators"] == "20" and params["n_snapshots"] == "2"
     assert params["n_jobs"] == "1" and params["min_child_weight"]  # all ModelParams fields
     assert params["data_source"] == str(trained["path"])
+    assert params["lifetime_discount_rate"] == "0.1"  # issue 10 item 1: the lifetime's rate
     for name in METRIC_NAMES:
         assert name in metrics or name == "spend_spearman"
         for prefix in ("baseline_bgnbd_", "baseline_historical_"):
@@ -122,8 +124,12 @@ def test_logged_artifacts_and_models(trained):
         "tables/decile_table.csv",
         "tables/decile_table.json",
         "tables/bootstrap_intervals.csv",
+        "long_run.json",
     ):
         assert name in files
+    long_run = json.loads((local / "long_run.json").read_text())
+    assert long_run["model"] == "MBG/NBD" and set(long_run["params_weeks"]) >= {"r", "a", "b"}
+    assert long_run["formula"].startswith("clv_lifetime = margin x DERT x spend per purchase")
     models = mlflow.search_logged_models(
         experiment_ids=[trained["run"].info.experiment_id],
         filter_string=f"source_run_id = '{run_id}'",
@@ -172,6 +178,9 @@ def test_pyfunc_returns_scores_and_matches_the_bundle(trained, features):
 
     half = pyfunc.predict(features, params={"as_of": str(cutoff.date()), "margin": 0.5})
     pd.testing.assert_series_equal(half["clv"], scores["clv"] * 0.5)
+    # issue 10 item 1: lifetime value and its discount rate in the pyfunc output
+    pd.testing.assert_series_equal(half["clv_lifetime"], scores["clv_lifetime"] * 0.5)
+    assert (scores["lifetime_discount_rate"] == 0.1).all()
 
 
 def test_pyfunc_output_and_training_run_carry_the_reasons(trained, features):

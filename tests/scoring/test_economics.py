@@ -14,10 +14,10 @@ from clvflow.scoring.economics import (
     what_if_churn_reduction,
 )
 from clvflow.scoring.segments import add_segments
-from clvflow.scoring.value import horizon_clv, lifetime_clv
+from clvflow.scoring.value import horizon_clv
 from tests.scores_fixture import synthetic_scores
 
-MARGIN = 0.5  # with no discounting: clv = 0.5 p s, lifetime = 0.5 s r / (1 - r), r <= 0.95
+MARGIN = 0.5  # with no discounting: clv = 0.5 p s
 
 
 def small_table() -> pd.DataFrame:
@@ -33,7 +33,8 @@ def small_table() -> pd.DataFrame:
             "p_churn": 1.0 - p_active,
             "expected_spend_if_active": spend_if_active,
             "clv": horizon_clv(p_active * spend_if_active, **economics),  # 10, 10, 3
-            "clv_lifetime": lifetime_clv(spend_if_active, p_active, **economics),  # 12.5, 20, 7.5
+            "clv_lifetime": np.array([12.5, 20.0, 7.5]),  # if alive: 25, 25, 8.33
+            "p_alive": np.array([0.5, 0.8, 0.9]),
             "segment": pd.Series(["at risk", "at risk", "loyal"], dtype="str"),
             "value_tier": pd.Series(["VIP", "high", "high"], dtype="str"),
         }
@@ -111,9 +112,12 @@ def test_clv_cac_missing_group_column() -> None:
 
 
 def test_what_if_exact() -> None:
+    """Issue 10 item 1: the lifetime what-if keeps more of the group alive, each worth the
+    lifetime value if alive (clv_lifetime / p_alive), with no retention cap."""
     # at risk: x p 0.2 -> 0.5, y p 0.5 -> 0.8; z unchanged.
     # clv: before 10 + 10 + 3 = 23; after 0.5*0.5*100 + 0.5*0.8*40 + 3 = 25 + 16 + 3 = 44.
-    # lifetime: before 12.5 + 20 + 7.5 = 40; after 0.5*100*0.5/0.5 + 0.5*40*0.8/0.2 + 7.5 = 137.5.
+    # lifetime: before 12.5 + 20 + 7.5 = 40; x alive 0.5 -> 0.8: 12.5 + 0.3 * 25 = 20;
+    # y alive 0.8 -> 1 (not 1.1): 20 + 0.2 * 25 = 25; z 7.5: after 52.5.
     got = what_if_churn_reduction(
         small_table(), "at risk", 30, margin=MARGIN, annual_discount_rate=0.0
     )
@@ -126,23 +130,23 @@ def test_what_if_exact() -> None:
         "clv_after": 44.0,
         "clv_gain": 21.0,
         "clv_lifetime_before": 40.0,
-        "clv_lifetime_after": 137.5,
-        "clv_lifetime_gain": 97.5,
+        "clv_lifetime_after": 52.5,
+        "clv_lifetime_gain": 12.5,
     }
     assert got == pytest.approx(expected)
 
 
 def test_what_if_caps_and_by_tier() -> None:
-    # high tier = y, z; +60 points: y p 1.1 -> 1 (lifetime r capped at 0.95), z p 1.2 -> 1.
+    # high tier = y, z; +60 points: y p 1.1 -> 1, z p 1.2 -> 1.
     # clv gain: 0.5*(1 - 0.5)*40 + 0.5*(1 - 0.6)*10 = 10 + 2 = 12.
-    # lifetime: y 0.5*40*0.95/0.05 = 380 (was 20), z 0.5*10*0.95/0.05 = 95 (was 7.5).
+    # lifetime: y alive 0.8 -> 1: 25 (was 20), z alive 0.9 -> 1: 7.5 / 0.9 (was 7.5).
     got = what_if_churn_reduction(
         small_table(), "high", 60, by="value_tier", margin=MARGIN, annual_discount_rate=0.0
     )
     assert got["customers_affected"] == 2
     assert got["clv_gain"] == pytest.approx(12.0)
-    assert got["clv_lifetime_after"] == pytest.approx(12.5 + 380.0 + 95.0)
-    assert got["clv_lifetime_gain"] == pytest.approx(360.0 + 87.5)
+    assert got["clv_lifetime_after"] == pytest.approx(12.5 + 25.0 + 7.5 / 0.9)
+    assert got["clv_lifetime_gain"] == pytest.approx(5.0 + 7.5 / 0.9 - 7.5)
 
 
 def test_what_if_zero_points_and_discounting() -> None:

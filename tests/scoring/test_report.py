@@ -153,8 +153,15 @@ def test_winback_targets_listed_apart_from_retention(single_report: Path, tables
     winback = parsed.tables["winback"]["tbody"]
     assert [r[1] for r in winback] == gone["customer_id"].head(10).tolist()
     assert [r[0] for r in winback] == [str(i) for i in range(1, min(len(gone), 10) + 1)]
-    note = "customers still alive who will not buy: CLV + value at risk = value if all retained"
-    assert f'<div class="note">{note}</div>' in single_report.read_text(encoding="utf-8")
+    share = scores["value_at_risk"].sum() / scores["clv_lifetime"].sum()
+    note = (
+        f"{share:.0%} of lifetime CLV: P(churn) x lifetime CLV, held by customers not expected "
+        "to buy"
+    )
+    page = single_report.read_text(encoding="utf-8")
+    assert f'<div class="note">{note}</div>' in page
+    # Issue 10 item 1: the lifetime card states its discount rate
+    assert "per customer, discounted at 10% a year</div>" in page
 
 
 def test_self_contained_and_pngs_kept(single_report: Path) -> None:

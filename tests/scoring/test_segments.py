@@ -21,36 +21,35 @@ from tests.scores_fixture import synthetic_scores
 
 # n = 10, so a quintile score is ceil(rank / 2) and clv_percentile = 10 x rank.
 # R: recency rank (longest ago = 1); F: purchase_days, six tied at 1 -> min rank 1 -> F = 1.
-# clv = 0.5 x expected_spend (margin 0.5), so value_at_risk = p_churn x clv / p_active, except G
-# (p_active 0): p_churn x 0.5 x expected_spend_if_active = 1 x 0.5 x 40 = 20.
+# value_at_risk = p_churn x clv_lifetime.
 # id  recency R  purch F  hist_clv M  tenure  p_churn  clv  clv_lifetime
 HAND = [
-    ("A", 5, 1, 50, 30, 0.30, 100, 400),  # R5 F1 M2 tenure < 90: new; VaR 42.86
-    ("B", 30, 8, 5000, 400, 0.85, 300, 1000),  # R4 F5 M5 high risk: can't lose them; VaR 1700
-    ("C", 10, 10, 3000, 900, 0.20, 500, 1000),  # R5 F5 M5 low risk: champions; VaR 125
-    ("D", 90, 6, 1000, 700, 0.50, 210, 600),  # R3 F4 M4: loyal; VaR 210
-    ("E", 20, 1, 100, 90, 0.79, 50, 500),  # R4 F1 M2, tenure exactly 90: potential loyalists; 188.1
-    ("F", 200, 3, 400, 600, 0.80, 50, 200),  # R2 F4 M3: at risk (by F); VaR 200
-    ("G", 500, 1, -10, 800, 1.00, 0, 0),  # R1 F1 M1 high risk: lost; VaR 20
-    ("H", 400, 1, 20, 500, 0.75, 10, 400),  # R1 F1 M1 medium risk: hibernating; VaR 30
-    ("I", 60, 1, 300, 300, 0.90, 20, 0),  # R3 F1 M3 high risk but R3: hibernating; VaR 180
-    ("J", 300, 1, 800, 350, 0.90, 30, 100),  # R2 F1 M4: at risk (by M); VaR 270
+    ("A", 5, 1, 50, 30, 0.30, 100, 400),  # R5 F1 M2 tenure < 90: new; VaR 120
+    ("B", 30, 8, 5000, 400, 0.85, 300, 1000),  # R4 F5 M5 high risk: can't lose them; VaR 850
+    ("C", 10, 10, 3000, 900, 0.20, 500, 1000),  # R5 F5 M5 low risk: champions; VaR 200
+    ("D", 90, 6, 1000, 700, 0.50, 210, 600),  # R3 F4 M4: loyal; VaR 300
+    ("E", 20, 1, 100, 90, 0.79, 50, 500),  # R4 F1 M2, tenure exactly 90: potential loyalists; 395
+    ("F", 200, 3, 400, 600, 0.80, 50, 200),  # R2 F4 M3: at risk (by F); VaR 160
+    ("G", 500, 1, -10, 800, 1.00, 0, 0),  # R1 F1 M1 high risk: lost; VaR 0
+    ("H", 400, 1, 20, 500, 0.75, 10, 400),  # R1 F1 M1 medium risk: hibernating; VaR 300
+    ("I", 60, 1, 300, 300, 0.90, 20, 0),  # R3 F1 M3 high risk but R3: hibernating; VaR 0
+    ("J", 300, 1, 800, 350, 0.90, 30, 100),  # R2 F1 M4: at risk (by M); VaR 90
 ]
 EXPECTED = {
     # id: (clv_percentile, value_tier, churn_risk, segment, retention_priority)
-    "A": (70.0, "medium", "low", "new", 8),
+    "A": (70.0, "medium", "low", "new", 7),
     "B": (90.0, "high", "high", "can't lose them", 1),
-    "C": (100.0, "VIP", "low", "champions", 7),
-    "D": (80.0, "medium", "medium", "loyal", 3),  # 80 is not > 80: medium
-    "E": (55.0, "medium", "medium", "potential loyalists", 5),  # tied with F: ranks 5, 6
-    "F": (55.0, "medium", "high", "at risk", 4),
-    "G": (10.0, "low", "high", "lost", 10),
-    "H": (20.0, "low", "medium", "hibernating", 9),
-    "I": (30.0, "low", "high", "hibernating", 6),
-    "J": (40.0, "low", "high", "at risk", 2),
+    "C": (100.0, "VIP", "low", "champions", 5),
+    "D": (80.0, "medium", "medium", "loyal", 3),  # 80 is not > 80: medium; ties H, "D" < "H"
+    "E": (55.0, "medium", "medium", "potential loyalists", 2),  # tied with F: ranks 5, 6
+    "F": (55.0, "medium", "high", "at risk", 6),
+    "G": (10.0, "low", "high", "lost", 10),  # no net spend: last
+    "H": (20.0, "low", "medium", "hibernating", 4),
+    "I": (30.0, "low", "high", "hibernating", 9),
+    "J": (40.0, "low", "high", "at risk", 8),
 }
-EXPECTED_VAR = {"A": 0.3 * 100 / 0.7, "B": 1700, "C": 125, "D": 210, "E": 0.79 * 50 / 0.21}
-EXPECTED_VAR |= {"F": 200, "G": 20, "H": 30, "I": 180, "J": 270}
+EXPECTED_VAR = {"A": 120, "B": 850, "C": 200, "D": 300, "E": 395}
+EXPECTED_VAR |= {"F": 160, "G": 0, "H": 300, "I": 0, "J": 90}
 
 
 def hand_table() -> pd.DataFrame:
@@ -64,7 +63,7 @@ def hand_table() -> pd.DataFrame:
     table["expected_spend"] = table["clv"] / 0.5
     spend_if_active = table["expected_spend"] / p_active.where(p_active > 0)
     table["expected_spend_if_active"] = spend_if_active.fillna(40.0)  # G: p_active 0
-    table["p_alive"] = 1.0  # all alive: value_at_risk = p_churn x clv_if_active
+    table["p_alive"] = 1.0  # all alive
     return table
 
 
@@ -89,42 +88,29 @@ def test_priority_ties_broken_by_customer_id() -> None:
     twins = table[table["customer_id"].isin(["B", "J"])].assign(customer_id=["z2", "IJ"])
     twins["customer_id"] = twins["customer_id"].astype("str")
     out = add_segments(pd.concat([table, twins], ignore_index=True)).set_index("customer_id")
-    # B and its twin z2 tie at VaR 1700: "B" < "z2"; J twin "IJ" < "J" at 270
-    assert out.loc[["B", "z2", "IJ", "J"], "retention_priority"].tolist() == [1, 2, 3, 4]
+    # B and its twin z2 tie at VaR 850: "B" < "z2"; J twin "IJ" < "J" at 90 (after A's 120)
+    assert out.loc[["B", "z2", "IJ", "J"], "retention_priority"].tolist() == [1, 2, 9, 10]
 
 
-def test_value_at_risk_is_the_gain_of_preventing_churn() -> None:
-    """With everyone alive (p_alive 1), value at risk is the gain of preventing all churn; with
-    some customers gone it is only the part retention can still save (at most that gain)."""
-    from clvflow.scoring.economics import what_if_churn_reduction
-
-    economics = {"horizon_days": 90, "margin": 0.4, "annual_discount_rate": 0.1}
-    scores = synthetic_scores(800, seed=9, **economics)
-    for p_alive, same in ((1.0, True), (scores["p_alive"], False)):
-        out = add_segments(scores.assign(p_alive=p_alive))
-        gain = what_if_churn_reduction(out, "lost", 100, margin=0.4, annual_discount_rate=0.1)
-        at_risk = out.loc[out["segment"] == "lost", "value_at_risk"].sum()
-        if same:
-            assert gain["clv_gain"] == pytest.approx(at_risk)
-        else:
-            assert at_risk < 0.5 * gain["clv_gain"]
+def test_value_at_risk_is_churn_times_lifetime_value() -> None:
+    """Issue 10 item 2: value at risk = P(churn) x lifetime CLV per customer, so it never exceeds
+    lifetime CLV, in total either, whatever P(alive)."""
+    scores = synthetic_scores(800, seed=9, horizon_days=90, margin=0.4, annual_discount_rate=0.1)
+    out = add_segments(scores)
+    np.testing.assert_allclose(out["value_at_risk"], out["p_churn"] * out["clv_lifetime"])
+    assert (out["value_at_risk"] <= out["clv_lifetime"]).all()
+    assert 0 < out["value_at_risk"].sum() < out["clv_lifetime"].sum()
 
 
-# Win-back split, margin 1 and no discount (clv = expected_spend, clv_if_active = spend if active).
+# Win-back split. clv_lifetime = p_alive x 3 x spend_if_active (a stand-in), VaR = p_churn x it.
 # id  p_alive p_active spend_if_active historical_clv
 WINBACK = [
-    ("a", 0.90, 0.50, 100.0, 300.0),  # VaR (0.9 - 0.5) x 100 = 40
-    ("b", 0.04, 0.01, 5000.0, 9000.0),  # gone: VaR 0.03 x 5000 = 150, win-back #1 by spend
-    ("c", 0.60, 0.10, 200.0, 50.0),  # VaR 0.5 x 200 = 100
-    ("d", 0.01, 0.00, 50.0, 700.0),  # gone: VaR 0.01 x 50 = 0.5, win-back #2
-    ("e", 1.00, 0.95, 400.0, 0.0),  # no net spend: VaR 0.05 x 400 = 20, after a and c
-    (
-        "f",
-        0.049,
-        0.04,
-        1000.0,
-        700.0,
-    ),  # gone (just under 5%): VaR 9, win-back #3 (ties d, "d" < "f")
+    ("a", 0.90, 0.50, 100.0, 300.0),  # lifetime 270, VaR 0.5 x 270 = 135
+    ("b", 0.04, 0.01, 5000.0, 9000.0),  # gone: lifetime 600, VaR 594, win-back #1 by spend
+    ("c", 0.60, 0.10, 200.0, 50.0),  # lifetime 360, VaR 324
+    ("d", 0.01, 0.00, 50.0, 700.0),  # gone: lifetime 1.5, VaR 1.5, win-back #2
+    ("e", 1.00, 0.95, 400.0, 0.0),  # no net spend: lifetime 1200, VaR 60, after a and c
+    ("f", 0.049, 0.04, 1000.0, 700.0),  # gone (just under 5%): lifetime 147, VaR 141.12, #3
 ]
 
 
@@ -138,31 +124,21 @@ def winback_table() -> pd.DataFrame:
     table["expected_spend"] = np.array(p_active) * np.array(spend_if_active)
     table["clv"] = table["expected_spend"]
     table["historical_clv"] = hist
+    table["clv_lifetime"] = 3.0 * table["p_alive"] * table["expected_spend_if_active"]
     return table
 
 
 def test_winback_targets_are_not_retention_priorities() -> None:
-    """Issue 10 item 2: value at risk counts only customers still alive; customers with
-    P(alive) < 5% are ranked for win-back (by spend to date), after all others for retention."""
+    """Issue 10 item 2: customers with P(alive) < 5% are ranked for win-back (by spend to date),
+    after all others for retention, whatever their value at risk."""
     out = add_segments(winback_table()).set_index("customer_id")
-    want_var = {"a": 40.0, "b": 150.0, "c": 100.0, "d": 0.5, "e": 20.0, "f": 9.0}
+    want_var = {"a": 135.0, "b": 594.0, "c": 324.0, "d": 1.5, "e": 60.0, "f": 141.12}
     assert out["value_at_risk"].to_dict() == pytest.approx(want_var)
     # b has the most value at risk but is gone: retention ranks c, a (alive, net spend), e (no
     # net spend), then the win-back targets b, f, d by value at risk
     want_retention = {"c": 1, "a": 2, "e": 3, "b": 4, "f": 5, "d": 6}
     assert out["retention_priority"].to_dict() == want_retention
     assert out["winback_priority"].to_dict() == {"a": 0, "b": 1, "c": 0, "d": 2, "e": 0, "f": 3}
-
-
-def test_value_at_risk_plus_clv_is_value_if_retained() -> None:
-    """Issue 10 item 2: per customer clv + value_at_risk = p_alive x clv_if_active, so total
-    value at risk <= total value if retained; with margin 0.5 both scale."""
-    table = winback_table()
-    table["clv"] = 0.5 * table["expected_spend"]
-    out = add_segments(table)
-    if_retained = out["p_alive"] * 0.5 * out["expected_spend_if_active"]
-    np.testing.assert_allclose(out["clv"] + out["value_at_risk"], if_retained)
-    assert out["value_at_risk"].sum() == pytest.approx(0.5 * (40 + 150 + 100 + 0.5 + 20 + 9))
 
 
 def test_columns_appended_in_order_and_input_untouched() -> None:
@@ -200,12 +176,12 @@ def test_no_net_spend_is_never_vip_nor_a_top_priority() -> None:
     tier low, and ranked with G (only returns) after everyone with net spend."""
     table = hand_table()
     cancelled = table[table["customer_id"] == "B"].assign(customer_id="K", historical_clv=0.0)
-    cancelled[["clv", "expected_spend", "expected_spend_if_active"]] *= 10  # a VIP by prediction
+    cancelled[["clv", "expected_spend", "expected_spend_if_active", "clv_lifetime"]] *= 10  # a VIP
     cancelled["customer_id"] = cancelled["customer_id"].astype("str")
     out = add_segments(pd.concat([table, cancelled], ignore_index=True)).set_index("customer_id")
     assert out.loc["K", "clv_percentile"] == 100.0
     assert out.loc["K", "value_tier"] == "low"
-    assert out.loc["K", "value_at_risk"] == pytest.approx(10 * 1700)
+    assert out.loc["K", "value_at_risk"] == pytest.approx(10 * 850)
     assert "VIP" not in set(out["value_tier"])  # (n = 11: K's is the only percentile above 95)
     expected_priority = {cid: e[4] for cid, e in EXPECTED.items()} | {"K": 10, "G": 11}
     assert out["retention_priority"].to_dict() == expected_priority
@@ -308,13 +284,11 @@ def test_invariants(rows: list[tuple]) -> None:
     got = out[gone].sort_values("winback_priority")
     assert got["customer_id"].tolist() == want["customer_id"].tolist()
     assert got["winback_priority"].tolist() == list(range(1, int(gone.sum()) + 1))
-    # value at risk: never negative, at most p_alive x clv_if_active; the table's money factor is
-    # 0.5 (clv = 0.5 x expected_spend), or 1 when nobody is expected to spend (0/0: documented)
+    # value at risk: P(churn) x lifetime CLV, never negative nor above lifetime CLV
     var = out["value_at_risk"].to_numpy()
     assert (var >= 0).all()
-    factor = 0.5 if table["expected_spend"].sum() > 0 else 1.0
-    if_retained = out["p_alive"] * factor * out["expected_spend_if_active"]
-    assert (var <= if_retained.to_numpy() * (1 + 1e-9) + 1e-9).all()
+    np.testing.assert_allclose(var, out["p_churn"] * out["clv_lifetime"])
+    assert (var <= out["clv_lifetime"].to_numpy()).all()
     # percentile in (0, 100], monotone in clv, equal for equal clv; tiers follow it among the
     # customers with net spend, and the others are "low"
     pct = out["clv_percentile"].to_numpy()

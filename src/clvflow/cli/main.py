@@ -193,7 +193,8 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
         "--annual-discount-rate",
         type=DISCOUNT,
         default=0.0,
-        help="yearly discount rate for CLV, e.g. 0.1 (default %(default)s: none)",
+        help="yearly discount rate for CLV, e.g. 0.1 (default %(default)s: none for the horizon; "
+        "lifetime CLV then uses 10%%)",
     )
 
 

@@ -37,7 +37,7 @@ def _economics_args(p: argparse.ArgumentParser, *, value: bool = True) -> None:
             "--annual-discount-rate",
             type=float,
             default=0.0,
-            help="yearly discount rate, e.g. 0.1 (default 0)",
+            help="yearly discount rate, e.g. 0.1 (default 0; lifetime CLV then uses 10%%)",
         )
     g.add_argument("--cac", type=float, default=None, help="acquisition cost per customer")
     g.add_argument(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvflow.mlops.run_log import log_feature_importance, log_shap_importance
+from clvflow.mlops.run_log import log_feature_importance, log_long_run, log_shap_importance
 from clvflow.mlops.settings import JobSettings
 from clvflow.models.clv import ClvModel, Selection
 from clvflow.models.tables import (
@@ -113,6 +113,7 @@ def log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transaction
     )
     log_feature_importance(model)
     log_shap_importance(model, features)
+    log_long_run(model)
 
 
 def publish(

@@ -15,6 +15,7 @@ from clvflow.evaluation.metrics import (
 )
 from clvflow.mlops.settings import N_RESAMPLES, JobSettings
 from clvflow.models.clv import BacktestResult, ClvModel, Selection
+from clvflow.models.lifetime import LIFETIME_FORMULA, lifetime_discount_rate
 from clvflow.models.tables import (
     METHODS,
     PREDICTION_KEYS,
@@ -36,6 +37,7 @@ def param_values(settings: JobSettings, **resolved: Any) -> dict[str, Any]:
         "snapshot_spacing_days": settings.snapshots.spacing_days,
         "margin": settings.margin,
         "annual_discount_rate": settings.annual_discount_rate,
+        "lifetime_discount_rate": lifetime_discount_rate(settings.annual_discount_rate),
         **model_params,
         **resolved,
     }
@@ -204,3 +206,19 @@ def mlflow_active_run_id() -> str:
     run = mlflow.active_run()
     assert run is not None, "called inside a run"
     return run.info.run_id
+
+
+def log_long_run(model: ClvModel) -> None:
+    """The long-run model behind clv_lifetime and p_alive (MBG/NBD parameters, in weeks, or
+    null when unusable) and the lifetime formula, as ``long_run.json``."""
+    import mlflow
+
+    long_run = getattr(model, "long_run_", None)
+    mlflow.log_dict(
+        {
+            "model": "MBG/NBD",
+            "params_weeks": None if long_run is None else asdict(long_run),
+            "formula": LIFETIME_FORMULA,
+        },
+        "long_run.json",
+    )

@@ -68,6 +68,7 @@ from clvflow.features.labels import validate_horizon
 from clvflow.core.progress import BoostingProgress, track
 from clvflow.models.selection import Blend, blend_arrays
 from clvflow.features.snapshots import SEASON_LAG_DAYS, SnapshotCheck
+from clvflow.models.lifetime import MbgNbdParams, fit_long_run, long_run_p_alive
 
 
 log = logging.getLogger(__name__)
@@ -336,6 +337,11 @@ class ClvModel:
                 why,
             )
             self.btyd_fallbacks_["cutoff"] = why
+        self.long_run_, why = fit_long_run(
+            cutoff_features, None if self.btyd_ is None else self.btyd_.bgnbd
+        )
+        if self.long_run_ is None:
+            log.warning("no long-run model (MBG/NBD unusable at the cutoff: %s)", why)
         self.blend_ = Blend()
         self.n_trees_ = {"churn": n_churn, "spend": n_spend}
         self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
@@ -524,10 +530,14 @@ class ClvModel:
         )
 
     def p_alive(self, features: pd.DataFrame) -> np.ndarray:
-        """BG/NBD P(alive at as_of | history) per row of a feature table, from the model's own
-        BTYD fit: 0 without a purchase day, 1 when the model has no usable BTYD fit (unknown:
-        treated as alive)."""
+        """P(alive at as_of | history) per row of a feature table: MBG/NBD's (the long-run model,
+        :mod:`clvflow.models.lifetime`), else BG/NBD's from the model's own BTYD fit (a model saved
+        before the long-run model, or one where MBG/NBD was unusable); 0 without a purchase day,
+        1 when the model has neither (unknown: treated as alive)."""
         self._check_fitted()
+        long_run = getattr(self, "long_run_", None)
+        if long_run is not None:
+            return long_run_p_alive(long_run, features)
         if self.btyd_ is None:
             no_purchase = features["n_purchase_days"].to_numpy(dtype="float64") <= 0
             return np.where(no_purchase, 0.0, 1.0)
@@ -597,6 +607,7 @@ class ClvModel:
                 "bgnbd": asdict(self.btyd_.bgnbd),
                 "gamma_gamma": asdict(self.btyd_.gamma_gamma),
             },
+            "long_run": None if self.long_run_ is None else asdict(self.long_run_),
             "btyd_fallbacks": getattr(self, "btyd_fallbacks_", {}),
             "blend": getattr(self, "blend_", Blend()).to_dict(),
             "n_trees": self.n_trees_,
@@ -636,6 +647,8 @@ class ClvModel:
             if btyd is None
             else BtydFit(BgNbdParams(**btyd["bgnbd"]), GammaGammaParams(**btyd["gamma_gamma"]))
         )
+        long_run = meta.get("long_run")  # (absent in models saved before it existed)
+        model.long_run_ = None if long_run is None else MbgNbdParams(**long_run)
         model.btyd_fallbacks_ = meta.get("btyd_fallbacks", {})
         model.blend_ = Blend.from_dict(meta.get("blend"))
         model.n_trees_ = meta["n_trees"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from clvflow.scoring.segments import CHURN_RISKS, SEGMENTS, VALUE_TIERS, check_scores
-from clvflow.scoring.value import horizon_clv, lifetime_clv
+from clvflow.scoring.value import horizon_clv
 
 logger = logging.getLogger(__name__)
 
@@ -129,13 +129,17 @@ def what_if_churn_reduction(
 ) -> dict[str, float | int | str]:
     """Gain in total CLV if churn in one group fell by `points` percentage points.
 
-    For customers with ``scores[by] == segment``, p_active becomes min(p_active + points / 100, 1);
-    horizon and lifetime CLV of every customer are computed with clvflow.scoring.value before and after.
-    Give the margin and discount rate used at scoring: a warning is logged when they do not
-    reproduce the table's ``clv``.
+    For customers with ``scores[by] == segment``, p_active becomes min(p_active + points / 100, 1)
+    and horizon CLV is recomputed with clvflow.scoring.value before and after. Lifetime: the same points
+    keep more of the group alive, p_alive -> min(p_alive + points / 100, 1), each worth the
+    lifetime value if alive (clv_lifetime / p_alive; 0 when p_alive is 0), so clv_lifetime
+    becomes clv_lifetime x min(p_alive + points / 100, 1) / p_alive. Give the margin and
+    discount rate used at scoring: a warning is logged when they do not reproduce the table's
+    ``clv``.
 
     Args:
-        scores: segmented scores table with `by`, p_active, expected_spend_if_active, clv.
+        scores: segmented scores table with `by`, p_active, expected_spend_if_active, clv,
+            clv_lifetime, p_alive.
         segment: the group to act on, e.g. "at risk" or (with by="value_tier") "VIP".
         points: churn reduction in percentage points, 0-100 (5 = p_churn 0.90 -> 0.85).
         by: column holding `segment`.
@@ -151,7 +155,8 @@ def what_if_churn_reduction(
     Raises:
         ValueError: bad columns or arguments, or no customer is in `segment`.
     """
-    check_scores(scores, ("customer_id", by, "p_active", "expected_spend_if_active", "clv"))
+    required = ("customer_id", by, "p_active", "expected_spend_if_active", "clv")
+    check_scores(scores, (*required, "clv_lifetime", "p_alive"))
     if not 0 <= points <= 100:
         raise ValueError(f"`points` is a churn reduction in percentage points, 0-100; got {points}")
     horizon_days = _horizon_days(scores, horizon_days)
@@ -177,8 +182,12 @@ def what_if_churn_reduction(
             horizon_days,
         )
     clv_after = horizon_clv(p_after * spend_if_active, **economics)
-    life_before = lifetime_clv(spend_if_active, p_before, **economics)
-    life_after = lifetime_clv(spend_if_active, p_after, **economics)
+    life_before = scores["clv_lifetime"].to_numpy("float64")
+    alive_before = scores["p_alive"].to_numpy("float64")
+    alive_after = np.where(in_group, np.minimum(alive_before + points / 100.0, 1.0), alive_before)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if_alive = np.where(alive_before > 0, life_before / alive_before, 0.0)
+    life_after = life_before + (alive_after - alive_before) * if_alive
     result: dict[str, float | int | str] = {
         "by": by,
         "segment": segment,

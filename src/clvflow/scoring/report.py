@@ -272,11 +272,11 @@ footer{color:#7b8794;font-size:12px;margin-top:8px}
 
 _SEGMENT_NOTES = {
     "CLV": "predicted value of the horizon window: expected spend x margin, discounted",
-    "lifetime CLV": "expected value over the remaining lifetime (geometric retention)",
-    "P(alive)": "the model's BG/NBD probability that the customer has not left for good",
-    "value at risk": "(P(alive) - P(buy in the window)) x horizon CLV if the customer buys: "
-    "what retaining the customers still alive would add; CLV + value at risk = the value if all "
-    "were retained, so the long gone count for almost nothing",
+    "lifetime CLV": "discounted expected purchases over the customer's remaining life "
+    "(MBG/NBD) x spend per purchase x margin, at the yearly discount rate shown on its card",
+    "P(alive)": "the model's MBG/NBD probability that the customer has not left for good",
+    "value at risk": "P(churn) x lifetime CLV: the lifetime value of customers not expected to "
+    "buy in the window; part of total lifetime CLV (never more), the long gone count for little",
     "win-back target": f"P(alive) < {WINBACK_P_ALIVE:.0%}: ranked by spend to date "
     "(winback_priority), after everyone else in retention_priority",
     "value tier": "by horizon CLV: VIP top 5%, high next 15%, medium next 30%, low the rest "
@@ -403,8 +403,8 @@ def _priority_section(scores: pd.DataFrame, top_n: int, currency: str | None = N
     return (
         f"<section><h2>Top {len(top):,} retention priorities</h2>"
         '<p class="sub">Customers still alive (P(alive) >= '
-        f"{WINBACK_P_ALIVE:.0%}) ranked by value at risk: (P(alive) - P(buy)) x horizon CLV if "
-        "they buy, the value retention can still save.</p>"
+        f"{WINBACK_P_ALIVE:.0%}) ranked by value at risk: P(churn) x lifetime CLV, the "
+        "lifetime value of those not expected to buy in the window.</p>"
         + f'<div class="scroll">{_table_html("priorities", columns, top)}</div>'
         + "</section>"
     )
@@ -457,7 +457,19 @@ def _outlook_section(
     return f'<section id="outlook"><h2>Next purchases and how sure</h2><ul>{items}</ul></section>'
 
 
-def _cards(numbers: dict[str, float], horizon_days: int, currency: str | None = None) -> str:
+def _lifetime_rate_note(scores: pd.DataFrame) -> str:
+    """The lifetime card's note on its discount rate (tables without the column: none)."""
+    if "lifetime_discount_rate" not in scores or scores.empty:
+        return ""
+    return f", discounted at {float(scores['lifetime_discount_rate'].iloc[0]):.0%} a year"
+
+
+def _cards(
+    numbers: dict[str, float],
+    horizon_days: int,
+    currency: str | None = None,
+    lifetime_note: str = "",
+) -> str:
     n = max(numbers["customers"], 1.0)
     code = f"{currency} " if currency else ""
 
@@ -477,7 +489,7 @@ def _cards(numbers: dict[str, float], horizon_days: int, currency: str | None = 
             "clv_lifetime_total",
             "Lifetime CLV",
             money,
-            f"{code}{numbers['clv_lifetime_total'] / n:,.2f} per customer",
+            f"{code}{numbers['clv_lifetime_total'] / n:,.2f} per customer{lifetime_note}",
             "",
         ),
         (
@@ -491,7 +503,8 @@ def _cards(numbers: dict[str, float], horizon_days: int, currency: str | None = 
             "value_at_risk_total",
             "Value at risk",
             money,
-            "customers still alive who will not buy: CLV + value at risk = value if all retained",
+            f"{numbers['value_at_risk_total'] / max(numbers['clv_lifetime_total'], 1e-9):.0%} "
+            "of lifetime CLV: P(churn) x lifetime CLV, held by customers not expected to buy",
             " warn",
         ),
     ]
@@ -740,7 +753,7 @@ def _build(
         subtitle += f" · {len(tables)} scoring dates"
     parts = [
         _header_section(model_card, current),
-        _cards(numbers, horizon_days, currency),
+        _cards(numbers, horizon_days, currency, _lifetime_rate_note(current)),
         '<div class="row">'
         f"<section><h2>CLV distribution</h2>{images['clv_distribution']}</section>"
         f"<section><h2>Value tier x churn risk</h2>{images['tier_risk']}</section></div>",

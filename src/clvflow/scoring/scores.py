@@ -6,15 +6,20 @@ and the history columns are put together; the MLflow pyfunc, the bundle and the 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from clvflow.models.btyd import btyd_predictions
 from clvflow.models.clv import ClvModel
+from clvflow.models.lifetime import lifetime_discount_rate, lifetime_value, long_run_dert
 from clvflow.models.purchases import expected_purchases, next_purchase_date, next_purchase_days
 from clvflow.models.uncertainty import LOWER, UPPER, SpendCalibration, spend_quantiles
 from clvflow.scoring.reasons import REASON_COLUMNS, reasons
-from clvflow.scoring.value import horizon_clv, lifetime_clv
+from clvflow.scoring.value import horizon_clv
+
+logger = logging.getLogger(__name__)
 
 #: The stable leading columns of every scores table.
 SCORE_COLUMNS = [
@@ -44,6 +49,7 @@ SCORES_TABLE_COLUMNS = [
     *HISTORY_COLUMNS,
     "clv_lifetime",
     "p_alive",
+    "lifetime_discount_rate",
     *BTYD_COLUMNS,
     *INTERVAL_COLUMNS,
     *REASON_COLUMNS,
@@ -66,16 +72,22 @@ def score_features(
         features: from :func:`clvflow.features.build.build_features` (as of ``as_of``).
         as_of: the date the features were built for (window start).
         margin: share of revenue kept (0, 1].
-        annual_discount_rate: yearly discount rate for CLV, e.g. 0.1.
+        annual_discount_rate: yearly discount rate for CLV, e.g. 0.1; lifetime value is
+            discounted at it, or at 10% a year when it is 0
+            (:func:`clvflow.models.lifetime.lifetime_discount_rate`).
         with_reasons: add the reason columns (:mod:`clvflow.scoring.reasons`); False skips their cost
             (e.g. the earlier dates of a trend, whose only use is totals).
 
+
     Returns:
-        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive``, ``BTYD_COLUMNS``,
-        ``INTERVAL_COLUMNS`` and (with ``with_reasons``) ``REASON_COLUMNS``; one row per input
-        row. ``p_alive`` = max(the model's BG/NBD P(alive), p_active): buying in the window needs
-        the customer alive. The BTYD columns: :mod:`clvflow.models.purchases`; the intervals:
-        :mod:`clvflow.models.uncertainty` (NaN for a model saved without a calibration).
+        ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive``,
+        ``lifetime_discount_rate`` (the yearly rate of clv_lifetime, the same on every row),
+        ``BTYD_COLUMNS``, ``INTERVAL_COLUMNS`` and (with ``with_reasons``) ``REASON_COLUMNS``;
+        one row per input row. ``p_alive`` = max(the model's P(alive) (MBG/NBD,
+        :meth:`ClvModel.p_alive`), p_active): buying in the window needs the customer alive.
+        ``clv_lifetime``: see :func:`lifetime_clv`. The BTYD columns:
+        :mod:`clvflow.models.purchases`; the intervals: :mod:`clvflow.models.uncertainty` (NaN
+        for a model saved without a calibration).
     """
     horizon = model.horizon_days
     pred = model.predict(features)
@@ -101,13 +113,15 @@ def score_features(
     for out, source in HISTORY_COLUMNS.items():
         scores[out] = features[source].to_numpy()
     scores["clv_lifetime"] = lifetime_clv(
-        scores["expected_spend_if_active"].to_numpy(),
-        scores["p_active"].to_numpy(),
-        horizon_days=horizon,
+        model,
+        features,
+        spend_if_active,
+        scores["clv"].to_numpy(),
         margin=margin,
         annual_discount_rate=annual_discount_rate,
     )
     scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
+    scores["lifetime_discount_rate"] = lifetime_discount_rate(annual_discount_rate)
     _add_btyd_columns(scores, model, features, as_of)
     _add_intervals(scores, model, margin=margin, annual_discount_rate=annual_discount_rate)
     if with_reasons:
@@ -162,3 +176,48 @@ def _add_intervals(
             margin=margin,
             annual_discount_rate=annual_discount_rate,
         )
+
+
+def lifetime_clv(
+    model: ClvModel,
+    features: pd.DataFrame,
+    spend_if_active: np.ndarray,
+    clv: np.ndarray,
+    *,
+    margin: float,
+    annual_discount_rate: float,
+) -> np.ndarray:
+    """Lifetime value per customer (currency), discounted at
+    :func:`clvflow.models.lifetime.lifetime_discount_rate` (10% a year unless a rate is given).
+
+    = margin x DERT x spend per purchase: DERT the customer's discounted expected purchase days
+    over the rest of their life under the model's MBG/NBD (:mod:`clvflow.models.lifetime`), spend per
+    purchase the model's E[spend | active in the window] / BG/NBD's E[purchase days | active in
+    the window]. Both MBG/NBD and BG/NBD are fitted on the history before the cutoff whatever
+    the horizon, so only the boosters' spend per purchase depends on it. A model without them
+    (saved before the long-run model, or MBG/NBD unusable at the cutoff) has no long run: its
+    lifetime value is the horizon's ``clv``, with a warning.
+    """
+    long_run = getattr(model, "long_run_", None)
+    if long_run is None or model.btyd_ is None:
+        logger.warning(
+            "the model has no long-run model (MBG/NBD): clv_lifetime = the horizon's clv; "
+            "retrain with this clvflow version for a lifetime value"
+        )
+        return np.asarray(clv, dtype="float64").copy()
+    rate = lifetime_discount_rate(annual_discount_rate)
+    dert = long_run_dert(long_run, features, rate)
+    purchases = purchases_if_active(model, features)
+    return lifetime_value(dert, spend_if_active, purchases, margin=margin)
+
+
+def purchases_if_active(model: ClvModel, features: pd.DataFrame) -> np.ndarray:
+    """BG/NBD's E[purchase days | active in the window] per row (the model's own fit; 1 for
+    customers without a purchase history)."""
+    if model.btyd_ is None:
+        raise ValueError("purchases if active need the model's BG/NBD fit; this model has none")
+    btyd = btyd_predictions(model.btyd_, features, model.horizon_days)
+    p_buy = btyd["bg_p_active"].to_numpy("float64")
+    purchases = btyd["bg_expected_purchases"].to_numpy("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p_buy > 0, purchases / p_buy, 1.0)

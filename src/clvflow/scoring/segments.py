@@ -8,10 +8,10 @@ returns and cancellations) is <= 0 gets value tier "low" whatever the model pred
 after every customer with positive net spend in ``retention_priority``. An order cancelled in full
 must not make its customer a VIP or the top retention priority.
 
-Retention or win-back: a customer whose P(alive) (``p_alive``, the model's BG/NBD probability that
-the customer has not silently left for good) is below WINBACK_P_ALIVE is a win-back target, not a
-retention priority: ranked by ``winback_priority`` (by spend to date) and after every customer
-still alive in ``retention_priority``.
+Retention or win-back: a customer whose P(alive) (``p_alive``, the model's MBG/NBD probability that
+the customer has not silently left for good, :mod:`clvflow.models.lifetime`) is below WINBACK_P_ALIVE is a
+win-back target, not a retention priority: ranked by ``winback_priority`` (by spend to date) and
+after every customer still alive in ``retention_priority``.
 
 Segment rules
 -------------
@@ -182,25 +182,6 @@ def _segment(scores: pd.DataFrame, churn_risk: np.ndarray) -> np.ndarray:
     return np.select(list(rules.values()), list(rules.keys()), default="hibernating")
 
 
-def clv_if_active(scores: pd.DataFrame) -> np.ndarray:
-    """Horizon CLV per customer if the customer buys in the window (currency).
-
-    expected_spend_if_active x the table's margin-and-discount factor, read from the table as
-    sum(clv) / sum(expected_spend) (the same for every row: clv = expected_spend x margin x
-    discount), so no economics need to be passed. Without any expected spend (a warning) the
-    factor is 1.
-    """
-    spend = scores["expected_spend"].to_numpy("float64")
-    total = spend.sum()
-    if total > 0:
-        factor = scores["clv"].to_numpy("float64").sum() / total
-    else:
-        factor = 1.0
-        if len(scores):
-            logger.warning("no expected spend in the table: clv_if_active taken at margin 1")
-    return factor * scores["expected_spend_if_active"].to_numpy("float64")
-
-
 def _rank(by_id: np.ndarray, value: np.ndarray, group: np.ndarray) -> np.ndarray:
     """1..n: by group ascending, then value descending, then the order of ``by_id``."""
     order = by_id[np.argsort(-value[by_id], kind="stable")]
@@ -220,13 +201,11 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
       is <= 0. Equal clv and positive net spend always get the same tier.
     - ``churn_risk``: "low" if p_churn < 0.5, "medium" if 0.5 <= p_churn < 0.8, else "high".
     - ``segment``: RFM-style name, rules in the module docstring.
-    - ``value_at_risk``: max(p_alive - p_active, 0) x clv_if_active (currency) = P(alive) x
-      P(no purchase in the window | alive) x clv_if_active: the horizon value of the customers
-      still alive who will not buy, i.e. what retention can still save. clv_if_active is the
-      horizon CLV of the window if the customer does buy: expected_spend_if_active x the table's
-      own margin-and-discount factor (clv / expected_spend). Per customer clv + value_at_risk =
-      p_alive x clv_if_active (the value if retained), so the long gone (p_alive ~ 0) have
-      almost none, and total value_at_risk <= total value if retained.
+    - ``value_at_risk``: p_churn x clv_lifetime (currency): the lifetime value of a customer
+      who is not expected to buy in the window, P(no purchase in the window) x lifetime value.
+      clv_lifetime already weighs the customer's P(alive), so the long gone (p_alive ~ 0) have
+      almost none; per customer value_at_risk <= clv_lifetime, so total value at risk <= total
+      lifetime CLV, whatever the horizon.
     - ``retention_priority``: 1..n: first the customers still alive (p_alive >= WINBACK_P_ALIVE)
       with historical_clv > 0, then those alive without net spend, then the win-back targets;
       within each, by value_at_risk descending, ties by customer_id ascending.
@@ -269,8 +248,9 @@ def add_segments(scores: pd.DataFrame) -> pd.DataFrame:
     out["churn_risk"] = risk
     out["segment"] = _segment(out, risk)
     p_alive = out["p_alive"].to_numpy("float64")
-    p_active = 1.0 - out["p_churn"].to_numpy("float64")
-    out["value_at_risk"] = np.maximum(p_alive - p_active, 0.0) * clv_if_active(out)
+    out["value_at_risk"] = out["p_churn"].to_numpy("float64") * out["clv_lifetime"].to_numpy(
+        "float64"
+    )
     # Groups (alive with net spend, alive without, win-back) in order, within each by
     # value_at_risk descending, ties by customer_id ascending: stable sorts on the value then the
     # group after ordering by id (scores tables usually arrive sorted by id: that step is skipped).

@@ -3,6 +3,8 @@
 Money is in the currency of the input amounts. Discounting: the window's spend is taken to fall at
 the middle of the window, so ``clv = expected_spend x margin / (1 + annual_discount_rate) **
 (horizon_days / 2 / 365.25)``. With margin 1 and no discount, ``clv == expected_spend``.
+Lifetime value (discounted expected purchases over the customer's remaining life) is in
+:mod:`clvflow.models.lifetime` and :func:`clvflow.scoring.scores.lifetime_clv`.
 """
 
 from __future__ import annotations
@@ -38,27 +40,3 @@ def horizon_clv(
     check_economics(margin, annual_discount_rate)
     factor = (1.0 + annual_discount_rate) ** (-(horizon_days / 2.0) / DAYS_PER_YEAR)
     return np.asarray(expected_spend, dtype="float64") * margin * factor
-
-
-def lifetime_clv(
-    expected_spend_if_active: np.ndarray,
-    p_active: np.ndarray,
-    *,
-    horizon_days: int,
-    margin: float = 1.0,
-    annual_discount_rate: float = 0.0,
-    max_retention: float = 0.95,
-) -> np.ndarray:
-    """Expected value over the customer's remaining lifetime (geometric retention model).
-
-    Each horizon-long period the customer stays (buys) with probability r = ``p_active`` and then
-    spends ``expected_spend_if_active``; value = sum over k >= 1 of m s r^k / (1 + d)^(k - 1/2)
-    = m s r (1 + d)^(1/2) / (1 + d - r), with d the per-horizon discount rate (periods discounted at
-    their middle, as in :func:`horizon_clv`, whose value is the k = 1 term). r is capped at
-    ``max_retention`` so that a near-certain buyer without discounting keeps a finite value.
-    """
-    check_economics(margin, annual_discount_rate)
-    d = horizon_discount_rate(annual_discount_rate, horizon_days)
-    r = np.minimum(np.asarray(p_active, dtype="float64"), max_retention)
-    s = np.asarray(expected_spend_if_active, dtype="float64")
-    return margin * s * r * np.sqrt(1.0 + d) / (1.0 + d - r)
