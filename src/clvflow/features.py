@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from clvflow.idcodes import count_codes, encode_ids
+from clvflow.steptimes import timed_step
 from clvflow.timeutil import DateLike, to_day
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ _PREV_WINDOW_DAYS = (360, 180)
 _BLOCK_ROWS = 1 << 19
 
 
+@timed_step("features and labels")
 def build_features(
     tx: pd.DataFrame, as_of: DateLike, *, threads: int | None = None
 ) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from pandas.tseries.api import guess_datetime_format
 from clvflow.duplicates import duplicated_rows
 from clvflow.idcodes import count_codes, encode_ids, is_plain_text, packed_text_keys
 from clvflow.rowfilter import RowFilter, parse_row_filters
+from clvflow.steptimes import timed_step
 from clvflow.textparse import exact_numbers, iso_timestamps
 from clvflow.timeutil import DateLike, to_day
 
@@ -141,6 +142,7 @@ class DataQualityReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
 
+@timed_step("i/o and logging")
 def load_transactions(
     source: str | Path,
     columns: ColumnMap | None = None,

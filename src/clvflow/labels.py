@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clvflow.steptimes import timed_step
 from clvflow.timeutil import DateLike, to_day
 
 LABEL_COLUMNS = ["active", "spend"]
@@ -22,6 +23,7 @@ def validate_horizon(horizon_days: int) -> int:
     return int(horizon_days)
 
 
+@timed_step("features and labels")
 def build_labels(tx: pd.DataFrame, as_of: DateLike, horizon_days: int) -> pd.DataFrame:
     """Activity and spend of each customer known before ``as_of`` over the next ``horizon_days``.
 

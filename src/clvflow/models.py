@@ -67,6 +67,7 @@ from clvflow.features import FEATURE_COLUMNS
 from clvflow.labels import validate_horizon
 from clvflow.progress import BoostingProgress, track
 from clvflow.selection import Blend, blend_arrays
+from clvflow.steptimes import timed_step
 from clvflow.training_set import SEASON_LAG_DAYS, SnapshotCheck
 
 if TYPE_CHECKING:  # (clvflow.training imports this module)
@@ -412,6 +413,7 @@ class ClvModel:
             n_trees,
         )
 
+    @timed_step("xgboost")
     def _train(
         self,
         objective: dict[str, str],
@@ -449,6 +451,7 @@ class ClvModel:
         if not hasattr(self, "churn_booster_"):
             raise NotFittedError("ClvModel is not fitted yet: call fit() or load a saved model")
 
+    @timed_step("predict")
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """P(active) and expected spend in the horizon for each row of a feature table.
 

@@ -35,6 +35,7 @@ from clvflow.evaluation import (
 )
 from clvflow.ingest import DataQualityReport
 from clvflow.models import ClvModel, ModelParams
+from clvflow.steptimes import timed_step
 from clvflow.tables import (
     METHODS,
     PREDICTION_KEYS,
@@ -211,6 +212,7 @@ def _aligned(result: BacktestResult, key: str) -> pd.DataFrame:
     return result.actuals.merge(pred, on="customer_id", how="left", validate="one_to_one")
 
 
+@timed_step("bootstrap")
 def backtest_intervals(
     result: BacktestResult, n_resamples: int = N_RESAMPLES
 ) -> tuple[pd.DataFrame, tuple[dict, pd.DataFrame] | None]:
@@ -233,6 +235,7 @@ def backtest_intervals(
     return intervals, (gain, draws["model"] - draws["bgnbd"])
 
 
+@timed_step("i/o and logging")
 def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, float]:
     """Log a backtest's metrics, bootstrap intervals, counts, evaluation and decile tables and
     plots.
@@ -279,6 +282,7 @@ def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, f
     return metrics
 
 
+@timed_step("i/o and logging")
 def log_feature_importance(model: ClvModel) -> None:
     """One PNG per booster: total gain per model input."""
     from clvflow import plots, tracking
@@ -290,6 +294,7 @@ def log_feature_importance(model: ClvModel) -> None:
         tracking.log_figure(fig, f"plots/feature_importance_{name}.png")
 
 
+@timed_step("i/o and logging")
 def _log_inputs(tx: pd.DataFrame, report: DataQualityReport, name: str) -> str:
     """Log the transactions as dataset input and the data-quality report; return the hash."""
     import mlflow
@@ -314,6 +319,7 @@ def _run_name(kind: str, settings: JobSettings, cutoff: pd.Timestamp) -> str:
     )
 
 
+@timed_step("i/o and logging")
 def _log_snapshots(model: ClvModel, stem: str) -> None:
     """The snapshot checks and the BTYD fallbacks of a fitted model, as a table and metrics."""
     from clvflow import tracking
@@ -331,6 +337,7 @@ def _log_snapshots(model: ClvModel, stem: str) -> None:
     )
 
 
+@timed_step("i/o and logging")
 def _log_selection(selection: Selection) -> None:
     import mlflow
 
@@ -666,6 +673,7 @@ def _log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transactio
     log_feature_importance(model)
 
 
+@timed_step("i/o and logging")
 def _publish(
     model: ClvModel,
     features: pd.DataFrame,

@@ -29,6 +29,7 @@ from scipy.stats import rankdata
 
 from clvflow.evaluation import gini_norm
 from clvflow.progress import track
+from clvflow.steptimes import timed_step
 
 #: Boosters' weights tried (0 = BG/NBD only, 1 = boosters only).
 WEIGHT_GRID = tuple(float(round(w, 1)) for w in np.linspace(0.0, 1.0, 11))
@@ -138,6 +139,7 @@ def _surest(gain: np.ndarray, sure: np.ndarray) -> int:
     return int(np.flatnonzero(sure >= sure.max() - 1e-12)[0])
 
 
+@timed_step("evaluation")
 def choose_blend(
     actuals: pd.DataFrame, boosters: pd.DataFrame, bgnbd: pd.DataFrame, *, seed: int = 0
 ) -> Blend:

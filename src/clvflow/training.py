@@ -24,6 +24,7 @@ from clvflow.features import build_features
 from clvflow.labels import build_labels, validate_horizon
 from clvflow.models import ClvModel, ModelParams
 from clvflow.selection import Blend, choose_blend
+from clvflow.steptimes import timed_step
 from clvflow.timeutil import DateLike, to_day
 from clvflow.training_set import (
     SnapshotCheck,
@@ -204,6 +205,7 @@ def _predictions(
     return preds
 
 
+@timed_step("evaluation")
 def judge(
     model: ClvModel,
     features: pd.DataFrame,

@@ -18,6 +18,7 @@ import pandas as pd
 from clvflow.features import build_features
 from clvflow.labels import build_labels, validate_horizon
 from clvflow.progress import track
+from clvflow.steptimes import timed_step
 from clvflow.timeutil import DateLike, to_day
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def _no_snapshot_message(
     )
 
 
+@timed_step("features and labels")
 def stack_snapshots(
     tx: pd.DataFrame,
     cutoff: DateLike,
@@ -252,6 +254,7 @@ def build_training_set(
     return rows
 
 
+@timed_step("features and labels")
 def same_season_snapshot(
     tx: pd.DataFrame, cutoff: DateLike, horizon_days: int
 ) -> pd.DataFrame | None:
