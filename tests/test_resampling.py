@@ -28,16 +28,19 @@ def test_weighted_metrics_of_a_hand_made_resample() -> None:
     rows = np.array([0, 0, 2, 3])
     by_pred = resampling.Ranking(pred)
     by_spend = resampling.Ranking(spend)
-    gini = resampling.gini_raw(spend, w, by_pred) / resampling.gini_raw(spend, w, by_spend)
+    sums, sizes = by_pred.sums(w * spend), by_pred.sums(w)
+    assert list(sums) == [10.0, 3.0] and list(sizes) == [2.0, 2.0]  # tie groups 0.9 and 0.1
+    best = resampling.gini_raw(by_spend.sums(w * spend), by_spend.sums(w), 4)
+    gini = resampling.gini_raw(sums, sizes, 4) / best
     assert gini == pytest.approx(gini_norm(spend[rows], pred[rows]), abs=1e-15)
     # top 10% of 4 rows = 0.4 of the first tie group (two 5s, mean 5): 2 / 13 of the spend
-    capture = resampling.top_share_capture(spend, w, by_pred, TOP_SHARE)
+    capture = resampling.top_share_capture(sums, sizes, 4, TOP_SHARE)
     assert capture == pytest.approx(2.0 / 13.0, abs=1e-15)
     assert capture == pytest.approx(top_decile_capture(spend[rows], pred[rows]), abs=1e-15)
     active = np.array([1, 0, 0, 1])
-    p = np.array([0.8, 0.8, 0.8, 0.2])
+    by_p = resampling.Ranking(np.array([0.8, 0.8, 0.8, 0.2]))
     # positives a, a (0.8), d (0.2); negative c (0.8): pairs (a,c) tie twice, (d,c) lost: 1/3
-    assert resampling.roc_auc(active, w, resampling.Ranking(p)) == pytest.approx(1.0 / 3.0)
+    assert resampling.roc_auc(by_p.sums(w * active), by_p.sums(w)) == pytest.approx(1.0 / 3.0)
 
 
 def _old_draws(actual: pd.DataFrame, preds: dict, n_resamples: int, seed: int) -> dict:

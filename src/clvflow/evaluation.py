@@ -488,20 +488,22 @@ def bootstrap_draws(
         n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
         if n_active in (0.0, float(n)) or total <= 0:
             continue  # a degenerate resample (tiny samples only): metrics undefined
-        best = resampling.gini_raw(spend, w, by_spend)
+        w_spend, w_active = w * spend, w * active
+        best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
         if best <= 0:
             raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
         for name, (by_p, by_s, s, err2) in prepared.items():
-            gini = resampling.gini_raw(spend, w, by_s) / best
+            sums, sizes = by_s.sums(w_spend), by_s.sums(w)
+            gini = resampling.gini_raw(sums, sizes, n) / best
             draws[name].append(
                 {
                     "spend_gini_norm": float(np.clip(gini, -1.0, 1.0)),
                     "spend_top_decile_capture": resampling.top_share_capture(
-                        spend, w, by_s, TOP_SHARE
+                        sums, sizes, n, TOP_SHARE
                     ),
                     "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
                     "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
-                    "churn_roc_auc": resampling.roc_auc(active, w, by_p),
+                    "churn_roc_auc": resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
                 }
             )
     full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}

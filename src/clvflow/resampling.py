@@ -26,28 +26,28 @@ class Ranking:
         return np.add.reduceat(values[self.order], self.starts)
 
 
-def gini_raw(actual: np.ndarray, w: np.ndarray, ranking: Ranking) -> float:
-    """:func:`clvflow.evaluation._gini_raw` of the resample counting customer i ``w[i]`` times."""
-    sums, sizes = ranking.sums(w * actual), ranking.sums(w)
+def gini_raw(sums: np.ndarray, sizes: np.ndarray, n: float) -> float:
+    """:func:`clvflow.evaluation._gini_raw` of the resample of ``n`` rows counting customer i
+    ``w[i]`` times, from a ranking's group sums of ``w * actual`` and of ``w``."""
     mean_rank = np.cumsum(sizes) - (sizes - 1) / 2.0  # (an empty group's sum is 0)
-    return float(np.dot(sums, (w.sum() + 1) / 2.0 - mean_rank))
+    return float(np.dot(sums, (n + 1) / 2.0 - mean_rank))
 
 
-def top_share_capture(actual: np.ndarray, w: np.ndarray, ranking: Ranking, share: float) -> float:
-    """Share of ``actual`` held by the top ``share`` of the weighted resample by score
-    (:func:`clvflow.evaluation.top_decile_capture`): the tie-averaged gain curve is linear
-    within a tie group, so it is interpolated between group ends."""
-    sums, sizes = ranking.sums(w * actual), ranking.sums(w)
+def top_share_capture(sums: np.ndarray, sizes: np.ndarray, n: float, share: float) -> float:
+    """Share of the actual total held by the top ``share`` of the resample by score
+    (:func:`clvflow.evaluation.top_decile_capture`), from the same group sums as
+    :func:`gini_raw`: the tie-averaged gain curve is linear within a tie group, so it is
+    interpolated between group ends."""
     keep = sizes > 0
-    x = np.r_[0.0, np.cumsum(sizes[keep])] / w.sum()
+    x = np.r_[0.0, np.cumsum(sizes[keep])] / n
     cum = np.cumsum(sums[keep])
     return float(np.interp(share, x, np.r_[0.0, cum / cum[-1]]))
 
 
-def roc_auc(active: np.ndarray, w: np.ndarray, ranking: Ranking) -> float:
-    """ROC AUC of the weighted resample (ties count one half, as sklearn's trapezoids)."""
-    pos = ranking.sums(w * active)
-    neg = ranking.sums(w) - pos
+def roc_auc(pos: np.ndarray, sizes: np.ndarray) -> float:
+    """ROC AUC of the resample (ties count one half, as sklearn's trapezoids), from a ranking's
+    group sums of ``w * active`` and of ``w``."""
+    neg = sizes - pos
     n_pos, n_neg = pos.sum(), neg.sum()
     below = n_neg - np.cumsum(neg)  # negatives scored lower than each group
     return float(np.dot(pos, below + neg / 2.0) / (n_pos * n_neg))
