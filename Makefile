@@ -73,42 +73,42 @@ format: venv
 	$(BIN)/ruff format .
 
 bench: venv
-	$(BIN)/python -m clvflow.bench
+	$(BIN)/python -m benchmarks.bench
 
 # BG/NBD + Gamma-Gamma fit times on the 100k and 1M simulated summaries, against lifetimes' fitters
 # (CLVFLOW_LIFETIMES_PYTHON, see docs/benchmarks.md) and the numerical-gradient fit they replaced
 bench-btyd: venv
-	$(BIN)/python -m clvflow.bench_btyd
+	$(BIN)/python -m benchmarks.bench_btyd
 
 # clvflow train on the 100k and 1M simulated logs (cutoff 2024-01-01, H 90): wall, CPU, peak RSS,
 # the time split by step, against the XGBoost-alone and lifetimes (CLVFLOW_LIFETIMES_PYTHON)
 # floors; `--sizes 100000` for a shorter run (see docs/benchmarks.md)
 bench-train: venv
-	$(BIN)/python -m clvflow.bench_train
+	$(BIN)/python -m benchmarks.bench_train
 
 # XGBoost threading under load: the booster fit on a 10k-customer log with a CPU burner running,
 # clvflow's default (passive wait, available cores) paired against --n-jobs 1 and the old
 # active-wait 2-thread default (~10 min on the shared VM; `--quick` for a tiny run)
 bench-threads: venv
-	$(BIN)/python -m clvflow.bench_threads
+	$(BIN)/python -m benchmarks.bench_threads
 
 # Accuracy across seasons: the model's level with and without the same-season correction (~7 min)
 bench-seasons: venv
-	$(BIN)/python -m clvflow.bench_seasons
+	$(BIN)/python -m benchmarks.bench_seasons
 
 # Robustness grid: `clvflow train` with defaults on every monthly CDNOW cutoff x H 30/90/181 and on
 # simulated retail logs with 3-12 months of history; exit 0 or a clear exit 2, never a traceback (~40 min)
 bench-robustness: venv
-	$(BIN)/python -m clvflow.bench_robustness
+	$(BIN)/python -m benchmarks.bench_robustness
 
 # Accuracy across cutoffs: multi-cutoff backtests vs BG/NBD on CDNOW, a retail-like and a plain
 # simulated log (~30 min); `--snapshot-rule` compares minimum snapshot histories
 bench-accuracy: venv
-	$(BIN)/python -m clvflow.bench_accuracy
+	$(BIN)/python -m benchmarks.bench_accuracy
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv
-	$(BIN)/python -m clvflow.ceiling
+	$(BIN)/python -m benchmarks.ceiling
 
 clean:
 	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Run by tests/test_outputs.py as a separate process: export the bundle SOURCE to TARGET over
+"""Run by tests/data/test_outputs.py as a separate process: export the bundle SOURCE to TARGET over
 and over (printing a line after each) until killed.
 
 Usage: python -m tests.export_loop SOURCE TARGET
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from clvflow.bundle import export_bundle
+from clvflow.mlops.bundle import export_bundle
 
 if __name__ == "__main__":
     source, target = Path(sys.argv[1]), Path(sys.argv[2])

@@ -6,9 +6,9 @@ from functools import cache
 
 import pandas as pd
 
-from clvflow.models import ModelParams
-from clvflow.simulate import simulate
-from clvflow.training import SnapshotSettings, fit_model
+from clvflow.data.simulate import simulate
+from clvflow.models.clv import ModelParams
+from clvflow.models.training import SnapshotSettings, fit_model
 
 HORIZON_DAYS = 90
 

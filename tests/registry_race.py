@@ -1,6 +1,6 @@
-"""Run by tests/test_concurrency.py as a separate process: log a run with a backtest score; then,
+"""Run by tests/mlops/test_concurrency.py as a separate process: log a run with a backtest score; then,
 for each round, wait for the round's go file, sleep DELAY seconds and register the run's model as
-``NAME-<round>`` with clvflow.tracking.register_candidate (one JSON line per round).
+``NAME-<round>`` with clvflow.mlops.tracking.register_candidate (one JSON line per round).
 
 Usage: python -m tests.registry_race STORE_DIR NAME SCORE GO_FILE DELAY ROUNDS
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 def main(store: str, name: str, score: str, go: str, delay: str, rounds: str) -> None:
     import mlflow
 
-    from clvflow import tracking
+    from clvflow.mlops import tracking
 
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     with mlflow.start_run() as run:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clvflow.scoring import SCORES_TABLE_COLUMNS
-from clvflow.value import horizon_clv, lifetime_clv
+from clvflow.scoring.scores import SCORES_TABLE_COLUMNS
+from clvflow.scoring.value import horizon_clv, lifetime_clv
 
 SCORES_COLUMNS = tuple(SCORES_TABLE_COLUMNS)
 
@@ -23,7 +23,7 @@ def synthetic_scores(
     """A plausible retail scores table of `n` customers, reproducible from `seed`.
 
     Invariants: p_churn = 1 - p_active, expected_spend = p_active x expected_spend_if_active,
-    clv / clv_lifetime from clvflow.value with the given horizon, margin and discount rate;
+    clv / clv_lifetime from clvflow.scoring.value with the given horizon, margin and discount rate;
     recency_days <= tenure_days; aov = historical_clv / purchase_days (0 without purchase days).
     p_alive = p_active + (1 - p_active) x exp(-recency_days / 365) (>= p_active; near p_active
     for the long lapsed). About 2% of customers have only returns (purchase_days 0, negative historical_clv).

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: A path or file name ending in ``.md`` (not ``.mdx``), starting with a word character or ``/``.
 MD_REFERENCE = re.compile(r"(?<![\w./-])(/?[\w.][\w./-]*\.md)(?![\w-])")
-#: A source or docs path named from the repository root, e.g. ``src/clvflow/models.py``.
+#: A source or docs path named from the repository root, e.g. ``src/clvflow/models/clv.py``.
 ROOT_PATH_REFERENCE = re.compile(
     r"(?<![\w./-])((?:src|tests|training|docs)/[\w./-]*\.(?:py|md))(?![\w-])"
 )

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clvflow.datasets import load_cdnow
+from clvflow.data.ingest import load_cdnow
 
 pytestmark = pytest.mark.slow
 

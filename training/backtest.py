@@ -2,7 +2,7 @@
 
 import sys
 
-from clvflow.cli import main
+from clvflow.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["backtest", *sys.argv[1:]]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from clvflow.cli import main
+from clvflow.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -8,7 +8,7 @@ quick)::
     scores = model.score(tx)
 
 ``clvflow.ClvModel`` fits from a transactions table as ``clvflow train`` does; it is not
-``clvflow.models.ClvModel`` (the boosters on stacked snapshots, which it holds as ``model_``).
+``clvflow.models.clv.ClvModel`` (the boosters on stacked snapshots, which it holds as ``model_``).
 """
 
 import os
@@ -26,21 +26,17 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
 
-    _ModuleType = ModuleType
-else:
-    _ModuleType = type(sys)
-
 __version__ = "0.1.0"
 
 #: Front-door name -> module that defines it (imported on first access).
 _EXPORTS = {
     "ClvModel": "clvflow.api",
-    "InputError": "clvflow.ingest",
+    "InputError": "clvflow.core.errors",
     "backtest": "clvflow.api",
-    "load_cdnow": "clvflow.datasets",
+    "load_cdnow": "clvflow.data.ingest",
     "load_model": "clvflow.api",
     "load_transactions": "clvflow.api",
-    "simulate": "clvflow.simulate",
+    "simulate": "clvflow.data.simulate",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -62,21 +58,3 @@ def _module(name: str) -> "ModuleType":
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-
-
-class _Package(_ModuleType):
-    """``clvflow.simulate`` is the function, although a submodule has that name: importing the
-    submodule would otherwise replace the package attribute with the module. The module stays
-    importable as usual (``from clvflow.simulate import retail_like``)."""
-
-    @property
-    def simulate(self) -> "Any":
-        return _module("clvflow.simulate").simulate
-
-    @simulate.setter
-    def simulate(self, value: object) -> None:  # the import system setting the submodule: ignored
-        if not isinstance(value, _ModuleType):
-            raise AttributeError("clvflow.simulate is the simulator function; it cannot be set")
-
-
-sys.modules[__name__].__class__ = _Package

@@ -8,13 +8,13 @@
     scores = model.score(tx)
 
 A thin layer over the functions behind ``clvflow train`` / ``score`` / ``backtest`` (ingest,
-:mod:`clvflow.training`, :mod:`clvflow.batch`, :mod:`clvflow.bundle`), with scikit-learn
+:mod:`clvflow.models.training`, :mod:`clvflow.scoring.batch`, :mod:`clvflow.mlops.bundle`), with scikit-learn
 conventions: settings in ``__init__``, ``fit`` returns ``self``, fitted attributes end in ``_``.
 No MLflow run is made here: ``clvflow train`` tracks and registers; :meth:`ClvModel.save` writes
 the same bundle folder as ``train --export-dir``.
 
 Two classes share the name ``ClvModel``: ``clvflow.ClvModel`` (this module: fits from a
-transactions table the way ``clvflow train`` does) and ``clvflow.models.ClvModel`` (the boosters
+transactions table the way ``clvflow train`` does) and ``clvflow.models.clv.ClvModel`` (the boosters
 fitted on stacked snapshots), which the first holds, fitted, as ``model_``.
 """
 
@@ -29,16 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from clvflow import ingest
-from clvflow.ingest import TX_COLUMNS, ColumnMap, DataQualityReport, InputError
-from clvflow.rowfilter import RowFilter, parse_row_filters
-from clvflow.timeutil import DateLike, to_day
+from clvflow.core.dates import DateLike, to_day
+from clvflow.core.errors import InputError
+from clvflow.data import ingest
+from clvflow.data.ingest import TX_COLUMNS, ColumnMap, DataQualityReport
+from clvflow.data.rowfilter import RowFilter, parse_row_filters
 
 if TYPE_CHECKING:  # (imported on first use: `import clvflow` stays quick)
-    from clvflow import models
-    from clvflow.bundle import ModelSource
-    from clvflow.pipeline import JobSettings
-    from clvflow.training import Selection
+    from clvflow.mlops.bundle import ModelSource
+    from clvflow.mlops.settings import JobSettings
+    from clvflow.models import clv
+    from clvflow.models.clv import Selection
 
 log = logging.getLogger("clvflow")
 
@@ -77,7 +78,7 @@ def load_transactions(
     return_report: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, DataQualityReport]:
     """A clean transactions table (``customer_id``, ``timestamp``, ``amount``) from a DataFrame,
-    a CSV/Parquet path or ``"cdnow"``, through the CLI's ingest (:func:`clvflow.ingest.load_transactions`).
+    a CSV/Parquet path or ``"cdnow"``, through the CLI's ingest (:func:`clvflow.data.ingest.load_transactions`).
 
     Keywords name your columns (``customer="CustomerID"``); ``quantity`` and ``unit_price``
     together replace ``amount`` (amount = quantity x unit price). The other keywords are the
@@ -135,7 +136,7 @@ def _column_map(
 
 
 def _raw_frame(data: pd.DataFrame, columns: ColumnMap, name: str) -> pd.DataFrame:
-    """What :func:`clvflow.ingest.read_raw` makes of a file, from a DataFrame: the mapped
+    """What :func:`clvflow.data.ingest.read_raw` makes of a file, from a DataFrame: the mapped
     columns under their logical names, every other column ``X`` as ``__X``."""
     present = list(data.columns)
     repeated = sorted({str(c) for c in present if present.count(c) > 1})
@@ -199,13 +200,13 @@ class ClvModel:
 
     Settings (the ``train`` flags of the same names; ``n_jobs`` 0: every usable core).
 
-    Fitted attributes: ``model_`` (the fitted :class:`clvflow.models.ClvModel`), ``selection_``
-    (the internal backtest's :class:`clvflow.training.Selection`), ``cutoff_``,
+    Fitted attributes: ``model_`` (the fitted :class:`clvflow.models.clv.ClvModel`), ``selection_``
+    (the internal backtest's :class:`clvflow.models.training.Selection`), ``cutoff_``,
     ``reference_profile_`` (the training population, for drift checks), ``source_`` (where a
     loaded model came from; None when fitted here).
     """
 
-    model_: models.ClvModel
+    model_: clv.ClvModel
     selection_: Selection | None  # (None: loaded from a bundle that does not keep it)
     cutoff_: pd.Timestamp | None
     reference_profile_: dict[str, dict] | None
@@ -242,24 +243,18 @@ class ClvModel:
 
     def _settings(self) -> JobSettings:
         """The pipeline's settings for these parameters (as ``clvflow train`` builds them)."""
-        from clvflow.cores import available_cores
-        from clvflow.models import ModelParams
-        from clvflow.pipeline import JobSettings
-        from clvflow.training import SnapshotSettings
+        from clvflow.mlops.settings import JobSettings
 
-        return JobSettings(
-            horizon_days=self.horizon_days,
-            params=ModelParams(
-                n_estimators=self.n_estimators,
-                learning_rate=self.learning_rate,
-                max_depth=self.max_depth,
-                n_jobs=self.n_jobs or available_cores(),
-                seasonal_level=self.seasonal_level,
-                seed=self.seed,
-            ),
-            snapshots=SnapshotSettings(
-                n_snapshots=self.n_snapshots, spacing_days=self.snapshot_spacing_days
-            ),
+        return JobSettings.from_options(
+            self.horizon_days,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            n_jobs=self.n_jobs,
+            seasonal_level=self.seasonal_level,
+            seed=self.seed,
+            n_snapshots=self.n_snapshots,
+            snapshot_spacing_days=self.snapshot_spacing_days,
             method=self.method,
         )
 
@@ -270,14 +265,15 @@ class ClvModel:
             InputError: ``tx`` is not a transactions table and has no default-named columns.
             ValueError: a cutoff or horizon the data cannot support (the message says what fits).
         """
-        from clvflow import pipeline, tracking
-        from clvflow.training import refit, select_method
+        from clvflow.mlops import checks, publish, tracking
+        from clvflow.mlops.settings import resolve_cutoff
+        from clvflow.models.training import refit, select_method
 
         tx = as_transactions(tx)
         settings = self._settings()
-        day = pipeline.resolve_cutoff(tx, cutoff)
-        pipeline.check_train_cutoff(tx, day)
-        pipeline.check_history(tx, day, self.horizon_days, settings.snapshots)
+        day = resolve_cutoff(tx, cutoff)
+        checks.check_train_cutoff(tx, day)
+        checks.check_history(tx, day, self.horizon_days, settings.snapshots)
         past = tx.loc[(tx["timestamp"] < day).to_numpy()]
         selection = select_method(
             past,
@@ -298,7 +294,7 @@ class ClvModel:
         self.model_ = model
         self.selection_ = selection
         self.cutoff_ = day
-        self.reference_profile_ = pipeline._reference_profile(model, features)
+        self.reference_profile_ = publish.reference_profile(model, features)
         self.training_data_sha256_ = tracking.transactions_sha256(past)
         self.source_ = None
         return self
@@ -322,9 +318,9 @@ class ClvModel:
         before ``as_of`` (default: the day after the last one). Warnings (drift, season) are
         logged. ``scored_at`` is now; ``model_name`` / ``model_version`` are the loaded bundle's
         (empty for a model fitted in this session)."""
-        from clvflow.batch import score_transactions
-        from clvflow.monitoring import DEFAULT_PSI_THRESHOLD
-        from clvflow.value import check_economics
+        from clvflow.scoring.batch import score_transactions
+        from clvflow.scoring.drift import DEFAULT_PSI_THRESHOLD
+        from clvflow.scoring.value import check_economics
 
         self._check_fitted()
         check_economics(margin, annual_discount_rate)
@@ -355,7 +351,7 @@ class ClvModel:
         Returns:
             The bundle folder.
         """
-        from clvflow import bundle, pipeline
+        from clvflow.mlops import bundle, publish
 
         self._check_fitted()
         if self.source_ is not None:
@@ -375,7 +371,7 @@ class ClvModel:
             data_source=data_name,
             data_name=data_name,
             exported_method=self.model_.blend_.to_dict(),
-            model_card=pipeline.model_card(settings, self.cutoff_, self.selection_),
+            model_card=publish.model_card(settings, self.cutoff_, self.selection_),
             scoring_defaults={"margin": 1.0, "annual_discount_rate": 0.0},
         )
         with tempfile.TemporaryDirectory(prefix="clvflow-bundle-") as tmp:
@@ -387,9 +383,9 @@ class ClvModel:
 
 def load_model(uri_or_dir: str | Path) -> ClvModel:
     """A fitted :class:`ClvModel` from a bundle folder, ``models:/NAME@ALIAS``,
-    ``models:/NAME/VERSION`` or ``runs:/RUN_ID/clv_model`` (:func:`clvflow.bundle.load_model`:
+    ``models:/NAME/VERSION`` or ``runs:/RUN_ID/clv_model`` (:func:`clvflow.mlops.bundle.load_model`:
     checksums verified)."""
-    from clvflow import bundle
+    from clvflow.mlops import bundle
 
     inner, source = bundle.load_model(uri_or_dir)
     model = ClvModel(horizon_days=inner.horizon_days)
@@ -410,7 +406,7 @@ def backtest(
     horizon_days: int = 90,
     **settings: Any,
 ) -> pd.DataFrame:
-    """Out-of-time backtests (:func:`clvflow.training.backtest`): at each cutoff, what
+    """Out-of-time backtests (:func:`clvflow.models.training.backtest`): at each cutoff, what
     :meth:`ClvModel.fit` would fit there, judged with the baselines on the ``horizon_days``
     after it. ``settings``: :class:`ClvModel`'s. No MLflow run (``clvflow backtest`` logs one,
     with bootstrap intervals).
@@ -421,7 +417,8 @@ def backtest(
     Raises:
         ValueError: a cutoff the data cannot support (all are checked before any fit).
     """
-    from clvflow import pipeline, tables, training
+    from clvflow.mlops import checks
+    from clvflow.models import tables, training
 
     tx = as_transactions(tx)
     job = ClvModel(horizon_days, **settings)._settings()
@@ -429,8 +426,8 @@ def backtest(
     if not days:
         raise ValueError("give at least one cutoff, e.g. cutoffs=['1998-01-01']")
     for day in days:
-        pipeline.check_window_covered(tx, day, horizon_days)
-        pipeline.check_history(tx, day, horizon_days, job.snapshots)
+        checks.check_window_covered(tx, day, horizon_days)
+        checks.check_history(tx, day, horizon_days, job.snapshots)
     tables_by_day = {
         day.date(): tables.evaluation_table(
             training.backtest(

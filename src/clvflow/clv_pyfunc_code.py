@@ -1,8 +1,0 @@
-"""Models-from-code entry for the ``clv_model`` pyfunc: MLflow executes this file when it logs
-or loads the model. Not imported by the package (it registers the model on execution)."""
-
-import mlflow
-
-from clvflow.pyfunc_model import ClvPyfunc
-
-mlflow.models.set_model(ClvPyfunc())

@@ -1,0 +1,351 @@
+"""Training and backtesting pipelines (pure: DataFrames in, fitted model and results out).
+
+- :func:`fit_boosters`: fit the boosters (:class:`ClvModel`) on the usable stacked snapshots
+  before a cutoff.
+- :func:`select_method`: the internal backtest. Fit the boosters with data before
+  ``cutoff - horizon_days``, judge them and BG/NBD x Gamma-Gamma on ``[cutoff - horizon_days,
+  cutoff)`` and choose what to export (:mod:`clvflow.models.selection`), or say why that is impossible.
+- :func:`fit_model`: what ``clvflow train`` exports: the method chosen by the internal backtest,
+  refitted on everything before the cutoff.
+- :func:`backtest`: :func:`fit_model` with data before ``cutoff`` only, judged with the
+  baselines on ``[cutoff, cutoff + horizon_days)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from clvflow.models.btyd import bgnbd_gamma_gamma_baseline, historical_baseline
+from clvflow.evaluation.metrics import evaluate_predictions
+from clvflow.features.build import build_features
+from clvflow.features.labels import build_labels, validate_horizon
+from clvflow.models.clv import BacktestResult, ClvModel, ModelParams, Selection
+from clvflow.models.selection import Blend, choose_blend
+from clvflow.core.dates import DateLike, to_day
+from clvflow.features.snapshots import (
+    SnapshotCheck,
+    SnapshotRule,
+    same_season_snapshot,
+    shortest_history_days,
+    stack_snapshots,
+    usable_snapshots,
+)
+from clvflow.core.steptimes import timed_step
+
+log = logging.getLogger(__name__)
+
+#: Metric-name prefixes: the exported model's metrics are ``<target>_<metric>``; the others add
+#: these (``boosters``: the boosters alone, when the exported method is a blend or BG/NBD).
+BASELINE_PREFIXES = {
+    "boosters": "boosters_",
+    "bgnbd": "baseline_bgnbd_",
+    "historical": "baseline_historical_",
+}
+
+#: ``method`` setting: ``auto`` chooses by the internal backtest; the others force a method.
+METHODS = ("auto", "boosters", "bgnbd")
+#: What a forced method exports.
+FORCED = {"boosters": Blend(1.0, 1.0, "forced"), "bgnbd": Blend(0.0, 0.0, "forced")}
+
+
+@dataclass(frozen=True)
+class SnapshotSettings:
+    """How the stacked training snapshots are laid out and which are usable
+    (see :mod:`clvflow.features.snapshots`)."""
+
+    n_snapshots: int = 6
+    spacing_days: int = 30
+    rule: SnapshotRule = field(default_factory=SnapshotRule)
+
+
+def fit_boosters(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+) -> tuple[ClvModel, pd.DataFrame]:
+    """Fit the boosters using only transactions dated before ``cutoff``.
+
+    Returns:
+        (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
+        are in ``model.snapshot_checks_``.
+
+    Raises:
+        ValueError: no usable training snapshot (the message says what history would do).
+    """
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon_days = validate_horizon(horizon_days)
+    snapshots = snapshots or SnapshotSettings()
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    training_set, checks = stack_snapshots(
+        past,
+        cutoff_day,
+        horizon_days,
+        n_snapshots=snapshots.n_snapshots,
+        spacing_days=snapshots.spacing_days,
+        rule=snapshots.rule,
+    )
+    features = build_features(past, cutoff_day)
+    model = ClvModel(horizon_days, params)
+    season = None
+    if model.params.anchor_to_btyd and model.params.seasonal_level:
+        season = same_season_snapshot(past, cutoff_day, horizon_days)
+    model.fit(training_set, features, season)
+    model.n_training_rows_ = len(training_set)
+    model.snapshot_checks_ = checks
+    return model, features
+
+
+def internal_backtest_possible(
+    tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, snapshots: SnapshotSettings
+) -> tuple[bool, str]:
+    """Whether the history before ``cutoff - horizon_days`` can train boosters (by the snapshot
+    rule's history length), and if not, why."""
+    first = tx["timestamp"].min().normalize()
+    need = shortest_history_days(horizon_days, snapshots.rule) + horizon_days
+    have = (cutoff - first).days
+    if have >= need:
+        return True, ""
+    return False, (
+        f"history too short for an internal backtest: {have} days before {cutoff.date()}, "
+        f"{need} needed (a {horizon_days}-day evaluation window, a {horizon_days}-day label "
+        f"window and {snapshots.rule.min_history_days} days of history before it)"
+    )
+
+
+def unjudged_choice(
+    past: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, snapshots: SnapshotSettings
+) -> Blend:
+    """What to export when no internal backtest can judge the boosters: the boosters when the
+    latest usable training snapshot has at least ``horizon_days`` of history, else BG/NBD x
+    Gamma-Gamma. Trees fitted on customers observed for less time than the window they predict
+    extrapolate every tenure and recency feature (measured on CDNOW at 1997-08-01, H 181:
+    docs/model-research.md)."""
+    checks = usable_snapshots(
+        past, cutoff, horizon_days, snapshots.n_snapshots, snapshots.spacing_days, snapshots.rule
+    )
+    history = max(c.history_days for c in checks if c.used)
+    if history >= horizon_days:
+        return Blend(
+            1.0,
+            1.0,
+            f"unjudged: the latest training snapshot has {history} days of history, at least "
+            f"the {horizon_days}-day horizon",
+        )
+    return Blend(
+        0.0,
+        0.0,
+        f"unjudged: the latest training snapshot has only {history} days of history, less "
+        f"than the {horizon_days}-day horizon, so the boosters would extrapolate",
+    )
+
+
+def _predictions(
+    model: ClvModel, features: pd.DataFrame, horizon_days: int, boosters: BacktestResult | None
+) -> dict[str, pd.DataFrame]:
+    """The model's, the boosters' (if different) and the baselines' predictions at one cutoff;
+    ``boosters``: a judgement of the same boosters at the same cutoff whose boosters' and
+    baselines' predictions are reused."""
+    preds = {"model": model.predict(features)}
+    if boosters is not None:
+        if model.blend_.method != "boosters":
+            preds["boosters"] = boosters.predictions["model"]
+        preds.update(
+            {k: v for k, v in boosters.predictions.items() if k in ("bgnbd", "historical")}
+        )
+        return preds
+    if model.blend_.method != "boosters":
+        boosters_only = model.blend_
+        model.blend_ = Blend()
+        try:
+            preds["boosters"] = model.predict(features)
+        finally:
+            model.blend_ = boosters_only
+    try:
+        # The model's own cutoff fit was made on these features: the baseline is that fit.
+        preds["bgnbd"] = bgnbd_gamma_gamma_baseline(features, horizon_days, model.btyd_)
+    except ValueError as err:
+        log.warning("no BG/NBD x Gamma-Gamma baseline at this cutoff: %s", err)
+    preds["historical"] = historical_baseline(features, horizon_days)
+    return preds
+
+
+@timed_step("evaluation")
+def judge(
+    model: ClvModel,
+    features: pd.DataFrame,
+    tx: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    *,
+    boosters: BacktestResult | None = None,
+) -> BacktestResult:
+    """Judge ``model`` (fitted before ``cutoff``; ``features`` as of it) and the baselines on
+    ``[cutoff, cutoff + horizon)``; the data must cover that window. ``boosters``: the judgement
+    of the same boosters alone on the same window, when the model now exports a blend (its
+    actuals and baselines are reused, not refitted)."""
+    horizon_days = model.horizon_days
+    actuals = build_labels(tx, cutoff, horizon_days) if boosters is None else boosters.actuals
+    predictions = _predictions(model, features, horizon_days, boosters)
+    metrics: dict[str, float] = {}
+    for name, pred in predictions.items():
+        prefix = BASELINE_PREFIXES.get(name, "")
+        for key, value in evaluate_predictions(actuals, pred).items():
+            metrics[f"{prefix}{key}"] = value
+    log.info(
+        "backtest at %s (+%d days): %d customers, %.1f%% active",
+        cutoff.date(),
+        horizon_days,
+        len(actuals),
+        100 * actuals["active"].mean(),
+    )
+    return BacktestResult(
+        cutoff=cutoff,
+        horizon_days=horizon_days,
+        metrics=metrics,
+        predictions=predictions,
+        actuals=actuals,
+        model=model,
+        n_training_rows=model.n_training_rows_,
+        snapshots=getattr(model, "snapshot_checks_", []),
+    )
+
+
+def select_method(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+    method: str = "auto",
+) -> Selection:
+    """The internal backtest at ``cutoff - horizon_days`` and the method it chooses.
+
+    Only transactions dated before ``cutoff`` are used. ``method`` ``boosters`` or ``bgnbd``
+    forces that method (the backtest still runs and is reported).
+
+    Returns:
+        A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
+        the method is :func:`unjudged_choice`'s (``auto``), with the reason stated.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon_days = validate_horizon(horizon_days)
+    snapshots = snapshots or SnapshotSettings()
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    ok, why = internal_backtest_possible(past, cutoff_day, horizon_days, snapshots)
+    if not ok:
+        blend = FORCED.get(method) or unjudged_choice(past, cutoff_day, horizon_days, snapshots)
+        log.warning("%s; exporting %s unjudged (%s)", why, blend.method, blend.reason)
+        return Selection(blend, None, why)
+    start = cutoff_day - pd.Timedelta(days=horizon_days)
+    log.info(
+        "internal backtest: fit before %s, judge on [%s, %s)",
+        start.date(),
+        start.date(),
+        cutoff_day.date(),
+    )
+    model, features = fit_boosters(past, start, horizon_days, params=params, snapshots=snapshots)
+    boosters = judge(model, features, past, start)
+    if "bgnbd" not in boosters.predictions:
+        why = "BG/NBD x Gamma-Gamma could not be fitted at the internal backtest's cutoff"
+        return Selection(FORCED.get(method, Blend(reason=why)), boosters, why)
+    if method == "auto":
+        blend = choose_blend(
+            boosters.actuals, boosters.predictions["model"], boosters.predictions["bgnbd"]
+        )
+    else:
+        blend = FORCED[method]
+    model.blend_ = blend
+    result = judge(model, features, past, start, boosters=boosters)
+    log.info("internal backtest chose %s: %s", blend.describe(), blend.reason)
+    return Selection(blend, result, blend.reason)
+
+
+def fit_model(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+    method: str = "boosters",
+) -> tuple[ClvModel, pd.DataFrame]:
+    """Fit the model ``clvflow train`` would export at ``cutoff`` (data before it only).
+
+    ``method`` ``auto`` runs :func:`select_method` first and exports its choice (the selection is
+    in ``model.selection_``); ``boosters`` (the default here, for speed in library use) or
+    ``bgnbd`` fix the method without an internal backtest.
+
+    Returns:
+        (fitted model, features as of the cutoff).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cutoff_day = to_day(cutoff, "cutoff")
+    if method == "auto":
+        selection = select_method(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
+    else:
+        selection = Selection(FORCED[method], None, "forced")
+    return refit(tx, cutoff_day, horizon_days, selection, params=params, snapshots=snapshots)
+
+
+def refit(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    selection: Selection,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+) -> tuple[ClvModel, pd.DataFrame]:
+    """The boosters fitted on everything before ``cutoff``, exporting ``selection``'s blend
+    (kept in ``model.selection_``).
+
+    Returns:
+        (fitted model, features as of the cutoff).
+    """
+    model, features = fit_boosters(tx, cutoff, horizon_days, params=params, snapshots=snapshots)
+    model.blend_ = selection.blend
+    model.selection_ = selection
+    return model, features
+
+
+def backtest(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+    method: str = "auto",
+) -> BacktestResult:
+    """Out-of-time backtest at ``cutoff``: the model ``train`` would export at ``cutoff``
+    (including its own internal backtest at ``cutoff - horizon_days``), judged with the
+    baselines on ``[cutoff, cutoff + horizon_days)``.
+
+    Raises:
+        ValueError: the data do not cover the evaluation window, or history is too short.
+    """
+    cutoff_day = to_day(cutoff, "cutoff")
+    horizon_days = validate_horizon(horizon_days)
+    window_end = cutoff_day + pd.Timedelta(days=horizon_days)
+    last_day = tx["timestamp"].max().normalize()
+    if last_day + pd.Timedelta(days=1) < window_end:
+        raise ValueError(
+            f"the evaluation window [{cutoff_day.date()}, {window_end.date()}) runs past the end "
+            f"of the data ({last_day.date()}): use a cutoff on or before "
+            f"{(last_day + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()} "
+            "or a shorter horizon"
+        )
+    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    model, features = fit_model(
+        past, cutoff_day, horizon_days, params=params, snapshots=snapshots, method=method
+    )
+    return judge(model, features, tx, cutoff_day)

@@ -1,0 +1,210 @@
+"""ClvModel level anchoring: exact totals against BG/NBD x Gamma-Gamma, with and without the
+same-season correction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvflow.models.btyd import btyd_predictions
+from clvflow.scoring.batch import score_transactions
+from clvflow.models.clv import ModelParams, _logit, _season_correction, _sigmoid
+from clvflow.data.simulate import simulate
+from clvflow.models.training import SnapshotSettings, fit_model
+from clvflow.features.snapshots import same_season_snapshot
+
+CUTOFF, HORIZON = pd.Timestamp("2023-01-01"), 90
+SMALL = {"n_estimators": 30, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def log():
+    sim = simulate(
+        4000,
+        start="2021-01-01",
+        as_of="2023-01-01",
+        horizon_days=90,
+        seed=9,
+        seasonal_amplitude=0.4,
+    )
+    return sim.transactions
+
+
+def _fit(log, **params):
+    return fit_model(
+        log,
+        CUTOFF,
+        HORIZON,
+        params=ModelParams(**SMALL, **params),
+        snapshots=SnapshotSettings(n_snapshots=2, spacing_days=30),
+    )
+
+
+def _bg_and_pred(model, features):
+    bg = btyd_predictions(model.btyd_, features, HORIZON)
+    pred = model.predict(features)
+    buyers = features["n_purchase_days"].to_numpy() > 0
+    return bg[buyers], pred[buyers]
+
+
+def test_anchored_level_equals_bgnbd(log):
+    model, features = _fit(log, seasonal_level=False)
+    assert "season" not in model.level_
+    bg, pred = _bg_and_pred(model, features)
+    assert pred["p_active"].mean() == pytest.approx(bg["bg_p_active"].mean(), rel=1e-9)
+    assert pred["expected_spend"].sum() == pytest.approx(bg["bg_expected_spend"].sum(), rel=1e-9)
+
+
+def test_seasonal_level_is_bgnbd_corrected_by_last_years_error(log):
+    model, features = _fit(log)
+    season = model.level_["season"]
+    assert season["snapshot"] == "2022-01-02"  # 52 weeks before the cutoff
+    bg, pred = _bg_and_pred(model, features)
+    target_p = _sigmoid(_logit(bg["bg_p_active"]) + season["churn_shift"]).mean()
+    assert pred["p_active"].mean() == pytest.approx(target_p, rel=1e-9)
+    total = bg["bg_expected_spend"].sum() * season["spend_ratio"]
+    assert pred["expected_spend"].sum() == pytest.approx(total, rel=1e-9)
+    # The correction moves the level only: P(active) keeps its order, E[spend | active] its ratios.
+    plain, _ = _fit(log, seasonal_level=False)
+    ours, theirs = model.predict(features), plain.predict(features)
+    assert ours["p_active"].rank().equals(theirs["p_active"].rank())
+    ratio = ours["expected_spend_if_active"] / theirs["expected_spend_if_active"]
+    np.testing.assert_allclose(ratio, ratio.iloc[0], rtol=1e-9)
+
+
+def test_season_correction_measures_bgnbd_error_on_the_snapshot(log):
+    reference = same_season_snapshot(log.loc[log["timestamp"] < CUTOFF], CUTOFF, HORIZON)
+    base = _season_correction(reference, HORIZON)
+    doubled = _season_correction(reference.assign(spend=2 * reference["spend"]), HORIZON)
+    assert doubled["spend_ratio"] == pytest.approx(2 * base["spend_ratio"], rel=1e-12)
+    assert doubled["churn_shift"] == base["churn_shift"]
+    busier = reference.assign(active=np.maximum(reference["active"], reference.index % 2))
+    assert _season_correction(busier, HORIZON)["churn_shift"] > base["churn_shift"]
+
+
+def test_scoring_far_from_the_corrected_season_warns(log):
+    model, _ = _fit(log)
+    assert model.season_window_start() == CUTOFF
+    at_cutoff = score_transactions(model, log, CUTOFF + pd.Timedelta(days=31))
+    assert not any("season" in w for w in at_cutoff.warnings)
+    # this log's correction is small (spend x1.05, odds x1.02): as season-neutral as no
+    # correction, so nothing to warn about; a material one (x1.30) warns
+    later = score_transactions(model, log, CUTOFF + pd.Timedelta(days=60))
+    assert not any("season" in w for w in later.warnings)
+    model.level_["season"] = {**model.level_["season"], "spend_ratio": 1.3}
+    later = score_transactions(model, log, CUTOFF + pd.Timedelta(days=60))
+    (note,) = [w for w in later.warnings if "season" in w]
+    assert "window starting 2023-01-01" in note and "total spend x1.30" in note
+    plain, _ = _fit(log, seasonal_level=False)
+    assert plain.season_window_start() is None
+    assert not score_transactions(plain, log, CUTOFF + pd.Timedelta(days=60)).warnings
+
+
+def test_no_season_correction_when_btyd_cannot_be_fitted(log, caplog):
+    reference = same_season_snapshot(log.loc[log["timestamp"] < CUTOFF], CUTOFF, HORIZON)
+    one_timers = reference.assign(frequency=0.0, t_x_days=0.0, mean_repeat_spend=0.0)
+    assert _season_correction(one_timers, HORIZON) is None
+    assert "no seasonal level correction" in caplog.text
+
+
+# ---- degenerate BTYD fits degrade, never crash ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def young_log():
+    """Three months of a new shop: a snapshot 3 days after the first sale has almost no repeat
+    buyers (BTYD degenerate there), one 60 days in is fine."""
+    return simulate(1500, start="2023-01-01", as_of="2023-04-01", horizon_days=30, seed=5)
+
+
+def _young_training_set(young_log):
+    from clvflow.features.snapshots import SnapshotRule, stack_snapshots
+
+    past = young_log.transactions
+    past = past.loc[past["timestamp"] < pd.Timestamp("2023-04-01")]
+    rows, checks = stack_snapshots(
+        past, "2023-04-01", 30, n_snapshots=2, spacing_days=57, rule=SnapshotRule(1, 1, 0)
+    )
+    assert [c.snapshot_date.date().isoformat() for c in checks] == ["2023-03-02", "2023-01-04"]
+    return past, rows
+
+
+def test_a_degenerate_snapshot_drops_its_btyd_base_with_a_logged_reason(young_log, caplog):
+    from clvflow.features.build import build_features
+    from clvflow.models.clv import ClvModel
+
+    past, rows = _young_training_set(young_log)
+    model = ClvModel(30, ModelParams(**SMALL))
+    with caplog.at_level("WARNING"):
+        model.fit(rows, build_features(past, "2023-04-01"))
+    assert list(model.btyd_fallbacks_) == ["2023-01-04"]
+    assert "repeat buyers" in model.btyd_fallbacks_["2023-01-04"]
+    assert "snapshot 2023-01-04: BTYD base dropped" in caplog.text
+    assert model.btyd_ is not None  # the cutoff itself has enough history
+    pred = model.predict(build_features(past, "2023-04-01"))
+    assert np.isfinite(pred[["p_active", "expected_spend"]].to_numpy()).all()
+
+
+def test_without_btyd_at_the_cutoff_the_model_scores_at_the_latest_snapshots_level(
+    young_log, tmp_path
+):
+    from clvflow.features.build import build_features
+    from clvflow.models.clv import ClvModel
+
+    past, rows = _young_training_set(young_log)
+    early = build_features(past, "2023-01-04")  # 3 days of history: BTYD degenerate
+    model = ClvModel(30, ModelParams(**SMALL)).fit(rows, early)
+    assert model.btyd_ is None and "cutoff" in model.btyd_fallbacks_
+    latest = rows[rows["snapshot_date"] == rows["snapshot_date"].max()]
+    rate = latest["active"].mean()
+    assert model.level_["churn_logit_shift"] == pytest.approx(np.log(rate / (1 - rate)))
+    pred = model.predict(early)
+    assert np.isfinite(pred[["p_active", "expected_spend"]].to_numpy()).all()
+    model.save(tmp_path / "m")
+    again = ClvModel.load(tmp_path / "m")
+    assert again.btyd_ is None
+    pd.testing.assert_frame_equal(again.predict(early), pred)
+
+
+def test_a_blended_model_mixes_boosters_and_bgnbd_exactly(log):
+    from clvflow.models.selection import Blend
+
+    model, features = _fit(log, seasonal_level=False)
+    boosters = model.predict(features)
+    bg = btyd_predictions(model.btyd_, features, HORIZON)
+    model.blend_ = Blend(0.3, 0.6)
+    mixed = model.predict(features)
+    np.testing.assert_allclose(
+        mixed["p_active"], 0.3 * boosters["p_active"] + 0.7 * bg["bg_p_active"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        mixed["expected_spend"],
+        0.6 * boosters["expected_spend"] + 0.4 * bg["bg_expected_spend"],
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        mixed["p_active"] * mixed["expected_spend_if_active"], mixed["expected_spend"], rtol=1e-9
+    )
+
+
+def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
+    """Issue 11 item 2: each snapshot's BTYD fit is warm-started from the previous snapshot's,
+    and the cutoff's from the latest snapshot's."""
+    from clvflow.models import clv
+
+    calls = []
+    fit_checked = clv.fit_btyd_checked
+
+    def recording(features, horizon_days, init=None):
+        fit, why = fit_checked(features, horizon_days, init)
+        calls.append((init, fit))
+        return fit, why
+
+    monkeypatch.setattr(clv, "fit_btyd_checked", recording)
+    model, _ = _fit(log, seasonal_level=False)
+    assert len(calls) == 3  # two snapshots, then the cutoff
+    assert calls[0][0] is None
+    assert calls[1][0] is calls[0][1] and calls[0][1] is not None
+    assert calls[2][0] is calls[1][1] and calls[1][1] is not None
+    assert model.btyd_ is calls[2][1]

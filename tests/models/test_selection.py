@@ -1,0 +1,96 @@
+"""Which method a model exports: blend weights chosen on a window, hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvflow.models.selection import WEIGHT_GRID, Blend, blend_arrays, choose_blend
+
+IDS = ["a", "b", "c", "d"]
+ACTUALS = pd.DataFrame(
+    {"customer_id": IDS, "active": [1, 1, 0, 0], "spend": [100.0, 10.0, 0.0, 0.0]}
+)
+PERFECT = pd.DataFrame(
+    {"customer_id": IDS, "p_active": [0.9, 0.8, 0.2, 0.1], "expected_spend": [90.0, 20, 5, 1]}
+)
+
+
+def test_grid_is_tenths_from_zero_to_one():
+    assert WEIGHT_GRID == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _population(n: int = 2000, seed: int = 0):
+    """Customers with a latent value; the window's activity and spend follow it."""
+    rng = np.random.default_rng(seed)
+    value = rng.gamma(1.0, 1.0, n)
+    active = (rng.random(n) < value / (1 + value)).astype(int)
+    spend = active * value * 50
+    ids = [f"c{i}" for i in range(n)]
+    actuals = pd.DataFrame({"customer_id": ids, "active": active, "spend": spend})
+
+    def method(noise: float, seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        v = np.exp(np.log(value) + noise * r.normal(size=n))
+        return pd.DataFrame(
+            {"customer_id": ids, "p_active": v / (1 + v), "expected_spend": v / (1 + v) * v * 50}
+        )
+
+    return actuals, method
+
+
+def test_boosters_that_see_the_truth_are_exported_alone():
+    actuals, method = _population()
+    blend = choose_blend(actuals, method(0.05, 1), method(3.0, 2))
+    assert (blend.active_weight, blend.spend_weight, blend.method) == (1.0, 1.0, "boosters")
+    assert "gain over BG/NBD on the window (10th percentile of 100 resamples)" in blend.reason
+
+
+def test_bgnbd_that_sees_the_truth_is_exported_alone():
+    actuals, method = _population()
+    blend = choose_blend(actuals, method(3.0, 1), method(0.05, 2))
+    assert (blend.active_weight, blend.spend_weight, blend.method) == (0.0, 0.0, "bgnbd")
+
+
+def test_a_gain_within_the_noise_goes_to_bgnbd():
+    actuals, method = _population(n=60)
+    blend = choose_blend(actuals, method(1.0, 1), method(1.05, 2))
+    assert blend.method == "bgnbd"
+
+
+def test_two_equally_noisy_methods_are_averaged():
+    # independent errors of the same size: the half-half blend halves the noise
+    actuals, method = _population(n=4000)
+    blend = choose_blend(actuals, method(1.0, 1), method(1.0, 2))
+    assert blend.method == "blend"
+    assert 0.3 <= blend.active_weight <= 0.7 and 0.3 <= blend.spend_weight <= 0.7
+
+
+def test_the_choice_is_deterministic():
+    actuals, method = _population(n=500)
+    args = (actuals, method(1.0, 1), method(1.2, 2))
+    assert choose_blend(*args) == choose_blend(*args)
+
+
+def test_blend_arrays_mix_probabilities_and_money():
+    blend = Blend(0.25, 0.5)
+    p, s = blend_arrays(
+        blend, np.array([0.8]), np.array([100.0]), np.array([0.4]), np.array([20.0])
+    )
+    assert p.tolist() == [pytest.approx(0.25 * 0.8 + 0.75 * 0.4)]
+    assert s.tolist() == [pytest.approx(60.0)]
+    assert "0.2 in p_active" in blend.describe() or "0.3 in p_active" in blend.describe()
+
+
+def test_blend_round_trips_and_old_models_mean_boosters():
+    blend = Blend(0.3, 0.6, "why")
+    assert Blend.from_dict(blend.to_dict()) == blend
+    assert blend.to_dict()["method"] == "blend"
+    assert Blend.from_dict(None) == Blend() and Blend().method == "boosters"
+
+
+def test_a_window_without_both_outcomes_cannot_choose():
+    flat = ACTUALS.assign(active=1)
+    with pytest.raises(ValueError, match="active and inactive customers"):
+        choose_blend(flat, PERFECT, PERFECT)
