@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
+.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-train bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
 
 venv: $(STAMP)
 
@@ -79,6 +79,12 @@ bench: venv
 # (CLVFLOW_LIFETIMES_PYTHON, see docs/benchmarks.md) and the numerical-gradient fit they replaced
 bench-btyd: venv
 	$(BIN)/python -m benchmarks.bench_btyd
+
+# clvflow train on the 100k and 1M simulated logs (cutoff 2024-01-01, H 90): wall, CPU, peak RSS,
+# the time split by step, against the XGBoost-alone and lifetimes (CLVFLOW_LIFETIMES_PYTHON)
+# floors; `--sizes 100000` for a shorter run (see docs/benchmarks.md)
+bench-train: venv
+	$(BIN)/python -m benchmarks.bench_train
 
 # XGBoost threading under load: the booster fit on a 10k-customer log with a CPU burner running,
 # clvflow's default (passive wait, available cores) paired against --n-jobs 1 and the old

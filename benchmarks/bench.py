@@ -159,11 +159,18 @@ def prepare_data(n_customers: int, data_dir: Path, *, seed: int = 0) -> dict:
         job = {"step": "generate", "customers": n_customers, "seed": seed, "stem": str(stem)}
         result, _ = _run_worker(sys.executable, job | {"csv": want["csv"]})
         meta = want | {"rows": result["rows"]}
-        meta_path.write_text(json.dumps(meta, indent=2))
+        _write_text_atomic(meta_path, json.dumps(meta, indent=2))
     return meta | {
         "parquet": str(files["parquet"]),
         "csv": str(files["csv"]) if want["csv"] else None,
     }
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole, then rename: a killed run leaves no half-written cache file."""
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text)
+    os.replace(staged, path)
 
 
 def prepare_model(data_dir: Path, log: Callable[[str], None], n_customers: int) -> str:
@@ -195,6 +202,16 @@ def _run_step(step: str, data: dict) -> tuple[float, float]:
 
 def _run_worker(python: str, job: dict, script: str | None = None) -> tuple[dict, float]:
     """Run one job in a child process; return its JSON result and its peak RSS (GB)."""
+    result, usage = run_child(python, job, script)
+    return result, usage["rss_gb"]
+
+
+def run_child(python: str, job: dict, script: str | None = None) -> tuple[dict, dict[str, float]]:
+    """Run one job in a child process (``script`` via ``-c``, else this module's worker).
+
+    Returns:
+        (its JSON result, ``{"rss_gb": peak RSS, "cpu": user + system seconds}`` of the child).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         job = {**job, "out": str(out)}
@@ -211,7 +228,8 @@ def _run_worker(python: str, job: dict, script: str | None = None) -> tuple[dict
                 raise RuntimeError(f"bench step {job['step']} failed:\n{log.read()[-3000:]}")
         # ru_maxrss is in KiB on Linux (bytes on macOS)
         rss_bytes = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-        return json.loads(out.read_text()), rss_bytes / 1e9
+        cpu = usage.ru_utime + usage.ru_stime
+        return json.loads(out.read_text()), {"rss_gb": rss_bytes / 1e9, "cpu": cpu}
 
 
 def _worker(job: dict) -> int:
@@ -289,10 +307,14 @@ def _generate(n_customers: int, seed: int, stem: Path, csv: bool) -> dict:
 
     tx = simulate(n_customers, seed=seed).transactions
     table = pa.Table.from_pandas(tx, preserve_index=False)
-    pq.write_table(table, stem.with_suffix(".parquet"))
+    # each file written whole, then renamed: a killed run leaves no half-written log
+    parquet = stem.with_suffix(".parquet")
+    pq.write_table(table, f"{parquet}.tmp")
+    os.replace(f"{parquet}.tmp", parquet)
     if csv:  # seconds resolution, as an export would write it
         text = table.set_column(1, "timestamp", table["timestamp"].cast(pa.timestamp("s")))
-        pacsv.write_csv(text, stem.with_suffix(".csv"))
+        pacsv.write_csv(text, f"{stem}.csv.tmp")
+        os.replace(f"{stem}.csv.tmp", stem.with_suffix(".csv"))
     return {"rows": len(tx)}
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.bench import _run_worker, machine_summary, prepare_data
+from benchmarks.bench import _run_worker, _write_text_atomic, machine_summary, prepare_data
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,7 +124,7 @@ def _prepare_summary(data: dict) -> dict:
     if not (fresh and all(map(os.path.exists, paths.values()))):
         job = {"step": "summary", "path": str(log_path), "as_of": data["as_of"], **paths}
         result, _ = _run_worker(sys.executable, job, script=_SCRIPT)
-        meta_path.write_text(json.dumps(result))
+        _write_text_atomic(meta_path, json.dumps(result))
     return paths | json.loads(meta_path.read_text())
 
 
@@ -198,7 +198,8 @@ def _summarise(job: dict) -> dict:
     columns += ["mean_repeat_spend", "total_spend"]
     for key, day in (("summary", as_of), ("earlier", as_of - pd.Timedelta(days=WARM_FROM_DAYS))):
         features = build_features(tx.loc[tx["timestamp"] < day], day)[columns]
-        features.to_parquet(job[key])
+        features.to_parquet(f"{job[key]}.tmp")  # written whole, then renamed
+        os.replace(f"{job[key]}.tmp", job[key])
     buyers = features.loc[features["n_purchase_days"] > 0]
     histories = len(buyers[["frequency", "t_x_days", "T_days"]].drop_duplicates())
     return {"histories": histories}

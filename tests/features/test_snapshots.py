@@ -149,3 +149,29 @@ def test_no_same_season_snapshot_when_impossible_or_too_thin(two_years):
     assert same_season_snapshot(tx, "2023-01-01", SEASON_LAG_DAYS + 1) is None  # would leak
     assert same_season_snapshot(tx, "2021-12-01", 90) is None  # no data a year before
     assert same_season_snapshot(tx.iloc[:3000], "2023-01-01", 90) is None  # too few buyers
+
+
+def test_snapshot_counts_by_hand_with_returns_and_late_customers():
+    """Issue 11 (snapshot checks counted on integer id codes, not text): as of 2024-02-01,
+    buyers = customers with a purchase row before it (a, b; c only returned), known = a, b, c;
+    active = known customers buying in [2024-02-01, 2024-03-02): a (b only returns, d is new)."""
+    from clvflow.features.snapshots import check_snapshots
+
+    tx = make_tx(
+        [
+            ("a", "2024-01-05", 10.0),
+            ("b", "2024-01-06", 5.0),
+            ("c", "2024-01-07", -3.0),
+            ("a", "2024-02-10", 7.0),
+            ("b", "2024-02-11", -5.0),
+            ("d", "2024-02-12", 9.0),
+            ("c", "2024-03-02", 4.0),  # the day after the window
+        ]
+    )
+    (check,) = check_snapshots(tx, "2024-03-03", 30, 1, 30, SnapshotRule(1, 1, 1))
+    assert check.snapshot_date == pd.Timestamp("2024-02-02")
+    # as of 2024-02-02: the window [2024-02-02, 2024-03-03) holds c's purchase on 2024-03-02
+    assert (check.n_buyers, check.n_active) == (2, 2)
+    (check,) = check_snapshots(tx, "2024-03-02", 30, 1, 30, SnapshotRule(1, 1, 1))
+    assert check.snapshot_date == pd.Timestamp("2024-02-01")
+    assert (check.n_buyers, check.n_active, check.used) == (2, 1, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,26 @@ def test_tables_are_logged_as_csv_and_json(store):
                     "mape": 0.25}  # fmt: skip
     csv = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/tables/deciles.csv")
     assert csv.splitlines()[0] == "decile,mean_pred"
+
+
+def test_logged_dataset_schema_and_digest_without_a_pass_over_every_value(store, monkeypatch):
+    """Issue 11 item 3 (input hashed once): the dataset input gets MLflow's own schema, column
+    types from the first rows and `required` from all rows (here a missing amount and id
+    beyond the sample make them optional, as MLflow's full inference says), and the content
+    hash clvflow computed as its digest instead of MLflow's pass over every cell."""
+    from mlflow.types.utils import _infer_schema
+
+    tx = make_tx([("a", "2024-01-01", 1.0), ("b", "2024-01-02", 2.0), ("c", "2024-01-03", 3.0)])
+    tx.loc[2, "amount"] = float("nan")
+    tx.loc[2, "customer_id"] = None
+    monkeypatch.setattr(tracking, "SCHEMA_SAMPLE_ROWS", 2)  # rows 0-1: nothing missing there
+    schema = tracking.dataset_schema(tx)
+    assert schema.to_dict() == _infer_schema(tx).to_dict()
+    assert [c["required"] for c in schema.to_dict()] == [False, True, False]
+    sha = tracking.transactions_sha256(tx)
+    with tracking.tracked_run("t", "dataset") as run:
+        tracking.log_transactions_input(tx, "tiny", sha)
+    (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert logged.dataset.digest == sha[:8]
+    assert json.loads(logged.dataset.schema)["mlflow_colspec"] == schema.to_dict()
+    assert json.loads(logged.dataset.profile) == {"num_rows": 3, "num_elements": 9}

@@ -34,6 +34,7 @@ from pandas.tseries.api import guess_datetime_format
 from clvflow.core.dates import DateLike, to_day
 from clvflow.core.errors import InputError
 from clvflow.core.idcodes import count_codes, encode_ids, is_plain_text, packed_text_keys
+from clvflow.core.steptimes import timed_step
 from clvflow.data.datasets import CDNOW, is_embedded, read_cdnow_raw
 from clvflow.data.duplicates import duplicated_rows
 from clvflow.data.rowfilter import RowFilter, parse_row_filters
@@ -139,6 +140,7 @@ class DataQualityReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
 
+@timed_step("i/o and logging")
 def load_transactions(
     source: str | Path,
     columns: ColumnMap | None = None,

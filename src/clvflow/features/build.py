@@ -35,6 +35,7 @@ import pandas as pd
 
 from clvflow.core.dates import DateLike, to_day
 from clvflow.core.idcodes import count_codes, encode_ids
+from clvflow.core.steptimes import timed_step
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ _PREV_WINDOW_DAYS = (360, 180)
 _BLOCK_ROWS = 1 << 19
 
 
+@timed_step("features and labels")
 def build_features(
     tx: pd.DataFrame, as_of: DateLike, *, threads: int | None = None
 ) -> pd.DataFrame:

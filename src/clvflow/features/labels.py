@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from clvflow.core.dates import DateLike, to_day
+from clvflow.core.steptimes import timed_step
 
 LABEL_COLUMNS = ["active", "spend"]
 
@@ -22,6 +23,7 @@ def validate_horizon(horizon_days: int) -> int:
     return int(horizon_days)
 
 
+@timed_step("features and labels")
 def build_labels(tx: pd.DataFrame, as_of: DateLike, horizon_days: int) -> pd.DataFrame:
     """Activity and spend of each customer known before ``as_of`` over the next ``horizon_days``.
 

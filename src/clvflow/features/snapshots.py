@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from clvflow.core.dates import DateLike, to_day
+from clvflow.core.idcodes import encode_ids
 from clvflow.core.progress import track
+from clvflow.core.steptimes import timed_step
 from clvflow.features.build import build_features
 from clvflow.features.labels import build_labels, validate_horizon
 
@@ -110,7 +113,9 @@ def check_snapshots(
     row in its label window (the definitions of features and labels)."""
     first = past["timestamp"].min().normalize()
     ts = past["timestamp"].to_numpy()
-    ids = past["customer_id"].to_numpy()
+    coded = encode_ids(past["customer_id"])  # integer codes: distinct counts without text hashing
+    ids = np.where(coded.codes < 0, coded.n_ids, coded.codes)  # (a missing id counts as one id)
+    n_codes = coded.n_ids + 1
     buys = past["amount"].to_numpy() >= 0
     horizon = pd.Timedelta(days=horizon_days)
     checks = []
@@ -121,11 +126,11 @@ def check_snapshots(
             checks.append(SnapshotCheck(as_of, history, 0, 0, False, reason))
             continue
         before = ts < as_of.to_datetime64()
-        known = pd.unique(ids[before])
-        n_buyers = len(pd.unique(ids[before & buys]))
+        known = np.bincount(ids[before], minlength=n_codes) > 0
+        n_buyers = int((np.bincount(ids[before & buys], minlength=n_codes) > 0).sum())
         window = (~before) & (ts < (as_of + horizon).to_datetime64()) & buys
-        n_active = int(pd.Index(pd.unique(ids[window])).isin(known).sum())
-        n_inactive = len(known) - n_active
+        n_active = int((known & (np.bincount(ids[window], minlength=n_codes) > 0)).sum())
+        n_inactive = int(known.sum()) - n_active
         reason = ""
         if n_buyers < rule.min_buyers:
             reason = f"fewer than {rule.min_buyers} buyers"
@@ -195,6 +200,7 @@ def _no_snapshot_message(
     )
 
 
+@timed_step("features and labels")
 def stack_snapshots(
     tx: pd.DataFrame,
     cutoff: DateLike,
@@ -252,6 +258,7 @@ def build_training_set(
     return rows
 
 
+@timed_step("features and labels")
 def same_season_snapshot(
     tx: pd.DataFrame, cutoff: DateLike, horizon_days: int
 ) -> pd.DataFrame | None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvflow.core.steptimes import timed_step
 from clvflow.mlops.run_log import log_feature_importance, log_long_run, log_shap_importance
 from clvflow.mlops.settings import JobSettings
 from clvflow.models.clv import ClvModel, Selection
@@ -116,6 +117,7 @@ def log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transaction
     log_long_run(model)
 
 
+@timed_step("i/o and logging")
 def publish(
     model: ClvModel,
     features: pd.DataFrame,

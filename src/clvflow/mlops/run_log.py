@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from clvflow.core.steptimes import timed_step
 from clvflow.data.ingest import DataQualityReport
 from clvflow.evaluation.metrics import (
     bootstrap_draws,
@@ -49,6 +50,7 @@ def _aligned(result: BacktestResult, key: str) -> pd.DataFrame:
     return result.actuals.merge(pred, on="customer_id", how="left", validate="one_to_one")
 
 
+@timed_step("bootstrap")
 def backtest_intervals(
     result: BacktestResult, n_resamples: int = N_RESAMPLES
 ) -> tuple[pd.DataFrame, tuple[dict, pd.DataFrame] | None]:
@@ -71,6 +73,7 @@ def backtest_intervals(
     return intervals, (gain, draws["model"] - draws["bgnbd"])
 
 
+@timed_step("i/o and logging")
 def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, float]:
     """Log a backtest's metrics, bootstrap intervals, counts, evaluation and decile tables and
     plots.
@@ -118,6 +121,7 @@ def log_backtest(result: BacktestResult, intervals: pd.DataFrame) -> dict[str, f
     return metrics
 
 
+@timed_step("i/o and logging")
 def log_feature_importance(model: ClvModel) -> None:
     """One PNG per booster: total gain per model input."""
     from clvflow.evaluation import plots
@@ -150,6 +154,7 @@ def log_shap_importance(model: ClvModel, features: pd.DataFrame) -> None:
         tracking.log_figure(fig, f"plots/shap_importance_{name}.png")
 
 
+@timed_step("i/o and logging")
 def log_inputs(tx: pd.DataFrame, report: DataQualityReport, name: str) -> str:
     """Log the transactions as dataset input and the data-quality report; return the hash."""
     import mlflow
@@ -163,6 +168,7 @@ def log_inputs(tx: pd.DataFrame, report: DataQualityReport, name: str) -> str:
     return sha
 
 
+@timed_step("i/o and logging")
 def log_snapshots(model: ClvModel, stem: str) -> None:
     """The snapshot checks and the BTYD fallbacks of a fitted model, as a table and metrics."""
     from clvflow.mlops import tracking
@@ -180,6 +186,7 @@ def log_snapshots(model: ClvModel, stem: str) -> None:
     )
 
 
+@timed_step("i/o and logging")
 def log_selection(selection: Selection) -> None:
     import mlflow
 

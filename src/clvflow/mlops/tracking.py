@@ -208,8 +208,35 @@ def log_transactions_input(
     import mlflow
 
     # mlflow.data defines its from_* constructors in a loop at import: invisible to mypy
-    dataset = mlflow.data.from_pandas(tx, name=name)  # type: ignore[attr-defined]
+    # MLflow's own digest maps type() over every cell (minutes at millions of rows): the
+    # content hash is computed already, its first 8 hex digits serve (MLflow digests are 8 long).
+    dataset = mlflow.data.from_pandas(tx, name=name, digest=sha256[:8])  # type: ignore[attr-defined]
+    # (schema is a cached_property: set, it is not inferred again from every row)
+    dataset.__dict__["schema"] = dataset_schema(tx)
     mlflow.log_input(dataset, context=context, tags={"sha256": sha256})
+
+
+#: Rows MLflow infers a logged table's column types from (:func:`dataset_schema`).
+SCHEMA_SAMPLE_ROWS = 10_000
+
+
+def dataset_schema(tx: pd.DataFrame) -> Any:
+    """The schema MLflow infers for a table, without its per-value Python loops over every row
+    (12 minutes for 15M transactions on the shared VM): column types from the first
+    ``SCHEMA_SAMPLE_ROWS`` rows (the columns have one dtype each), ``required`` (no missing
+    value) from every row, vectorised. None when MLflow cannot infer one."""
+    import mlflow
+    from mlflow.types import ColSpec, Schema
+
+    sample = mlflow.data.from_pandas(tx.head(SCHEMA_SAMPLE_ROWS)).schema  # type: ignore[attr-defined]
+    if sample is None:
+        return None
+    return Schema(
+        [
+            ColSpec(spec.type, spec.name, required=not bool(tx[spec.name].isna().any()))
+            for spec in sample.inputs
+        ]
+    )
 
 
 # ---- registry ------------------------------------------------------------------------------

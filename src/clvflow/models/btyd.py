@@ -25,6 +25,8 @@ import pandas as pd
 from scipy import optimize, special
 from threadpoolctl import threadpool_limits
 
+from clvflow.core.steptimes import timed_step
+
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | pd.Series | Sequence[float]
@@ -664,6 +666,7 @@ BTYD_PREDICTION_COLUMNS = [
 ]
 
 
+@timed_step("btyd fits")
 def fit_btyd(features: pd.DataFrame, init: BtydFit | None = None) -> BtydFit:
     """Fit BG/NBD (weeks: t_x_days/7, T_days/7) on every customer with a purchase day and
     Gamma-Gamma on the repeat customers with positive `mean_repeat_spend`.
@@ -741,6 +744,7 @@ def fit_btyd_checked(
     return fit, ""
 
 
+@timed_step("btyd predictions")
 def btyd_predictions(fit: BtydFit, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """BTYD predictions for the window [as_of, as_of + horizon_days) of each customer.
 

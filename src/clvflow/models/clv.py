@@ -69,6 +69,7 @@ from clvflow.core.progress import BoostingProgress, track
 from clvflow.models.selection import Blend, blend_arrays
 from clvflow.features.snapshots import SEASON_LAG_DAYS, SnapshotCheck
 from clvflow.models.lifetime import MbgNbdParams, fit_long_run, long_run_p_alive
+from clvflow.core.steptimes import timed_step
 
 
 log = logging.getLogger(__name__)
@@ -447,6 +448,7 @@ class ClvModel:
             n_trees,
         )
 
+    @timed_step("xgboost")
     def _train(
         self,
         objective: dict[str, str],
@@ -484,6 +486,7 @@ class ClvModel:
         if not hasattr(self, "churn_booster_"):
             raise NotFittedError("ClvModel is not fitted yet: call fit() or load a saved model")
 
+    @timed_step("predict")
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """P(active) and expected spend in the horizon for each row of a feature table.
 

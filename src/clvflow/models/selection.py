@@ -29,6 +29,8 @@ from scipy.stats import rankdata
 
 from clvflow.evaluation.metrics import gini_norm
 from clvflow.core.progress import track
+from clvflow.evaluation import resampling
+from clvflow.core.steptimes import timed_step
 
 #: Boosters' weights tried (0 = BG/NBD only, 1 = boosters only).
 WEIGHT_GRID = tuple(float(round(w, 1)) for w in np.linspace(0.0, 1.0, 11))
@@ -103,20 +105,33 @@ def _auc(active: np.ndarray, score: np.ndarray) -> float:
 
 
 def _gains(
-    metric: Callable[[np.ndarray, np.ndarray], float],
+    kind: str,
     truth: np.ndarray,
     boosters: np.ndarray,
     bgnbd: np.ndarray,
     draws: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per weight: the gain over BG/NBD on all customers, and its quantile over the draws."""
-    full = np.array([metric(truth, w * boosters + (1 - w) * bgnbd) for w in WEIGHT_GRID])
-    by_draw = np.array(
-        [
-            [metric(truth[i], w * boosters[i] + (1 - w) * bgnbd[i]) for w in WEIGHT_GRID]
-            for i in track(draws, "blend weights on resamples", len(draws))
-        ]
-    )
+    """Per weight: the gain over BG/NBD (``kind`` ``auc`` of P(active) or ``gini`` of spend) on
+    all customers, and its quantile over the draws. Each blend is ranked once; a draw is a
+    count per customer (:mod:`clvflow.evaluation.resampling`)."""
+    metric: Callable[[np.ndarray, np.ndarray], float] = _auc if kind == "auc" else gini_norm
+    scores = [w * boosters + (1 - w) * bgnbd for w in WEIGHT_GRID]
+    full = np.array([metric(truth, score) for score in scores])
+    rankings = [resampling.Ranking(score) for score in scores]
+    by_truth = resampling.Ranking(truth)
+    n = len(truth)
+    by_draw = np.empty((len(draws), len(WEIGHT_GRID)))
+    for d, i in enumerate(track(draws, "blend weights on resamples", len(draws))):
+        w = np.bincount(i, minlength=n).astype("float64")
+        w_truth, size = w * truth, float(len(i))
+        if kind == "auc":
+            by_draw[d] = [resampling.roc_auc(r.sums(w_truth), r.sums(w)) for r in rankings]
+            continue
+        best = resampling.gini_raw(by_truth.sums(w_truth), by_truth.sums(w), size)
+        if best <= 0:
+            raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
+        raw = np.array([resampling.gini_raw(r.sums(w_truth), r.sums(w), size) for r in rankings])
+        by_draw[d] = np.clip(raw / best, -1.0, 1.0)
     by_draw -= by_draw[:, [0]]
     return full - full[0], np.quantile(by_draw, GAIN_QUANTILE, axis=0)
 
@@ -138,6 +153,7 @@ def _surest(gain: np.ndarray, sure: np.ndarray) -> int:
     return int(np.flatnonzero(sure >= sure.max() - 1e-12)[0])
 
 
+@timed_step("evaluation")
 def choose_blend(
     actuals: pd.DataFrame, boosters: pd.DataFrame, bgnbd: pd.DataFrame, *, seed: int = 0
 ) -> Blend:
@@ -158,8 +174,8 @@ def choose_blend(
     pb, sb = _aligned(actuals, boosters)
     pg, sg = _aligned(actuals, bgnbd)
     draws = _valid_draws(active, spend, seed)
-    auc_gain, auc_sure = _gains(_auc, active, pb, pg, draws)
-    gini_gain, gini_sure = _gains(gini_norm, spend, sb, sg, draws)
+    auc_gain, auc_sure = _gains("auc", active, pb, pg, draws)
+    gini_gain, gini_sure = _gains("gini", spend, sb, sg, draws)
     ia, ispend = _surest(auc_gain, auc_sure), _surest(gini_gain, gini_sure)
     wa, ws = WEIGHT_GRID[ia], WEIGHT_GRID[ispend]
     reason = (

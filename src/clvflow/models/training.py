@@ -34,6 +34,7 @@ from clvflow.features.snapshots import (
     usable_snapshots,
 )
 from clvflow.models.uncertainty import SpendCalibration, calibrate_spend, interval_coverage
+from clvflow.core.steptimes import timed_step
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ def _predictions(
     return preds
 
 
+@timed_step("evaluation")
 def judge(
     model: ClvModel,
     features: pd.DataFrame,

@@ -1,0 +1,124 @@
+"""clvflow.evaluation.resampling: bootstrap metrics from counts per customer equal the metrics of the
+expanded resample (clvflow.evaluation.metrics' own functions), ties included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvflow.evaluation import resampling
+from clvflow.evaluation.metrics import (
+    BOOTSTRAP_METRICS,
+    TOP_SHARE,
+    _bootstrap_point,
+    bootstrap_draws,
+    gini_norm,
+    top_decile_capture,
+)
+
+
+def test_weighted_metrics_of_a_hand_made_resample() -> None:
+    """Issue 11 item 3: customers counted (2, 0, 1, 1) are the expanded rows a, a, c, d;
+    scores tie in pairs. Expected values by hand: spend [5, 5, 0, 3] by prediction
+    [0.9, 0.9, 0.1, 0.1]; the positives of P(active) [0.8, 0.8, 0.8, 0.2] are a, a, d."""
+    spend = np.array([5.0, 1.0, 0.0, 3.0])
+    pred = np.array([0.9, 0.9, 0.1, 0.1])
+    w = np.array([2.0, 0.0, 1.0, 1.0])
+    rows = np.array([0, 0, 2, 3])
+    by_pred = resampling.Ranking(pred)
+    by_spend = resampling.Ranking(spend)
+    sums, sizes = by_pred.sums(w * spend), by_pred.sums(w)
+    assert list(sums) == [10.0, 3.0] and list(sizes) == [2.0, 2.0]  # tie groups 0.9 and 0.1
+    best = resampling.gini_raw(by_spend.sums(w * spend), by_spend.sums(w), 4)
+    gini = resampling.gini_raw(sums, sizes, 4) / best
+    assert gini == pytest.approx(gini_norm(spend[rows], pred[rows]), abs=1e-15)
+    # top 10% of 4 rows = 0.4 of the first tie group (two 5s, mean 5): 2 / 13 of the spend
+    capture = resampling.top_share_capture(sums, sizes, 4, TOP_SHARE)
+    assert capture == pytest.approx(2.0 / 13.0, abs=1e-15)
+    assert capture == pytest.approx(top_decile_capture(spend[rows], pred[rows]), abs=1e-15)
+    active = np.array([1, 0, 0, 1])
+    by_p = resampling.Ranking(np.array([0.8, 0.8, 0.8, 0.2]))
+    # positives a, a (0.8), d (0.2); negative c (0.8): pairs (a,c) tie twice, (d,c) lost: 1/3
+    assert resampling.roc_auc(by_p.sums(w * active), by_p.sums(w)) == pytest.approx(1.0 / 3.0)
+
+
+def _old_draws(actual: pd.DataFrame, preds: dict, n_resamples: int, seed: int) -> dict:
+    """bootstrap_draws as it was: every resample expanded and every metric recomputed."""
+    active = actual["active"].to_numpy(dtype=int)
+    spend = actual["spend"].to_numpy(dtype=float)
+    rng = np.random.default_rng(seed)
+    n = len(actual)
+    draws: dict[str, list[dict]] = {name: [] for name in preds}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        if active[idx].min() == active[idx].max() or spend[idx].sum() <= 0:
+            continue
+        for name, pred in preds.items():
+            p = pred["p_active"].to_numpy(dtype=float)
+            s = pred["expected_spend"].to_numpy(dtype=float)
+            draws[name].append(_bootstrap_point(active[idx], spend[idx], p[idx], s[idx]))
+    return {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
+
+
+@pytest.mark.parametrize("n", [12, 3_000])
+def test_bootstrap_draws_equal_the_expanded_resamples(n: int) -> None:
+    """Issue 11 item 3 (bootstrap without re-sorting): the same resamples (same seed) give the
+    same draws as expanding each resample, to 1e-12, with heavy ties in every score and
+    degenerate resamples skipped alike (n = 12)."""
+    rng = np.random.default_rng(7)
+    active = (rng.random(n) < 0.3).astype(int)
+    spend = np.where(active == 1, np.round(rng.gamma(2.0, 20.0, n)), 0.0)
+    actual = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "active": active})
+    actual["spend"] = spend
+    preds = {
+        name: pd.DataFrame(
+            {
+                "customer_id": actual["customer_id"],
+                "p_active": np.round(rng.random(n), 1),  # ten values: ties
+                "expected_spend": np.round(rng.gamma(2.0, 20.0, n), -1),
+            }
+        )
+        for name in ("model", "bgnbd")
+    }
+    _, new = bootstrap_draws(actual, preds, n_resamples=60, seed=3)
+    old = _old_draws(actual, preds, 60, 3)
+    for name in preds:
+        assert len(new[name]) == len(old[name]) > 0
+        if n == 12:
+            assert len(new[name]) < 60  # some resamples were degenerate
+        pd.testing.assert_frame_equal(new[name], old[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["auc", "gini"])
+def test_blend_gains_equal_the_expanded_resamples(kind: str) -> None:
+    """Issue 11 item 3: choose_blend's gain per weight on each resample, from counts, equals
+    the metric recomputed on every expanded resample (as before), to 1e-12."""
+    from scipy.stats import rankdata
+
+    from clvflow.models import selection
+
+    rng = np.random.default_rng(11)
+    n = 2_000
+    active = (rng.random(n) < 0.4).astype(int)
+    spend = np.where(active == 1, np.round(rng.gamma(2.0, 10.0, n)), 0.0)
+    truth = active if kind == "auc" else spend
+    boosters, bgnbd = np.round(rng.random(n), 2), np.round(rng.random(n), 2)
+    draws = selection._valid_draws(active, spend, seed=0)
+
+    def auc(y: np.ndarray, score: np.ndarray) -> float:
+        ranks = rankdata(score)
+        n1 = int(y.sum())
+        return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
+
+    metric = auc if kind == "auc" else gini_norm
+    old = np.array(
+        [
+            [metric(truth[i], w * boosters[i] + (1 - w) * bgnbd[i]) for w in selection.WEIGHT_GRID]
+            for i in draws
+        ]
+    )
+    old -= old[:, [0]]
+    full, sure = selection._gains(kind, truth, boosters, bgnbd, draws)
+    np.testing.assert_allclose(sure, np.quantile(old, selection.GAIN_QUANTILE, axis=0), atol=1e-12)
+    assert full[0] == 0.0 and len(full) == len(selection.WEIGHT_GRID)
