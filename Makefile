@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: Python 3.11 not found; install it or run make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark]"
 	@touch $(STAMP)
 
 # Train on the embedded CDNOW data through the MLproject (backtest, refit, log, register, export).
@@ -53,7 +53,7 @@ pythons: browser
 	  test -n "$$py" || { echo "pythons: no working python$$v found, skipped"; continue; }; \
 	  echo "pythons: running the suite on $$($$py --version)"; \
 	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
-	  .venv-$$v/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]" || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,spark]" || exit 1; \
 	  PATH=$(CURDIR)/.venv-$$v/bin:$$PATH .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
 	done
 
