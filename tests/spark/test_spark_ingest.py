@@ -56,8 +56,7 @@ def report_counts(report: DataQualityReport) -> dict:
     return {k: v for k, v in report.to_dict().items() if k not in ("notes", "dropped_far_dates")}
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-@pytest.mark.parametrize("drop_duplicates", [False, True])
+@pytest.mark.parametrize(("suffix", "drop_duplicates"), [(".csv", False), (".parquet", True)])
 def test_spark_reader_equals_the_local_one_on_a_messy_log(
     spark, tmp_path: Path, suffix: str, drop_duplicates: bool
 ) -> None:
