@@ -65,3 +65,17 @@ def test_without_pyspark_the_spark_engine_exits_2_with_the_install_command(
     assert "pip install 'clvflow[spark]'" in capsys.readouterr().err
     assert main([*args, "--output", str(tmp_path / "b.csv")]) == 0
     assert (tmp_path / "b.csv").read_text().startswith("customer_id,recency_days")
+
+
+def test_an_active_session_outside_utc_is_refused(spark) -> None:
+    """Issue 12 item 4: a notebook's session in another time zone would shift zoned Parquet
+    timestamps by its offset: refused with the setting to change; UTC is accepted."""
+    from clvflow.spark.session import spark_session
+
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Berlin")
+    try:
+        with pytest.raises(InputError, match=r"'Europe/Berlin'; clvflow needs UTC"):
+            spark_session()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert spark_session() is spark

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from clvflow.core.dates import DateLike, to_day
 from clvflow.core.errors import InputError
 from clvflow.data.datasets import is_embedded
@@ -152,8 +154,8 @@ def clean_transactions_spark(
         report.dropped_duplicates = report.duplicate_rows
         used = used.where(F.col(dup_key))
     tx = used.select(*TX_COLUMNS).cache()
+    _summarise(tx, report, as_of)  # (computes tx: only then is the wider table let go)
     table.unpersist()
-    _summarise(tx, report, as_of)
     if report.rows_used == 0:
         raise InputError(
             f"{source}: no row has a customer id in column {names['customer_id']!r}. "
@@ -161,6 +163,13 @@ def clean_transactions_spark(
         )
     report.notes.append(FAR_DATES_NOTE)
     return tx, report
+
+
+def naive_instant(day: pd.Timestamp) -> Column:
+    """Midnight of ``day`` as a Spark TIMESTAMP_NTZ (from text: no time zone involved)."""
+    from pyspark.sql import functions as F
+
+    return F.lit(day.strftime("%Y-%m-%d %H:%M:%S")).cast("timestamp_ntz")
 
 
 def _first(frame: DataFrame) -> Row:
@@ -286,14 +295,13 @@ def _numbers(raw: DataFrame, column: str, source: str) -> Column:
 
 def _summarise(tx: DataFrame, report: DataQualityReport, as_of: DateLike | None) -> None:
     """The counts of ``ingest._summarise`` in one pass (plus one for the customers)."""
-    import pandas as pd
     from pyspark.sql import functions as F
 
     known = F.lit(True)
     if as_of is not None:
         day = to_day(as_of)
         report.as_of = day.date().isoformat()
-        known = F.col("timestamp") < F.lit(day.to_pydatetime()).cast("timestamp_ntz")
+        known = F.col("timestamp") < naive_instant(day)
     totals = _first(
         tx.agg(
             F.count(F.lit(1)).alias("rows"),

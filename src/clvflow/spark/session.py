@@ -80,6 +80,17 @@ def check_java() -> int:
     return major
 
 
+def check_time_zone(zone: str | None) -> None:
+    """InputError unless the session time zone is UTC: clvflow's timestamps are naive, and a
+    zoned Parquet timestamp is taken as its UTC clock time, as the default engine does."""
+    if zone not in ("UTC", "Etc/UTC", "GMT", "Z", "+00:00"):
+        raise InputError(
+            f"the active Spark session's time zone is {zone!r}; clvflow needs UTC. Set "
+            "spark.conf.set('spark.sql.session.timeZone', 'UTC') (or start clvflow without a "
+            "session: it starts one in UTC)."
+        )
+
+
 def require_pyspark() -> None:
     """InputError (with the install command) when pyspark is not installed."""
     try:
@@ -104,7 +115,8 @@ def spark_session(
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
-    if active is not None:  # (spark-submit, a notebook, or a test's session)
+    if active is not None:  # (a notebook's, or a test's session)
+        check_time_zone(active.conf.get("spark.sql.session.timeZone"))
         return active
     check_java()
     builder = SparkSession.builder.appName(app_name)

@@ -14,17 +14,11 @@ from clvflow.core.dates import DateLike, to_day
 from clvflow.features.build import FEATURE_COLUMNS
 from clvflow.features.labels import LABEL_COLUMNS, validate_horizon
 from clvflow.spark.features import build_features_spark
+from clvflow.spark.ingest import naive_instant
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import Column, DataFrame
-
-
-def _instant(day: pd.Timestamp) -> Column:
-    """Midnight of ``day`` as a naive Spark timestamp."""
-    from pyspark.sql import functions as F
-
-    return F.lit(day.to_pydatetime()).cast("timestamp_ntz")
+    from pyspark.sql import DataFrame
 
 
 def build_labels_spark(tx: DataFrame, as_of: DateLike, horizon_days: int) -> DataFrame:
@@ -37,9 +31,9 @@ def build_labels_spark(tx: DataFrame, as_of: DateLike, horizon_days: int) -> Dat
     start = to_day(as_of)
     end = start + pd.Timedelta(days=validate_horizon(horizon_days))
     ts = F.col("timestamp").cast("timestamp_ntz")
-    known = tx.where(ts < _instant(start)).select("customer_id").distinct()
+    known = tx.where(ts < naive_instant(start)).select("customer_id").distinct()
     window = (
-        tx.where((ts >= _instant(start)) & (ts < _instant(end)))
+        tx.where((ts >= naive_instant(start)) & (ts < naive_instant(end)))
         .groupBy("customer_id")
         .agg(F.max("amount").alias("bought"), F.sum("amount").alias("net"))
     )
@@ -71,7 +65,7 @@ def stack_snapshots_spark(
             f"snapshot date(s) {late}: the {horizon_days}-day label window ends after the cutoff "
             f"{cutoff_day.date()}"
         )
-    past = tx.where(F.col("timestamp").cast("timestamp_ntz") < _instant(cutoff_day))
+    past = tx.where(F.col("timestamp").cast("timestamp_ntz") < naive_instant(cutoff_day))
     parts = []
     for d in dates:
         day = to_day(d)
@@ -80,7 +74,7 @@ def stack_snapshots_spark(
         )
         parts.append(
             rows.select(
-                _instant(day).alias("snapshot_date"),
+                naive_instant(day).alias("snapshot_date"),
                 "customer_id",
                 *FEATURE_COLUMNS,
                 *LABEL_COLUMNS,
