@@ -102,19 +102,21 @@ def test_spark_reader_names_the_file_column_and_values_it_cannot_read(
 
 def test_features_command_on_spark_writes_the_local_table(spark, tmp_path: Path, capsys) -> None:
     """Issue 12 item 1: `clvflow features --engine spark` writes the file the default engine
-    writes (same ids, same numbers) and the same data-quality counts."""
+    writes (same ids, same numbers, as of the same default date: the day after the last row)
+    and the same data-quality counts."""
     raw = messy_log()
     path = tmp_path / "log.csv"
     raw.to_csv(path, index=False)
     flags = ["--transactions", str(path), "--customer-col", "CustomerID", "--timestamp-col"]
-    flags += ["InvoiceDate", "--amount-col", "Amount", "--as-of", AS_OF, "--keep-far-dates"]
+    flags += ["InvoiceDate", "--amount-col", "Amount", "--keep-far-dates"]  # as-of: the default
     for engine in ("local", "spark"):
         out, quality = tmp_path / f"{engine}.parquet", tmp_path / f"{engine}.json"
         args = ["features", *flags, "--output", str(out), "--quality-report", str(quality)]
         assert main([*args, "--engine", engine]) == 0
-    assert_same_features(
-        pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet")
-    )
+    local = pd.read_parquet(tmp_path / "local.parquet")
+    assert_same_features(pd.read_parquet(tmp_path / "spark.parquet"), local)
+    first, last = (pd.Timestamp(d).normalize() for d in raw["InvoiceDate"].agg(["min", "max"]))
+    assert local["tenure_days"].max() == (last - first).days + 1  # as of the day after the last
     reports = [
         DataQualityReport(**json.loads((tmp_path / f"{e}.json").read_text()))
         for e in ("local", "spark")
