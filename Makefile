@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test wheels pythons lint format bench bench-btyd bench-train bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
+.PHONY: venv spark run test wheels pythons lint format bench bench-btyd bench-train bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
 
 venv: $(STAMP)
 
@@ -16,6 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
+
+# The Spark engine's extra (pyspark, ~450 MB, a source package built once) for its tests in
+# `make test`; `make run` does not need it. Java 17 must be installed (docs: README "On Spark").
+SPARK_STAMP := $(VENV)/.installed-spark
+spark: $(SPARK_STAMP)
+
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark]"
+	@touch $(SPARK_STAMP)
 
 # Train on the embedded CDNOW data through the MLproject (backtest, refit, log, register, export).
 run: venv
@@ -53,11 +62,11 @@ pythons: browser
 	  test -n "$$py" || { echo "pythons: no working python$$v found, skipped"; continue; }; \
 	  echo "pythons: running the suite on $$($$py --version)"; \
 	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
-	  .venv-$$v/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]" || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,spark]" || exit 1; \
 	  PATH=$(CURDIR)/.venv-$$v/bin:$$PATH .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
 	done
 
-test: venv browser wheels
+test: venv spark browser wheels
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

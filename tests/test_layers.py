@@ -15,7 +15,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "clvflow"
 
 #: The stages in flow order; a module may import from its own stage or a lower one.
-LAYERS = ["core", "data", "features", "evaluation", "models", "scoring", "mlops", "cli", "api"]
+LAYERS = [
+    "core", "data", "features", "evaluation", "models", "scoring", "spark", "mlops", "cli", "api"
+]  # fmt: skip
 
 #: Old import paths kept for files written before the move (module -> the stage it belongs to).
 COMPAT = {"clvflow.pyfunc_model": "mlops"}
@@ -131,6 +133,30 @@ def test_mlflow_is_imported_only_in_mlops():
         if target == "mlflow" or target.startswith("mlflow.")
     ]
     assert outside == []
+
+
+def test_pyspark_is_imported_only_in_spark_and_only_lazily():
+    """Issue 12 item 4: clvflow works without the spark extra: pyspark appears only in
+    clvflow.spark, inside functions or under TYPE_CHECKING, never at a module's top level."""
+    outside, eager = [], []
+    for path in sorted(SRC.rglob("*.py")):
+        in_spark = module_name(path).split(".")[1:2] == ["spark"]
+        tree = ast.parse(path.read_text(), str(path))
+        top = {id(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)}
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "pyspark" or n.startswith("pyspark.") for n in names):
+                where = f"{module_name(path)} (line {node.lineno})"
+                (eager if in_spark and id(node) in top else outside if not in_spark else []).append(
+                    where
+                )
+    assert outside == [] and eager == []
 
 
 def test_research_code_is_not_in_the_package():

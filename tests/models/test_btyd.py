@@ -518,3 +518,24 @@ def test_warm_start_stalled_on_a_ridge_runs_every_start() -> None:
     np.testing.assert_allclose(
         [warm.r, warm.alpha, warm.a, warm.b], [cold.r, cold.alpha, cold.a, cold.b], rtol=1e-4
     )
+
+
+def test_fits_on_counted_histories_equal_the_fits_on_the_customers() -> None:
+    """Issue 12 item 2: rows given once with how many customers they stand for (what a Spark
+    groupBy returns) fit the same BG/NBD and Gamma-Gamma parameters as the customers one by one
+    (CDNOW's buyers as of 1997-10-01)."""
+    from clvflow.data.ingest import load_cdnow
+
+    f = build_features(load_cdnow(), "1997-10-01")
+    f = f[f["n_purchase_days"] > 0]
+    x, m = f["frequency"].to_numpy(), f["mean_repeat_spend"].to_numpy()
+    t_x, T = f["t_x_days"].to_numpy() / 7.0, f["T_days"].to_numpy() / 7.0
+    one_by_one = fit_bgnbd(x, t_x, T), fit_gamma_gamma(x[m > 0], m[m > 0])
+    (ux, utx, uT), n = btyd._collapse(x, t_x, T)
+    (gx, gm), gn = btyd._collapse(x[m > 0], m[m > 0])
+    assert ux.size < x.size / 2 and n.sum() == x.size  # the histories really collapse
+    counted = fit_bgnbd(ux, utx, uT, counts=n), fit_gamma_gamma(gx, gm, counts=gn)
+    for a, b in zip(counted, one_by_one, strict=True):
+        np.testing.assert_allclose(list(vars(a).values()), list(vars(b).values()), rtol=1e-9)
+    with pytest.raises(ValueError, match="counts must be whole numbers >= 1"):
+        fit_bgnbd(ux, utx, uT, counts=n - 0.5)

@@ -137,3 +137,60 @@ def read_transactions(
             raise TypeError("read_transactions: --quality-report needs the command's outputs")
         outputs.write(Path(args.quality_report), report.save)
     return tx, report
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine local|spark`` and ``--spark-master`` (commands that run on Spark)."""
+    g = p.add_argument_group("engine")
+    g.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: this machine (default); spark: Apache Spark (pip install 'clvflow[spark]', "
+        "Java 17; under spark-submit the session it starts)",
+    )
+    g.add_argument(
+        "--spark-master",
+        default=None,
+        metavar="URL",
+        help="Spark master with --engine spark, e.g. local[4] or spark://host:7077 (default: "
+        "spark-submit's, else local[*])",
+    )
+
+
+#: Flags the Spark reader does not support yet: (attribute, flag).
+_LOCAL_ONLY_FLAGS = (
+    ("exclude", "--exclude"),
+    ("date_format", "--date-format"),
+    ("dayfirst", "--dayfirst"),
+)
+
+
+def read_transactions_spark(
+    args: argparse.Namespace, as_of: DateLike | None = None, outputs: Outputs | None = None
+) -> tuple[Any, DataQualityReport]:
+    """:func:`read_transactions` on Spark: a Spark transactions table and its report."""
+    from clvflow.spark.ingest import load_transactions_spark
+    from clvflow.spark.session import spark_session
+
+    given = [flag for attr, flag in _LOCAL_ONLY_FLAGS if getattr(args, attr, None)]
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: not supported with --engine spark yet; clean the file first "
+            "or use the default engine (--engine local)."
+        )
+    spark = spark_session(args.spark_master)
+    tx, report = load_transactions_spark(
+        spark,
+        args.transactions,
+        column_map(args),
+        as_of=as_of,
+        drop_duplicates=args.drop_duplicates,
+    )
+    for line in report.to_table().splitlines():
+        log.info(line)
+    if args.quality_report:
+        if outputs is None:
+            raise TypeError("read_transactions_spark: --quality-report needs the command's outputs")
+        outputs.write(Path(args.quality_report), report.save)
+    return tx, report

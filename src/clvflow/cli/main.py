@@ -15,10 +15,17 @@ from clvflow.core.errors import InputError
 if TYPE_CHECKING:  # (imported where used: the CLI starts quickly)
     import pandas as pd
 
+    from clvflow.data.files import Outputs
     from clvflow.mlops.settings import JobOutcome, JobSettings
     from clvflow.models.clv import Selection
 
-from clvflow.cli.args import add_transaction_args, open_outputs, read_transactions
+from clvflow.cli.args import (
+    add_engine_args,
+    add_transaction_args,
+    open_outputs,
+    read_transactions,
+    read_transactions_spark,
+)
 
 log = logging.getLogger("clvflow")
 
@@ -30,9 +37,12 @@ def cmd_features(args: argparse.Namespace) -> int:
     with open_outputs(args) as outputs:
         out = outputs.required_file(args.output, "--output")
         as_of = to_day(args.as_of) if args.as_of else None
-        tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
-        as_of = as_of or default_as_of(tx)
-        features = build_features(tx, as_of)
+        if args.engine == "spark":
+            features, as_of = _spark_features(args, as_of, outputs)
+        else:
+            tx, _ = read_transactions(args, as_of=as_of, outputs=outputs)
+            as_of = as_of or default_as_of(tx)
+            features = build_features(tx, as_of)
         outputs.write_table(features, out)
         outputs.commit()
     log.info(
@@ -40,6 +50,21 @@ def cmd_features(args: argparse.Namespace) -> int:
     )
     print(features.describe().T[["mean", "50%", "max"]].to_string(float_format="{:,.2f}".format))
     return 0
+
+
+def _spark_features(
+    args: argparse.Namespace, as_of: pd.Timestamp | None, outputs: Outputs
+) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The feature table computed by Spark and collected to the driver (one row per customer;
+    the transactions stay on the executors), and its as-of date."""
+    import pandas as pd
+
+    from clvflow.core.dates import day_after
+    from clvflow.spark.features import build_features_spark, features_to_pandas
+
+    tx, report = read_transactions_spark(args, as_of=as_of, outputs=outputs)
+    as_of = as_of or day_after(pd.Timestamp(str(report.last_timestamp)))
+    return features_to_pandas(build_features_spark(tx, as_of)), as_of
 
 
 # ---- train / backtest ----------------------------------------------------------------------
@@ -428,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", default=None, help="date YYYY-MM-DD (default: day after last row)")
     p.add_argument("--output", required=True, help="output .csv or .parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_engine_args(p)
     p.set_defaults(func=cmd_features)
 
     add_job_parsers(sub)

@@ -202,8 +202,11 @@ def _fit_log_params(
     return best.x
 
 
-def _collapse(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """The distinct rows of ``columns`` (sorted) and how often each occurs, as float weights.
+def _collapse(
+    *columns: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of ``columns`` (sorted) and how often each occurs, as float weights
+    (with ``weights``: the sum of the rows' weights, e.g. counts of already collapsed rows).
 
     A log-likelihood summed over customers equals the count-weighted sum over distinct histories.
     """
@@ -216,6 +219,8 @@ def _collapse(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     first = ~first
     first[:1] = True
     starts = np.flatnonzero(first)
+    if weights is not None:
+        return [c[starts] for c in ordered], np.add.reduceat(weights[order], starts)
     counts = np.diff(np.append(starts, n)).astype(float)
     return [c[starts] for c in ordered], counts
 
@@ -258,18 +263,22 @@ def _bgnbd_log_lik(
     return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
 
 
-def _bgnbd_objective(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[Objective, int]:
+def _bgnbd_objective(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, counts: np.ndarray | None = None
+) -> tuple[Objective, int]:
     """Negative mean BG/NBD log-likelihood (eq. 6) with its analytic gradient over
     (log r, log alpha, log a, log b), and the number of distinct histories it sums over.
 
     Customers are collapsed to distinct (x, t_x, T) histories with counts (one-time buyers to
     distinct T); terms of x, t_x or T alone are computed once per distinct value. One-time
     buyers contribute r log(alpha) - r log(alpha + T) (their gamma-function terms cancel).
+    ``counts``: how many customers each row stands for (default 1 each).
     """
-    n = float(x.size)
+    n = float(x.size) if counts is None else float(counts.sum())
     once = x == 0
-    (T0,), w0 = _collapse(T[once])
-    (xr, txr, Tr), wr = _collapse(x[~once], t_x[~once], T[~once])
+    w_once, w_rep = (None, None) if counts is None else (counts[once], counts[~once])
+    (T0,), w0 = _collapse(T[once], weights=w_once)
+    (xr, txr, Tr), wr = _collapse(x[~once], t_x[~once], T[~once], weights=w_rep)
     ux, ix = np.unique(xr, return_inverse=True)
     uT, iT = np.unique(Tr, return_inverse=True)
     utx, itx = np.unique(txr, return_inverse=True)
@@ -329,6 +338,7 @@ def fit_bgnbd(
     init: BgNbdParams | None = None,
     *,
     numerical: bool = False,
+    counts: ArrayLike | None = None,
 ) -> BgNbdParams:
     """Fit BG/NBD by maximum likelihood.
 
@@ -341,6 +351,8 @@ def fit_bgnbd(
             run only when the fit from it does not converge.
         numerical: fit as clvflow did before analytic gradients (numerical gradients, every
             start, per customer): the reference of `make bench-btyd`.
+        counts: customers per row, when the rows are distinct histories already collapsed
+            (e.g. by a Spark groupBy): the fit equals the one on the customers themselves.
 
     Returns:
         BgNbdParams with r, alpha, a, b and the total log-likelihood at the optimum.
@@ -350,25 +362,30 @@ def fit_bgnbd(
             process is then not identified).
     """
     x, tx, t_end = _check_rft(frequency, t_x, T)
+    w = _check_counts(counts, x.size)
     if x.size == 0:
         raise ValueError("cannot fit BG/NBD on zero customers")
     if not (x > 0).any():
         raise ValueError("cannot fit BG/NBD: no customer has a repeat purchase (frequency > 0)")
-    objective, n_rows = _bgnbd_objective(x, tx, t_end)
-    logger.debug("BG/NBD fit: %d customers, %d distinct histories", x.size, n_rows)
+    if numerical and w is not None:
+        raise ValueError("numerical=True fits per customer: give the customers, not counts")
+    objective, n_rows = _bgnbd_objective(x, tx, t_end, w)
+    n = x.size if w is None else float(w.sum())
+    logger.debug("BG/NBD fit: %d customers, %d distinct histories", n, n_rows)
     # alpha carries the time unit: scale its starts by the mean observation period.
-    scale = float(t_end.mean()) if t_end.mean() > 0 else 1.0
+    mean_T = float(t_end.mean()) if w is None else float(np.average(t_end, weights=w))
+    scale = mean_T if mean_T > 0 else 1.0
     starts = [
         (1.0, scale, 1.0, 1.0),
         (0.5, 0.1 * scale, 0.5, 2.0),
         (2.0, 2.0 * scale, 2.0, 5.0),
     ]
     warm = None if init is None else (init.r, init.alpha, init.a, init.b)
-    n = x.size
 
     def legacy(log_params: np.ndarray) -> float:
         r, alpha, a, b = np.exp(log_params)
-        value = -_bgnbd_log_lik(r, alpha, a, b, x, tx, t_end).sum() / n
+        per_row = _bgnbd_log_lik(r, alpha, a, b, x, tx, t_end)
+        value = -(per_row if w is None else per_row * w).sum() / n
         return float(value) if np.isfinite(value) else 1e300
 
     log_params = _fit_log_params(objective, starts, "BG/NBD", warm, legacy, numerical)
@@ -478,6 +495,19 @@ def bgnbd_prob_active(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_counts(counts: ArrayLike | None, n_rows: int) -> np.ndarray | None:
+    """Customers per row as floats (whole numbers >= 1), or None."""
+    if counts is None:
+        return None
+    w = _as_1d(counts, "counts")
+    if w.size != n_rows:
+        raise ValueError(f"counts has {w.size} values for {n_rows} rows")
+    bad = (w < 1) | (w != np.round(w))
+    if bad.any():
+        raise ValueError(f"counts must be whole numbers >= 1; not at positions {_first_rows(bad)}")
+    return w
+
+
 def _check_spend(frequency: ArrayLike, monetary: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     x = _as_1d(frequency, "frequency")
     m = _as_1d(monetary, "monetary")
@@ -502,15 +532,17 @@ def _gamma_gamma_log_lik(
     )
 
 
-def _gamma_gamma_objective(x: np.ndarray, m: np.ndarray) -> Objective:
+def _gamma_gamma_objective(
+    x: np.ndarray, m: np.ndarray, counts: np.ndarray | None = None
+) -> Objective:
     """Negative mean Gamma-Gamma log-likelihood with its analytic gradient over
     (log p, log q, log gamma), summed over distinct (x, m) with counts.
 
     Only -(p x + q) log(gamma + x m) needs a pass over the rows per evaluation: the terms in
     log m and log x are linear in p (sums precomputed), the gamma functions depend on x alone.
     """
-    n = float(x.size)
-    (xs, ms), w = _collapse(x, m)
+    n = float(x.size) if counts is None else float(counts.sum())
+    (xs, ms), w = _collapse(x, m, weights=counts)
     ux, ix = np.unique(xs, return_inverse=True)
     wx = np.bincount(ix, weights=w, minlength=ux.size)
     total = xs * ms
@@ -547,6 +579,7 @@ def fit_gamma_gamma(
     init: GammaGammaParams | None = None,
     *,
     numerical: bool = False,
+    counts: ArrayLike | None = None,
 ) -> GammaGammaParams:
     """Fit the Gamma-Gamma spend model by maximum likelihood on customers with frequency > 0.
 
@@ -557,6 +590,7 @@ def fit_gamma_gamma(
         init: a warm start (e.g. the previous snapshot's fit); the fixed starts run only when
             the fit from it does not converge.
         numerical: fit as before analytic gradients (see :func:`fit_bgnbd`).
+        counts: customers per row for collapsed rows (see :func:`fit_bgnbd`).
 
     Returns:
         GammaGammaParams with p, q, gamma and the log-likelihood over the repeat customers.
@@ -566,6 +600,9 @@ def fit_gamma_gamma(
             repeat customer, or when there is no repeat customer.
     """
     x, m = _check_spend(frequency, monetary)
+    w = _check_counts(counts, x.size)
+    if numerical and w is not None:
+        raise ValueError("numerical=True fits per customer: give the customers, not counts")
     repeat = x > 0
     if not repeat.any():
         raise ValueError(
@@ -578,16 +615,18 @@ def fit_gamma_gamma(
             f"at positions {_first_rows(bad)}; drop or floor them before fitting"
         )
     x, m = x[repeat], m[repeat]
-    objective = _gamma_gamma_objective(x, m)
+    w = None if w is None else w[repeat]
+    objective = _gamma_gamma_objective(x, m, w)
     # gamma carries the currency unit: scale its starts by the mean spend.
-    scale = float(m.mean())
+    scale = float(m.mean()) if w is None else float(np.average(m, weights=w))
     starts = [(1.0, 1.0, scale), (5.0, 3.0, 0.5 * scale), (2.0, 5.0, 2.0 * scale)]
     warm = None if init is None else (init.p, init.q, init.gamma)
-    n = x.size
+    n = x.size if w is None else float(w.sum())
 
     def legacy(log_params: np.ndarray) -> float:
         p, q, gamma = np.exp(log_params)
-        value = -_gamma_gamma_log_lik(p, q, gamma, x, m).sum() / n
+        per_row = _gamma_gamma_log_lik(p, q, gamma, x, m)
+        value = -(per_row if w is None else per_row * w).sum() / n
         return float(value) if np.isfinite(value) else 1e300
 
     log_params = _fit_log_params(objective, starts, "Gamma-Gamma", warm, legacy, numerical)
