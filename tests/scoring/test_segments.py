@@ -245,6 +245,10 @@ _row = st.tuples(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_row, min_size=1, max_size=40))
 @example(rows=[(1, 0, 0.0, 0, 1.0, 1.0, 0.0, 0.01)])  # nobody expected to spend: money factor 1
+@example(  # win-back targets with and without net spend, nobody expected to spend
+    rows=[(1, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0)] * 3
+    + [(1, 0, 0.0, 0, 1.0, 0.0, 0.0, 0.0), (1, 0, 1.0, 0, 1.0, 0.0, 0.0, 0.0)]
+)
 def test_invariants(rows: list[tuple]) -> None:
     table = pd.DataFrame(
         {
@@ -273,7 +277,8 @@ def test_invariants(rows: list[tuple]) -> None:
     assert sorted(out["retention_priority"]) == list(range(1, n + 1))
     by_priority = out.sort_values("retention_priority")
     gone = out["p_alive"] < WINBACK_P_ALIVE
-    no_net = out.assign(gone=gone, no_net=out["historical_clv"] <= 0)
+    # (net spend splits the customers still alive only: the win-back targets are one group)
+    no_net = out.assign(gone=gone, no_net=~gone & (out["historical_clv"] <= 0))
     expected = no_net.sort_values(
         ["gone", "no_net", "value_at_risk", "customer_id"], ascending=[True, True, False, True]
     )
