@@ -72,7 +72,7 @@ test: venv spark browser wheels
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-lint: venv
+lint: venv spark
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
