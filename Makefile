@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv spark run test wheels pythons lint format bench bench-btyd bench-train bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
+.PHONY: venv spark java run test wheels pythons lint format bench bench-btyd bench-train bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
 
 venv: $(STAMP)
 
@@ -25,6 +25,15 @@ spark: $(SPARK_STAMP)
 $(SPARK_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark]"
 	@touch $(SPARK_STAMP)
+
+# The Spark tests need a Java 17+ runtime; install Debian's when there is none.
+java:
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	test -n "$$v" && test "$$v" -ge 17 || { \
+	  echo "installing a Java runtime (Debian openjdk-17-jre-headless) for the Spark tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 # Train on the embedded CDNOW data through the MLproject (backtest, refit, log, register, export).
 run: venv
@@ -66,7 +75,7 @@ pythons: browser
 	  PATH=$(CURDIR)/.venv-$$v/bin:$$PATH .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
 	done
 
-test: venv spark browser wheels
+test: venv spark java browser wheels
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
