@@ -26,6 +26,18 @@ from clvflow.core.dates import DateLike, to_day
 NEXT_PURCHASE_MIN_P = 0.5
 
 
+def purchases_given_active(
+    bg_expected_purchases: np.ndarray, bg_p_active: np.ndarray
+) -> np.ndarray:
+    """BG/NBD's E[purchase days | at least one in the window] = expected / P(at least one),
+    at least 1 (and 1 where BG/NBD gives no chance of a purchase)."""
+    n = np.asarray(bg_expected_purchases, dtype="float64")
+    q = np.asarray(bg_p_active, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        given = np.where(q > 1e-12, n / q, 1.0)
+    return np.maximum(given, 1.0)
+
+
 def expected_purchases(
     p_active: np.ndarray,
     bg_expected_purchases: np.ndarray | None,
@@ -43,11 +55,7 @@ def expected_purchases(
     fallback = np.maximum(np.asarray(rate_count, dtype="float64"), 1.0)
     if bg_expected_purchases is None or bg_p_active is None:
         return p * fallback
-    n = np.asarray(bg_expected_purchases, dtype="float64")
-    q = np.asarray(bg_p_active, dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        given = np.where(q > 1e-12, n / q, 1.0)
-    return p * np.maximum(given, 1.0)
+    return p * purchases_given_active(bg_expected_purchases, bg_p_active)
 
 
 def next_purchase_days(

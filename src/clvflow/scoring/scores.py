@@ -14,7 +14,12 @@ import pandas as pd
 from clvflow.models.btyd import btyd_predictions
 from clvflow.models.clv import ClvModel
 from clvflow.models.lifetime import lifetime_discount_rate, lifetime_value, long_run_dert
-from clvflow.models.purchases import expected_purchases, next_purchase_date, next_purchase_days
+from clvflow.models.purchases import (
+    expected_purchases,
+    next_purchase_date,
+    next_purchase_days,
+    purchases_given_active,
+)
 from clvflow.models.uncertainty import LOWER, UPPER, SpendCalibration, spend_quantiles
 from clvflow.scoring.reasons import REASON_COLUMNS, reasons
 from clvflow.scoring.value import horizon_clv
@@ -212,12 +217,11 @@ def lifetime_clv(
 
 
 def purchases_if_active(model: ClvModel, features: pd.DataFrame) -> np.ndarray:
-    """BG/NBD's E[purchase days | active in the window] per row (the model's own fit; 1 for
-    customers without a purchase history)."""
+    """BG/NBD's E[purchase days | active in the window] per row (the model's own fit;
+    :func:`clvflow.models.purchases.purchases_given_active`)."""
     if model.btyd_ is None:
         raise ValueError("purchases if active need the model's BG/NBD fit; this model has none")
     btyd = btyd_predictions(model.btyd_, features, model.horizon_days)
-    p_buy = btyd["bg_p_active"].to_numpy("float64")
-    purchases = btyd["bg_expected_purchases"].to_numpy("float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(p_buy > 0, purchases / p_buy, 1.0)
+    return purchases_given_active(
+        btyd["bg_expected_purchases"].to_numpy("float64"), btyd["bg_p_active"].to_numpy("float64")
+    )
