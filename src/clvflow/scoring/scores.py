@@ -96,6 +96,8 @@ def score_features(
     """
     horizon = model.horizon_days
     pred = model.predict(features)
+    # BG/NBD's predictions, once: the lifetime value and the BTYD columns both use them
+    btyd = None if model.btyd_ is None else btyd_predictions(model.btyd_, features, horizon)
     p_active = pred["p_active"].to_numpy("float64")
     spend_if_active = pred["expected_spend_if_active"].to_numpy("float64")
     scores = pd.DataFrame(
@@ -122,12 +124,13 @@ def score_features(
         features,
         spend_if_active,
         scores["clv"].to_numpy(),
+        None if btyd is None else _purchases_given(btyd),
         margin=margin,
         annual_discount_rate=annual_discount_rate,
     )
     scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
     scores["lifetime_discount_rate"] = lifetime_discount_rate(annual_discount_rate)
-    _add_btyd_columns(scores, model, features, as_of)
+    _add_btyd_columns(scores, model, features, as_of, btyd)
     _add_intervals(scores, model, margin=margin, annual_discount_rate=annual_discount_rate)
     if with_reasons:
         scores[REASON_COLUMNS] = reasons(model, features)[REASON_COLUMNS].to_numpy()
@@ -135,17 +138,21 @@ def score_features(
 
 
 def _add_btyd_columns(
-    scores: pd.DataFrame, model: ClvModel, features: pd.DataFrame, as_of: pd.Timestamp
+    scores: pd.DataFrame,
+    model: ClvModel,
+    features: pd.DataFrame,
+    as_of: pd.Timestamp,
+    btyd: pd.DataFrame | None,
 ) -> None:
-    """``expected_purchases`` and ``next_purchase_date`` (:mod:`clvflow.models.purchases`)."""
+    """``expected_purchases`` and ``next_purchase_date`` (:mod:`clvflow.models.purchases`);
+    ``btyd``: the model's BG/NBD predictions for ``features``, None without a fit."""
     horizon = model.horizon_days
     p_active = scores["p_active"].to_numpy("float64")
     observed = features["T_days"].to_numpy("float64") + 1.0
     rate = features["n_purchase_days"].to_numpy("float64") / np.maximum(observed, 1.0) * horizon
-    if model.btyd_ is None:
+    if btyd is None:
         count = expected_purchases(p_active, None, None, rate)
     else:
-        btyd = btyd_predictions(model.btyd_, features, horizon)
         count = expected_purchases(
             p_active,
             btyd["bg_expected_purchases"].to_numpy("float64"),
@@ -188,6 +195,7 @@ def lifetime_clv(
     features: pd.DataFrame,
     spend_if_active: np.ndarray,
     clv: np.ndarray,
+    purchases: np.ndarray | None,
     *,
     margin: float,
     annual_discount_rate: float,
@@ -199,12 +207,13 @@ def lifetime_clv(
     over the rest of their life under the model's MBG/NBD (:mod:`clvflow.models.lifetime`), spend per
     purchase the model's E[spend | active in the window] / BG/NBD's E[purchase days | active in
     the window]. Both MBG/NBD and BG/NBD are fitted on the history before the cutoff whatever
-    the horizon, so only the boosters' spend per purchase depends on it. A model without them
+    the horizon, so only the boosters' spend per purchase depends on it (``purchases``:
+    :func:`purchases_if_active`, None without a BG/NBD fit). A model without them
     (saved before the long-run model, or MBG/NBD unusable at the cutoff) has no long run: its
     lifetime value is the horizon's ``clv``, with a warning.
     """
     long_run = getattr(model, "long_run_", None)
-    if long_run is None or model.btyd_ is None:
+    if long_run is None or purchases is None:
         logger.warning(
             "the model has no long-run model (MBG/NBD): clv_lifetime = the horizon's clv; "
             "retrain with this clvflow version for a lifetime value"
@@ -212,7 +221,6 @@ def lifetime_clv(
         return np.asarray(clv, dtype="float64").copy()
     rate = lifetime_discount_rate(annual_discount_rate)
     dert = long_run_dert(long_run, features, rate)
-    purchases = purchases_if_active(model, features)
     return lifetime_value(dert, spend_if_active, purchases, margin=margin)
 
 
@@ -221,7 +229,11 @@ def purchases_if_active(model: ClvModel, features: pd.DataFrame) -> np.ndarray:
     :func:`clvflow.models.purchases.purchases_given_active`)."""
     if model.btyd_ is None:
         raise ValueError("purchases if active need the model's BG/NBD fit; this model has none")
-    btyd = btyd_predictions(model.btyd_, features, model.horizon_days)
+    return _purchases_given(btyd_predictions(model.btyd_, features, model.horizon_days))
+
+
+def _purchases_given(btyd: pd.DataFrame) -> np.ndarray:
+    """:func:`clvflow.models.purchases.purchases_given_active` of BG/NBD's prediction frame."""
     return purchases_given_active(
         btyd["bg_expected_purchases"].to_numpy("float64"), btyd["bg_p_active"].to_numpy("float64")
     )
