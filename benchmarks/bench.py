@@ -206,8 +206,11 @@ def _run_worker(python: str, job: dict, script: str | None = None) -> tuple[dict
     return result, usage["rss_gb"]
 
 
-def run_child(python: str, job: dict, script: str | None = None) -> tuple[dict, dict[str, float]]:
-    """Run one job in a child process (``script`` via ``-c``, else this module's worker).
+def run_child(
+    python: str, job: dict, script: str | None = None, env: dict[str, str] | None = None
+) -> tuple[dict, dict[str, float]]:
+    """Run one job in a child process (``script`` via ``-c``, else this module's worker), with
+    ``env`` as its environment (None: this process's).
 
     Returns:
         (its JSON result, ``{"rss_gb": peak RSS, "cpu": user + system seconds}`` of the child).
@@ -220,7 +223,7 @@ def run_child(python: str, job: dict, script: str | None = None) -> tuple[dict, 
         else:
             cmd = [python, "-c", script, json.dumps(job)]
         with open(Path(tmp) / "log", "w+") as log:
-            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             _, status, usage = os.wait4(child.pid, 0)
             child.returncode = os.waitstatus_to_exitcode(status)
             if child.returncode != 0 or not out.exists():

@@ -27,18 +27,16 @@ max / min - 1) is printed; no tolerance is applied.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.bench import SIMULATION_AS_OF, machine_summary, prepare_data
+from benchmarks.bench import SIMULATION_AS_OF, machine_summary, prepare_data, run_child
 
 HORIZON_DAYS = 90
 #: Setting -> (OMP_WAIT_POLICY in the child's environment, None = unset; n_jobs, 0 = default).
@@ -158,19 +156,8 @@ def _run(job: dict, wait_policy: str | None, n_jobs: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if wait_policy is not None:
         env["OMP_WAIT_POLICY"] = wait_policy
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        payload = json.dumps({**job, "n_jobs": n_jobs, "out": str(out)})
-        with open(Path(tmp) / "log", "w+") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-c", _SCRIPT, payload], env=env, stdout=log, stderr=log
-            )
-            _, status, usage = os.wait4(child.pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
-                log.seek(0)
-                raise RuntimeError(f"bench-threads {job['step']} failed:\n{log.read()[-3000:]}")
-        result = json.loads(out.read_text())
-    return result | {"cpu_total": usage.ru_utime + usage.ru_stime}
+    result, usage = run_child(sys.executable, {**job, "n_jobs": n_jobs}, _SCRIPT, env=env)
+    return result | {"cpu_total": usage["cpu"]}
 
 
 # clvflow is imported first (as the CLI does), before anything loads xgboost.
