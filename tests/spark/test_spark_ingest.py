@@ -16,7 +16,7 @@ from clvflow.data.ingest import ColumnMap, DataQualityReport, load_transactions
 from clvflow.data.simulate import retail_like
 from clvflow.features.build import build_features
 from clvflow.spark.features import build_features_spark, features_to_pandas
-from clvflow.spark.ingest import FAR_DATES_NOTE, load_transactions_spark
+from clvflow.spark.ingest import load_transactions_spark
 from tests.spark.test_spark_features import assert_same_features
 
 AS_OF = "2011-09-01"
@@ -53,7 +53,7 @@ def sorted_tx(tx: pd.DataFrame) -> pd.DataFrame:
 
 
 def report_counts(report: DataQualityReport) -> dict:
-    return {k: v for k, v in report.to_dict().items() if k not in ("notes", "dropped_far_dates")}
+    return {k: v for k, v in report.to_dict().items() if k != "notes"}
 
 
 @pytest.mark.parametrize(("suffix", "drop_duplicates"), [(".csv", False), (".parquet", True)])
@@ -77,7 +77,6 @@ def test_spark_reader_equals_the_local_one_on_a_messy_log(
     assert local.customer_ids_float_formatted > 20 and local.duplicate_rows > 20
     assert local.dropped_missing_customer_id > 0 and local.returns > 0
     assert report_counts(report) == report_counts(local)
-    assert FAR_DATES_NOTE in report.notes
     got = spark_tx.toPandas()
     got["customer_id"] = got["customer_id"].astype("str")
     pd.testing.assert_frame_equal(
@@ -123,6 +122,52 @@ def test_features_command_on_spark_writes_the_local_table(spark, tmp_path: Path,
     ]
     assert report_counts(reports[1]) == report_counts(reports[0])
     code = main(["features", *flags, "--output", str(tmp_path / "x.csv"), "--engine", "spark",
-                 "--exclude", "Channel=web"])  # fmt: skip
+                 "--dayfirst"])  # fmt: skip
     assert code == 2
-    assert "--exclude: not supported with --engine spark yet" in capsys.readouterr().err
+    assert "--dayfirst needs --date-format on the Spark engine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_spark_reader_applies_exclude_rules_date_layouts_and_the_far_dates_rule(
+    spark, tmp_path: Path, suffix: str
+) -> None:
+    """Issue 12 item 1: --exclude (counted rule by rule, first match wins, a whole float
+    matching its integer text), --date-format and the far-dates check give the single-machine
+    rows and counts on Spark."""
+    raw = messy_log()
+    stamps = pd.to_datetime(raw["InvoiceDate"])
+    raw["InvoiceDate"] = stamps.dt.strftime("%d/%m/%Y %H:%M")
+    raw["Store"] = (np.arange(len(raw)) % 5).astype(float)  # 0.0 .. 4.0
+    typo = raw.iloc[[3, 8, 9]].copy()
+    typo["InvoiceDate"] = ["01/02/2999 10:00", "15/06/1911 09:30", "16/06/1911 09:30"]
+    typo[["Channel", "Store"]] = ["shop", 0.0]
+    raw = pd.concat([raw, typo], ignore_index=True)
+    path = tmp_path / f"log{suffix}"
+    if suffix == ".csv":
+        raw.to_csv(path, index=False)
+    else:
+        raw.to_parquet(path, index=False)
+    rules = ["Channel=web", "Store=3,3.0;Store=3,4,4.0", "Channel^=x"]  # (CSV: text "3.0")
+    options = {"exclude": rules, "date_format": "%d/%m/%Y %H:%M", "as_of": AS_OF}
+    local_tx, local = load_transactions(path, COLUMNS, **options)
+    spark_tx, report = load_transactions_spark(spark, path, COLUMNS, **options)
+    excluded = [e["rows"] for e in local.excluded]
+    assert local.dropped_far_dates == 3 and min(excluded[:3]) > 0 and excluded[3] == 0
+    assert excluded[1] == pytest.approx(excluded[2], rel=0.2)  # store 3 once, then store 4
+    assert report_counts(report) == report_counts(local)
+    assert [n for n in report.notes if "far from" not in n] == [
+        n for n in local.notes if "far from" not in n
+    ]
+    far_note = next(n for n in report.notes if "far from" in n)
+    assert (
+        far_note.startswith("3 row(s) dropped, column 'InvoiceDate'") and "1911-06-15" in far_note
+    )
+    got = spark_tx.toPandas()
+    got["customer_id"] = got["customer_id"].astype("str")
+    pd.testing.assert_frame_equal(
+        sorted_tx(got), sorted_tx(local_tx), check_dtype=False, check_exact=True
+    )
+    with pytest.raises(InputError, match=r"--exclude 'Till in \{1\}' names column 'Till'"):
+        load_transactions_spark(spark, path, COLUMNS, exclude=["Till=1"])
+    with pytest.raises(InputError, match=r"do not match --date-format '%Y-%m-%d'.*first: '"):
+        load_transactions_spark(spark, path, COLUMNS, date_format="%Y-%m-%d")

@@ -115,20 +115,24 @@ def open_outputs(args: argparse.Namespace, *inputs: str | Path | None) -> Output
     return outputs
 
 
+def ingest_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The cleaning options the input flags give (the same on both engines)."""
+    return {
+        "drop_duplicates": args.drop_duplicates,
+        "exclude": args.exclude or (),
+        "date_format": args.date_format or None,
+        "dayfirst": args.dayfirst,
+        "keep_far_dates": args.keep_far_dates,
+    }
+
+
 def read_transactions(
     args: argparse.Namespace, as_of: DateLike | None = None, outputs: Outputs | None = None
 ) -> tuple[pd.DataFrame, DataQualityReport]:
     """Load the transactions named by the flags and log the data-quality table; stage the
     ``--quality-report`` in ``outputs`` (from :func:`open_outputs`)."""
     tx, report = load_transactions(
-        args.transactions,
-        column_map(args),
-        as_of=as_of,
-        drop_duplicates=args.drop_duplicates,
-        exclude=args.exclude,
-        date_format=args.date_format or None,
-        dayfirst=args.dayfirst,
-        keep_far_dates=args.keep_far_dates,
+        args.transactions, column_map(args), as_of=as_of, **ingest_options(args)
     )
     for line in report.to_table().splitlines():
         log.info(line)
@@ -158,14 +162,6 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-#: Flags the Spark reader does not support yet: (attribute, flag).
-_LOCAL_ONLY_FLAGS = (
-    ("exclude", "--exclude"),
-    ("date_format", "--date-format"),
-    ("dayfirst", "--dayfirst"),
-)
-
-
 def read_transactions_spark(
     args: argparse.Namespace, as_of: DateLike | None = None, outputs: Outputs | None = None
 ) -> tuple[Any, DataQualityReport]:
@@ -173,19 +169,9 @@ def read_transactions_spark(
     from clvflow.spark.ingest import load_transactions_spark
     from clvflow.spark.session import spark_session
 
-    given = [flag for attr, flag in _LOCAL_ONLY_FLAGS if getattr(args, attr, None)]
-    if given:
-        raise InputError(
-            f"{', '.join(given)}: not supported with --engine spark yet; clean the file first "
-            "or use the default engine (--engine local)."
-        )
     spark = spark_session(args.spark_master)
     tx, report = load_transactions_spark(
-        spark,
-        args.transactions,
-        column_map(args),
-        as_of=as_of,
-        drop_duplicates=args.drop_duplicates,
+        spark, args.transactions, column_map(args), as_of=as_of, **ingest_options(args)
     )
     for line in report.to_table().splitlines():
         log.info(line)

@@ -439,21 +439,49 @@ def far_dates(
     counts = np.bincount(days - start)  # rows per day
     if rows is not None and n < len(rows):
         counts -= np.bincount(days[~rows] - start, minlength=len(counts))
+    dated = np.flatnonzero(counts)
+    cuts = far_day_cuts(start + dated, counts[dated])
+    if cuts is None:
+        return far, None
+    low, high, bulk = cuts
+    if low is not None:
+        far |= days <= low
+    if high is not None:
+        far |= days >= high
+    if rows is not None:
+        far &= rows
+    return far, (np.datetime64(bulk[0], "D"), np.datetime64(bulk[1], "D"))
+
+
+def far_day_cuts(
+    days: np.ndarray, counts: np.ndarray
+) -> tuple[int | None, int | None, tuple[int, int]] | None:
+    """The rule of :func:`far_dates` on rows counted per day (one definition for both engines).
+
+    Args:
+        days: the days with rows (days since 1970-01-01), ascending, distinct.
+        counts: the number of rows on each of those days (> 0).
+
+    Returns:
+        (rows on days <= the first value are far (None: none below the bulk), rows on days >=
+        the second are far (None: none above), the bulk's first and last day); None when no row
+        can be far (fewer than 3 rows, or all within a year).
+    """
+    n = int(counts.sum())
+    if n < 3 or int(days[-1]) - int(days[0]) <= FAR_DATES_MIN_GAP_DAYS:
+        return None
     rank = np.cumsum(counts)
     lo, hi = (
-        int(np.searchsorted(rank, k, side="right"))  # the day of the k-th row (0-based)
+        int(days[np.searchsorted(rank, k, side="right")])  # the day of the k-th row (0-based)
         for k in (int(np.ceil(0.01 * (n - 1))), int(np.floor(0.99 * (n - 1))))
     )
     gap = max(hi - lo, FAR_DATES_MIN_GAP_DAYS)
-    dated = np.flatnonzero(counts)  # the days with a row, ascending
-    after, before = dated[dated > hi], dated[dated < lo][::-1]
-    for edge, tail, beyond in ((hi, after, np.greater_equal), (lo, before, np.less_equal)):
+    after, before = days[days > hi], days[days < lo][::-1]
+    cuts: list[int | None] = []
+    for edge, tail in ((lo, before), (hi, after)):
         cut = np.flatnonzero(np.abs(np.diff(tail, prepend=edge)) > gap)
-        if cut.size:
-            far |= beyond(days, start + int(tail[cut[0]]))
-    if rows is not None:
-        far &= rows
-    return far, (np.datetime64(start + lo, "D"), np.datetime64(start + hi, "D"))
+        cuts.append(int(tail[cut[0]]) if cut.size else None)
+    return cuts[0], cuts[1], (lo, hi)
 
 
 def _far_dates_note(
@@ -678,7 +706,7 @@ def parse_timestamps(
         where.fail(empty, values, "have no timestamp", "Fill or remove these rows.")
     column = f"column {where.column!r}"
     if date_format is not None:
-        parsed = _to_datetime(text, date_format, dayfirst)
+        parsed = to_datetime_text(text, date_format, dayfirst)
         failed = parsed.isna().to_numpy()
         if failed.any():
             where.fail(
@@ -692,8 +720,8 @@ def parse_timestamps(
             order = "day first (--dayfirst)" if dayfirst else "month first"
             return parsed, f"{column}: each row's date layout guessed on its own, {order}"
         return parsed, f"{column} read with layout {date_format!r} (--date-format)"
-    if _to_datetime(text.iloc[:1], "ISO8601").notna().all():  # ISO: every row must be
-        parsed = _to_datetime(text, "ISO8601")
+    if to_datetime_text(text.iloc[:1], "ISO8601").notna().all():  # ISO: every row must be
+        parsed = to_datetime_text(text, "ISO8601")
         failed = parsed.isna().to_numpy()
         if failed.any():
             raise _layout_error(where, values, text, failed, "ISO: YYYY-MM-DD ...", dayfirst)
@@ -708,7 +736,7 @@ def parse_timestamps(
             "2024-03-31.",
         )
     only = " (the only day/month order that fits every row)"
-    parsed = _to_datetime(text, layouts[0])
+    parsed = to_datetime_text(text, layouts[0])
     failed = parsed.isna().to_numpy()
     if not failed.any():
         how = " (--dayfirst)" if dayfirst else ""
@@ -721,7 +749,7 @@ def parse_timestamps(
         return parsed, f"{column} read with layout {layouts[0]!r}{how}"
     layout = layouts[0]
     if len(layouts) == 2:
-        other = _to_datetime(text, layouts[1])
+        other = to_datetime_text(text, layouts[1])
         if other.notna().all():
             return other, f"{column} read with layout {layouts[1]!r}{only}"
         if other.notna().sum() > parsed.notna().sum():
@@ -747,7 +775,7 @@ def _ambiguous(
     )
 
 
-def _to_datetime(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Series:
+def to_datetime_text(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Series:
     """Text -> naive datetime64 (aware values converted to UTC); NaT where it does not fit.
 
     ``"mixed"``: ISO rows as ISO (dayfirst would read 2011-03-01 as 3 January), others each in
@@ -755,7 +783,7 @@ def _to_datetime(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Ser
     """
     if layout != "mixed":
         return pd.to_datetime(text, errors="coerce", format=layout, utc=True).dt.tz_localize(None)
-    parsed = _to_datetime(text, "ISO8601")
+    parsed = to_datetime_text(text, "ISO8601")
     rest = parsed.isna().to_numpy()
     if rest.any():
         other = pd.to_datetime(
@@ -795,7 +823,7 @@ def _layout_error(
     """The error for the rows that do not fit the layout: the rows that are no dates at all if
     any, else those that are dates in another layout."""
     rows = np.flatnonzero(failed)
-    readable = _to_datetime(text.iloc[rows], "mixed", dayfirst).notna().to_numpy()
+    readable = to_datetime_text(text.iloc[rows], "mixed", dayfirst).notna().to_numpy()
     not_dates = np.zeros(len(text), dtype=bool)
     not_dates[rows[~readable]] = True
     if not_dates.any():

@@ -5,14 +5,18 @@ What the Spark reader does as the single-machine one does: map the columns, read
 strip ids, normalise float-formatted ids (``17850.0`` -> ``17850``, counted), drop rows without
 an id, compute amount = quantity x unit price when mapped, count (or drop) exact duplicate rows
 (equal in every column of the file), returns, zero amounts, rows on or after ``as_of``,
-customers and customers with only returns. What it does not do yet (a clear InputError or a note
-in the report): ``--exclude`` rules, ``--date-format`` / ``--dayfirst`` (text timestamps must be
-ISO 8601) and the far-dates check (rows are kept, as with ``--keep-far-dates``). The embedded
-``cdnow`` data is read by the single-machine reader and handed to Spark.
+customers and customers with only returns. It applies the ``--exclude`` rules (counted rule
+by rule), reads ``--date-format`` layouts with the single-machine parser (a pandas UDF: the same
+function on every row) and drops far dates with the single-machine rule (rows counted per day on
+Spark, the cut found on the driver by ``ingest.far_day_cuts``). Without ``--date-format``, text
+timestamps must be ISO 8601 (the single-machine reader would guess a layout from the file's first
+row, which Spark's partitions do not have): ``--dayfirst`` needs ``--date-format`` there. The
+embedded ``cdnow`` data is read by the single-machine reader and handed to Spark.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,15 +31,15 @@ from clvflow.data.ingest import (
     TX_COLUMNS,
     ColumnMap,
     DataQualityReport,
+    far_day_cuts,
     load_transactions,
+    to_datetime_text,
 )
+from clvflow.data.rowfilter import RowFilter, parse_row_filters
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Row, SparkSession
     from pyspark.sql.window import WindowSpec
-
-#: The note the report carries on the Spark engine (no far-dates check there yet).
-FAR_DATES_NOTE = "far-dates check not run on the Spark engine: every dated row is kept"
 
 
 def load_transactions_spark(
@@ -45,23 +49,39 @@ def load_transactions_spark(
     *,
     as_of: DateLike | None = None,
     drop_duplicates: bool = False,
+    exclude: Sequence[RowFilter | str] = (),
+    date_format: str | None = None,
+    dayfirst: bool = False,
+    keep_far_dates: bool = False,
 ) -> tuple[DataFrame, DataQualityReport]:
     """Read and clean a CSV/Parquet file (or ``"cdnow"``) into a Spark transactions table
     (``customer_id`` text, ``timestamp`` naive, ``amount`` double) and its data-quality report.
+    The options are those of :func:`clvflow.data.ingest.load_transactions`.
 
     Raises:
         InputError: missing file or column, unsupported type, unparseable timestamps or amounts,
-            ids with control characters, no row with an id.
+            ids with control characters, no row with an id, an --exclude rule on a missing
+            column or dropping every row, ``dayfirst`` without ``date_format``.
     """
+    try:
+        rules = parse_row_filters(exclude)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    options = {
+        "as_of": as_of,
+        "drop_duplicates": drop_duplicates,
+        "exclude": rules,
+        "date_format": date_format,
+        "dayfirst": dayfirst,
+        "keep_far_dates": keep_far_dates,
+    }
     if is_embedded(source):
-        tx, report = load_transactions(source, as_of=as_of, drop_duplicates=drop_duplicates)
+        tx, report = load_transactions(source, **options)  # type: ignore[arg-type]
         return spark.createDataFrame(tx), report
     columns = columns or ColumnMap()
     path = Path(source)
     raw = _read(spark, path, columns)
-    return clean_transactions_spark(
-        raw, source=str(path), columns=columns, as_of=as_of, drop_duplicates=drop_duplicates
-    )
+    return clean_transactions_spark(raw, source=str(path), columns=columns, **options)  # type: ignore[arg-type]
 
 
 def _read(spark: SparkSession, path: Path, columns: ColumnMap) -> DataFrame:
@@ -102,6 +122,10 @@ def clean_transactions_spark(
     columns: ColumnMap | None = None,
     as_of: DateLike | None = None,
     drop_duplicates: bool = False,
+    exclude: Sequence[RowFilter] = (),
+    date_format: str | None = None,
+    dayfirst: bool = False,
+    keep_far_dates: bool = False,
 ) -> tuple[DataFrame, DataQualityReport]:
     """Clean a raw Spark DataFrame (input column names) as ``ingest.clean_transactions`` does,
     within the limits in the module docstring. The transactions table is cached (it is counted
@@ -110,11 +134,20 @@ def clean_transactions_spark(
 
     columns = columns or ColumnMap()
     names = columns.required()
+    if dayfirst and date_format is None:
+        raise InputError(
+            f"{source}: --dayfirst needs --date-format on the Spark engine (e.g. --date-format "
+            "'%d/%m/%Y', or 'mixed' with --dayfirst): it cannot guess one layout from the "
+            "file's first row as the default engine does."
+        )
     rows_read = raw.count()
     if rows_read == 0:
         raise InputError(f"{source}: no data rows. Export the transactions again.")
+    report = DataQualityReport(source=source, rows_read=rows_read)
+    if exclude:
+        raw = _apply_row_filters(raw, exclude, report)
     ids, float_formatted = _customer_ids(raw, names["customer_id"], source)
-    timestamp = _timestamps(raw, names["timestamp"], source)
+    timestamp = _timestamps(raw, names["timestamp"], source, date_format, dayfirst)
     if columns.uses_quantity_price:
         amount = _numbers(raw, names["quantity"], source) * _numbers(
             raw, names["unit_price"], source
@@ -133,14 +166,18 @@ def clean_transactions_spark(
         float_formatted.alias("__float_id"),
         F.col(dup_key),
     ).cache()
+    has_id = F.col("customer_id").isNotNull()
+    far, far_note = F.lit(False), None
+    if not keep_far_dates:
+        far, far_note = _far_dates(table, report, names["timestamp"])
+    used_row = has_id & ~far
     counts = _first(
         table.agg(
-            F.sum(F.col("customer_id").isNull().cast("long")).alias("missing_id"),
-            F.sum((F.col("customer_id").isNotNull() & ~F.col(dup_key)).cast("long")).alias("dups"),
+            F.sum((~has_id).cast("long")).alias("missing_id"),
+            F.sum((used_row & ~F.col(dup_key)).cast("long")).alias("dups"),
             F.sum(F.col("__float_id").cast("long")).alias("float_ids"),
         )
     )
-    report = DataQualityReport(source=source, rows_read=rows_read)
     report.dropped_missing_customer_id = int(counts["missing_id"] or 0)
     report.customer_ids_float_formatted = int(counts["float_ids"] or 0)
     if report.customer_ids_float_formatted:
@@ -148,8 +185,12 @@ def clean_transactions_spark(
             f"{report.customer_ids_float_formatted:,} customer ids were float-formatted (e.g. "
             "'17850.0') and were normalised to integers ('17850')"
         )
+    if date_format is not None:  # (in the order the default engine notes them)
+        report.notes.append(_layout_note(names["timestamp"], date_format, dayfirst))
+    if far_note:
+        report.notes.append(far_note)
     report.duplicate_rows = int(counts["dups"] or 0)
-    used = table.where(F.col("customer_id").isNotNull())
+    used = table.where(used_row)
     if drop_duplicates:
         report.dropped_duplicates = report.duplicate_rows
         used = used.where(F.col(dup_key))
@@ -161,8 +202,118 @@ def clean_transactions_spark(
             f"{source}: no row has a customer id in column {names['customer_id']!r}. "
             "Map the right column with --customer-col."
         )
-    report.notes.append(FAR_DATES_NOTE)
     return tx, report
+
+
+def _apply_row_filters(
+    raw: DataFrame, rules: Sequence[RowFilter], report: DataQualityReport
+) -> DataFrame:
+    """``ingest._apply_row_filters`` on Spark: the rows no rule matches, each dropped row
+    counted under the first rule that matches it."""
+    from pyspark.sql import functions as F
+
+    for rule in rules:
+        if rule.column not in raw.columns:
+            raise InputError(
+                f"{report.source}: --exclude {rule.describe()!r} names column {rule.column!r}, "
+                f"which the file does not have. Columns present: {raw.columns}. Column names "
+                "are case-sensitive."
+            )
+    kept = F.lit(True)
+    hits = []
+    for i, rule in enumerate(rules):
+        hit = _rule_hit(raw, rule) & kept
+        hits.append(F.sum(hit.cast("long")).alias(f"rule{i}"))
+        kept = kept & ~hit
+    counts = _first(raw.agg(*hits))
+    for i, rule in enumerate(rules):
+        rows = int(counts[f"rule{i}"] or 0)
+        report.excluded.append({"rule": rule.describe(), "rows": rows})
+        if not rows:
+            report.notes.append(f"--exclude {rule.describe()} dropped no row (check the values)")
+    report.dropped_excluded = sum(e["rows"] for e in report.excluded)
+    if report.dropped_excluded == report.rows_read:
+        raise InputError(
+            f"{report.source}: the --exclude rules drop every row "
+            f"({'; '.join(e['rule'] for e in report.excluded)}). Check the rules."
+        )
+    return raw.where(kept)
+
+
+def _rule_hit(raw: DataFrame, rule: RowFilter) -> Column:
+    """Where ``rule`` matches (as ``RowFilter.matches``: values as text, whole floats without
+    ``.0``, surrounding white space ignored, a missing value never matches)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, FloatType
+
+    value = _col(rule.column)
+    text = value.cast("string")
+    if isinstance(raw.schema[rule.column].dataType, (DoubleType, FloatType)):
+        whole = (value == F.floor(value)) & (F.abs(value) < 2.0**63)
+        text = F.when(whole, value.cast("long").cast("string")).otherwise(text)
+    text = F.regexp_replace(text, r"^\s+|\s+$", "")
+    if rule.prefix:
+        hit = F.lit(False)
+        for prefix in rule.values:
+            hit = hit | text.startswith(prefix)
+    else:
+        hit = text.isin(list(rule.values))
+    return value.isNotNull() & F.coalesce(hit, F.lit(False))
+
+
+def _far_dates(
+    table: DataFrame, report: DataQualityReport, column: str
+) -> tuple[Column, str | None]:
+    """Where a row with an id is dated far from all others (``ingest.far_dates``'s rule on the
+    rows per day, collected to the driver: one row per day), counted in ``report``, and the
+    report's note on them (None when there are none)."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from clvflow.spark.features import day_number
+
+    day = day_number(F.col("timestamp"))
+    per_day = (
+        table.where(F.col("customer_id").isNotNull())
+        .groupBy(day.alias("day"))
+        .count()
+        .orderBy("day")
+        .collect()
+    )
+    if not per_day:
+        return F.lit(False), None
+    cuts = far_day_cuts(
+        np.array([r["day"] for r in per_day], dtype=np.int64),
+        np.array([r["count"] for r in per_day], dtype=np.int64),
+    )
+    if cuts is None or cuts[:2] == (None, None):
+        return F.lit(False), None
+    low, high, (lo, hi) = cuts
+    far = F.lit(False)
+    if low is not None:
+        far = far | (day <= low)
+    if high is not None:
+        far = far | (day >= high)
+    far = F.col("customer_id").isNotNull() & far
+    rows = table.where(far).select("timestamp").orderBy("timestamp")
+    report.dropped_far_dates = rows.count()
+    first = ", ".join(str(pd.Timestamp(r[0])) for r in rows.limit(MAX_EXAMPLES).collect())
+    epoch = pd.Timestamp("1970-01-01")
+    bulk = [(epoch + pd.Timedelta(days=d)).date() for d in (lo, hi)]
+    return far, (
+        f"{report.dropped_far_dates:,} row(s) dropped, column {column!r} dated far from all "
+        f"other rows (a gap of over a year, and over the {bulk[0]} .. {bulk[1]} span of the "
+        f"bulk, with no row in between); first: {first}. Fix the dates, or pass "
+        "--keep-far-dates to keep the rows"
+    )
+
+
+def _layout_note(column: str, date_format: str, dayfirst: bool) -> str:
+    """The report's note on how text timestamps were read (as ``ingest.parse_timestamps``)."""
+    if date_format == "mixed":
+        order = "day first (--dayfirst)" if dayfirst else "month first"
+        return f"column {column!r}: each row's date layout guessed on its own, {order}"
+    return f"column {column!r} read with layout {date_format!r} (--date-format)"
 
 
 def naive_instant(day: pd.Timestamp) -> Column:
@@ -243,8 +394,11 @@ def _customer_ids(raw: DataFrame, column: str, source: str) -> tuple[Column, Col
     return F.when(float_like, F.regexp_replace(text, "\\.0+$", "")).otherwise(text), float_like
 
 
-def _timestamps(raw: DataFrame, column: str, source: str) -> Column:
-    """Naive timestamps (zoned values converted to UTC); text must be ISO 8601."""
+def _timestamps(
+    raw: DataFrame, column: str, source: str, date_format: str | None, dayfirst: bool
+) -> Column:
+    """Naive timestamps (zoned values converted to UTC); text must be ISO 8601, or in
+    ``date_format`` (read by the single-machine parser, row by row)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
@@ -259,6 +413,26 @@ def _timestamps(raw: DataFrame, column: str, source: str) -> Column:
             f"{source}, column {column!r}: holds {kind.simpleString()}, not dates; map the "
             "date column with --timestamp-col."
         )
+    if date_format is not None:
+        parsed = _text_dates(date_format, dayfirst)(F.trim(value))
+        _fail(
+            raw,
+            (F.length(F.trim(value)) == 0) | value.isNull(),
+            column,
+            source,
+            "have no timestamp",
+            "Fill or remove these rows.",
+        )
+        _fail(
+            raw,
+            parsed.isNull(),
+            column,
+            source,
+            f"do not match --date-format {date_format!r}",
+            "Fix these rows, or give the layout of the column (e.g. '%d/%m/%Y %H:%M'; "
+            "'mixed' reads each row's own).",
+        )
+        return parsed
     parsed = F.try_to_timestamp(F.trim(value)).cast("timestamp_ntz")
     _fail(
         raw,
@@ -270,6 +444,18 @@ def _timestamps(raw: DataFrame, column: str, source: str) -> Column:
         "--date-format.",
     )
     return parsed
+
+
+def _text_dates(date_format: str, dayfirst: bool) -> Callable[[Column], Column]:
+    """A pandas UDF: text -> naive timestamp with ``ingest.to_datetime_text`` (null where the
+    text does not fit)."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("timestamp_ntz")  # type: ignore[call-overload]
+    def parse(text: pd.Series) -> pd.Series:
+        return to_datetime_text(text.astype("str"), date_format, dayfirst)
+
+    return parse
 
 
 def _numbers(raw: DataFrame, column: str, source: str) -> Column:

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,6 +125,12 @@ def spark_session(
         builder = builder.master(master)
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # (set under spark-submit, with its master)
         builder = builder.master("local[*]")
+    if master is None or master.startswith("local"):
+        # Python workers of a local session: this interpreter (the one clvflow is installed
+        # in), not Spark's default `python3` on the PATH, which may lack it. On a cluster the
+        # executors' Python is the cluster's: clvflow must be installed there (e.g. a cluster
+        # library on Databricks).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**BASE_CONFIG, **(config or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
