@@ -157,3 +157,18 @@ def test_expected_purchases_match_a_simulation_and_the_dert_limit() -> None:
     far = mbgnbd_expected_purchases(truth, [2.0], [10.0], [20.0], 1e9)[0]
     alive = mbgnbd_prob_alive(truth, [2.0], [10.0], [20.0])[0]
     assert far == pytest.approx(alive * (truth.a + truth.b + 2) / (truth.a - 1), rel=1e-3)
+
+
+def test_dert_of_a_customer_does_not_depend_on_who_is_scored_with_it() -> None:
+    """Issue 11 item 4 / issue 12 item 3: scoring in parts (chunks, Spark partitions) gives each
+    customer exactly the value scoring everyone together gives; the integration grids were
+    spanned by the batch's ages before (1.4e-6 apart on CDNOW)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, 3000).astype(float)
+    T = rng.uniform(1.0, 80.0, 3000)
+    t_x = np.where(x > 0, T * rng.uniform(0.1, 1.0, 3000), 0.0)
+    whole = mbgnbd_dert(PARAMS, x, t_x, T, 0.1)
+    for part in (slice(0, 1), slice(5, 2500, 7), slice(2999, None)):
+        np.testing.assert_array_equal(
+            mbgnbd_dert(PARAMS, x[part], t_x[part], T[part], 0.1), whole[part]
+        )

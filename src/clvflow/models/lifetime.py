@@ -71,6 +71,10 @@ LIFETIME_FORMULA = (
 # table of u 2F1(...) interpolated in log(lambda / delta).
 _N_NODES = 600
 _TABLE_STEP = 0.01
+#: The grids span customer ages T from 0 to this many weeks (200 years; an older one widens
+#: them), not the ages of the customers scored together: a customer's value never depends on
+#: which others are scored with it (batches, parts, Spark partitions).
+_MAX_T_WEEKS = 200 * 365.25 / 7
 
 
 @dataclass(frozen=True)
@@ -271,21 +275,25 @@ def _dert_if_alive(params: MbgNbdParams, x: float, beta: np.ndarray, delta: floa
     # y = log(lambda beta) ~ log-Gamma(s, 1); the integrand is ~ e^((s+1) y) / (delta beta) on
     # the left and the Gamma weight vanishes on the right.
     c = np.log(delta * beta)  # u = 1 / (1 + e^(c - y))
-    y_lo = (float(c.min()) - 35.0) / (s + 1.0)
+    # (the grids' span: every age from 0 to _MAX_T_WEEKS, whoever is in this batch)
+    c_lo = float(np.log(delta * params.alpha))
+    c_hi = max(float(np.log(delta * (params.alpha + _MAX_T_WEEKS))), float(c.max()))
+    y_lo = (c_lo - 35.0) / (s + 1.0)
     y_hi = float(np.log(s + 12.0 * np.sqrt(s) + 40.0))
     y = np.linspace(y_lo, y_hi, _N_NODES)
     step = y[1] - y[0]
     weight = np.exp(s * y - np.exp(y) - special.gammaln(s)) * step
     weight[[0, -1]] *= 0.5
     # u 2F1(...) as a function of v = y - c = log(lambda / delta), tabulated once per x
-    v_lo, v_hi = y_lo - float(c.max()), y_hi - float(c.min())
+    v_lo, v_hi = y_lo - c_hi, y_hi - c_lo
     v = np.arange(v_lo, v_hi + _TABLE_STEP, _TABLE_STEP)
     table = special.expit(v) * _beta_geometric_mean(params.a, big_b, v)
     out = np.empty(beta.size)
     for start in range(0, beta.size, 2000):  # bounded memory: 2000 x _N_NODES at a time
         part = c[start : start + 2000]
         values = np.interp(y[None, :] - part[:, None], v, table)
-        out[start : start + 2000] = values @ weight
+        # (row by row, not BLAS: a row's sum must not depend on the rows beside it)
+        out[start : start + 2000] = np.einsum("ij,j->i", values, weight)
     return out
 
 
