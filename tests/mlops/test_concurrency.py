@@ -23,7 +23,7 @@ def _start(*argv: str) -> subprocess.Popen:
     )
 
 
-def _wait_for(paths: list[Path], procs: list[subprocess.Popen], timeout: float = 60) -> None:
+def _wait_for(paths: list[Path], procs: list[subprocess.Popen], timeout: float = 300) -> None:
     end = time.monotonic() + timeout
     while not all(p.exists() for p in paths):
         for proc in procs:
