@@ -197,7 +197,7 @@ def _xgboost_floor(job: dict) -> dict:
 
     from clvflow.data.ingest import load_transactions
     from clvflow.features.snapshots import stack_snapshots
-    from clvflow.models.clv import ClvModel, ModelParams, _snapshot_offsets
+    from clvflow.models.clv import ClvModel, ModelParams
     from clvflow.models.training import SnapshotSettings
 
     cutoff = pd.Timestamp(CUTOFF)
@@ -217,19 +217,19 @@ def _xgboost_floor(job: dict) -> dict:
     if job.get("n_estimators"):
         params.n_estimators = job["n_estimators"]
     model = ClvModel(HORIZON_DAYS, params)
-    rows, _ = model._with_btyd_per_snapshot(training_set)
+    stacked = model.stack_inputs(training_set)
     del training_set
-    rows["_churn_base"], rows["_spend_base"] = _snapshot_offsets(rows, params.snapshot_levels)
+    everything = slice(0, len(stacked.rows))
     wall, cpu = time.perf_counter(), time.process_time()
-    churn, _ = model._fit_churn(rows, None, job["trees"]["churn"])
-    spend, _ = model._fit_spend(rows, None, job["trees"]["spend"])
+    churn, _ = model._fit_churn(stacked, everything, None, job["trees"]["churn"])
+    spend, _ = model._fit_spend(stacked, everything, None, job["trees"]["spend"])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     exported = Path(job["bundle"])
     same = all(
         bytes(booster.save_raw("ubj")) == (exported / f"{name}_booster.ubj").read_bytes()
         for name, booster in (("churn", churn), ("spend", spend))
     )
-    return {"wall": wall, "cpu": cpu, "rows": len(rows), "identical": same}
+    return {"wall": wall, "cpu": cpu, "rows": len(stacked.rows), "identical": same}
 
 
 def _rows(n: int, train: dict, floor: dict, btyd: dict, ref: dict | None) -> list[Row]:

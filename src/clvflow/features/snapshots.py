@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from clvflow.core.dates import DateLike, to_day
+from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.core.idcodes import encode_ids
 from clvflow.core.progress import track
 from clvflow.core.steptimes import timed_step
@@ -156,7 +156,7 @@ def usable_snapshots(
             each candidate's reason and what would make one usable).
     """
     cutoff_day = to_day(cutoff, "cutoff")
-    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    past = rows_before(tx, cutoff_day)
     if past.empty:
         raise ValueError(
             f"no transaction before the cutoff {cutoff_day.date()}: the data start on "
@@ -231,7 +231,7 @@ def stack_snapshots(
     """
     rule = rule or SnapshotRule()
     checks = usable_snapshots(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
-    past = tx.loc[(tx["timestamp"] < to_day(cutoff, "cutoff")).to_numpy()]
+    past = rows_before(tx, to_day(cutoff, "cutoff"))
     for check in checks:
         log.info("snapshot %s", check.describe())
     used = [c.snapshot_date for c in checks if c.used]
@@ -278,7 +278,7 @@ def same_season_snapshot(
         log.info("no same-season snapshot: horizon %d > %d days", horizon_days, SEASON_LAG_DAYS)
         return None
     as_of = cutoff_day - pd.Timedelta(days=SEASON_LAG_DAYS)
-    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    past = rows_before(tx, cutoff_day)
     if not (past["timestamp"] < as_of).any():
         log.info("no same-season snapshot: no transaction before %s", as_of.date())
         return None
