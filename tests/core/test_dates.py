@@ -27,7 +27,9 @@ def test_rows_before_copies_no_data_when_every_row_is_before_the_day():
 
     tx = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 00:00", "2024-01-03 23:59"]),
+            "timestamp": pd.to_datetime(
+                ["2024-01-01 10:00", "2024-01-02 00:00", "2024-01-03 23:59"]
+            ),
             "amount": [1.0, 2.0, 3.0],
         }
     )
