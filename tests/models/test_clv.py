@@ -274,3 +274,26 @@ def test_float32_stacked_inputs_train_the_boosters_of_the_float64_frame(log):
     )
     got, _ = model._fit_spend(stacked, slice(0, len(rows)), None, SMALL["n_estimators"])
     assert bytes(got.save_raw("ubj")) == bytes(want.save_raw("ubj"))
+
+
+def test_stacked_inputs_from_snapshot_parts_equal_those_of_the_stacked_frame(log):
+    """Issue 11 item 4: the training rows taken one snapshot at a time (consuming the list, so
+    no stacked copy of all rows is ever held) are those of the stacked frame, to the bit."""
+    from clvflow.models.clv import ClvModel
+    from clvflow.features.snapshots import snapshot_parts, stack_snapshots
+
+    past = log.loc[log["timestamp"] < CUTOFF]
+    layout = {"n_snapshots": 3, "spacing_days": 30}
+    parts, _ = snapshot_parts(past, CUTOFF, HORIZON, **layout)
+    stacked_rows, _ = stack_snapshots(past, CUTOFF, HORIZON, **layout)
+    assert len(parts) == 3 and sum(len(p) for p in parts) == len(stacked_rows)
+    params = ModelParams(**SMALL, n_jobs=1)
+    from_parts = ClvModel(HORIZON, params).stack_inputs(parts)
+    from_frame = ClvModel(HORIZON, params).stack_inputs(stacked_rows)
+    assert parts == []  # consumed
+    np.testing.assert_array_equal(from_parts.x, from_frame.x)
+    pd.testing.assert_frame_equal(from_parts.rows, from_frame.rows)
+    np.testing.assert_array_equal(from_parts.churn_base, from_frame.churn_base)
+    np.testing.assert_array_equal(from_parts.spend_base, from_frame.spend_base)
+    assert from_parts.feature_types == from_frame.feature_types
+    assert from_parts.rows["snapshot_date"].is_monotonic_increasing

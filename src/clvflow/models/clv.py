@@ -271,6 +271,15 @@ def _snapshot_blocks(training_set: pd.DataFrame) -> Iterator[tuple[Any, pd.DataF
             yield date, training_set.iloc[rows]
 
 
+def _consumed(parts: list[pd.DataFrame]) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """(snapshot date, its rows) for each frame of one snapshot, oldest first, each taken out of
+    ``parts`` as it is given."""
+    parts.sort(key=lambda part: part["snapshot_date"].iloc[0], reverse=True)
+    while parts:
+        part = parts.pop()
+        yield part["snapshot_date"].iloc[0], part
+
+
 def _feature_types(training_set: pd.DataFrame) -> list[str]:
     """XGBoost's feature types of the model inputs, as it infers them from a pandas frame of the
     stacked rows (the features' dtypes; the BTYD predictions are floats)."""
@@ -383,20 +392,32 @@ class ClvModel:
         """
         return self.fit_stacked(self.stack_inputs(training_set), cutoff_features, season_reference)
 
-    def stack_inputs(self, training_set: pd.DataFrame) -> StackedInputs:
+    def stack_inputs(self, training_set: pd.DataFrame | list[pd.DataFrame]) -> StackedInputs:
         """The boosters' training rows (:class:`StackedInputs`) from stacked snapshots, with
         BTYD predictions fitted on each snapshot's own history. A snapshot where the fit is
         degenerate keeps its rows with the BTYD inputs missing (logged, and recorded in
-        ``btyd_fallbacks_``). Each fit starts from the previous usable one. The caller may drop
-        ``training_set`` afterwards: nothing here refers to it."""
-        x = np.empty((len(training_set), len(MODEL_INPUT_COLUMNS)), dtype="float32")
+        ``btyd_fallbacks_``). Each fit starts from the previous usable one.
+
+        ``training_set``: the stacked rows (:func:`clvflow.features.snapshots.stack_snapshots`),
+        or one frame per snapshot (:func:`clvflow.features.snapshots.snapshot_parts`), a list
+        this consumes: each frame leaves it once its rows are in the matrix, so its memory can
+        go at once. Nothing returned refers to either.
+        """
+        if isinstance(training_set, pd.DataFrame):
+            n_rows, n_snapshots = len(training_set), training_set["snapshot_date"].nunique()
+            types = _feature_types(training_set)
+            blocks = _snapshot_blocks(training_set)
+        else:
+            n_rows, n_snapshots = sum(len(part) for part in training_set), len(training_set)
+            # (the dtypes the stacked frame would have)
+            types = _feature_types(pd.concat([part.iloc[:1] for part in training_set]))
+            blocks = _consumed(training_set)
+        x = np.empty((n_rows, len(MODEL_INPUT_COLUMNS)), dtype="float32")
         parts = []
         self.btyd_fallbacks_: dict[str, str] = {}
         latest: BtydFit | None = None
         start = 0
-        for date, snap in track(
-            _snapshot_blocks(training_set), "BTYD fits per snapshot", training_set["snapshot_date"].nunique()
-        ):
+        for date, snap in track(blocks, "BTYD fits per snapshot", n_snapshots):
             fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
             latest = fit or latest
             if fit is None:
@@ -418,7 +439,6 @@ class ClvModel:
             start = end
         rows = pd.concat(parts, ignore_index=True)
         churn_base, spend_base = _snapshot_offsets(rows, self.params.snapshot_levels)
-        types = _feature_types(training_set)
         return StackedInputs(x, types, rows, churn_base, spend_base, latest)
 
     def fit_stacked(

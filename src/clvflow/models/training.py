@@ -30,7 +30,7 @@ from clvflow.features.snapshots import (
     SnapshotRule,
     same_season_snapshot,
     shortest_history_days,
-    stack_snapshots,
+    snapshot_parts,
     usable_snapshots,
 )
 from clvflow.models.uncertainty import SpendCalibration, calibrate_spend, interval_coverage
@@ -83,7 +83,7 @@ def fit_boosters(
     horizon_days = validate_horizon(horizon_days)
     snapshots = snapshots or SnapshotSettings()
     past = rows_before(tx, cutoff_day)
-    training_set, checks = stack_snapshots(
+    parts, checks = snapshot_parts(
         past,
         cutoff_day,
         horizon_days,
@@ -96,9 +96,8 @@ def fit_boosters(
     season = None
     if model.params.anchor_to_btyd and model.params.seasonal_level:
         season = same_season_snapshot(past, cutoff_day, horizon_days)
-    n_rows = len(training_set)
-    stacked = model.stack_inputs(training_set)
-    del training_set  # (the float32 inputs replace it: at 1M customers it is GBs)
+    n_rows = sum(len(part) for part in parts)
+    stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
     model.fit_stacked(stacked, features, season)
     model.n_training_rows_ = n_rows
     model.snapshot_checks_ = checks
