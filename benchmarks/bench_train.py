@@ -14,11 +14,17 @@ fresh process. Measured there:
   :mod:`clvflow.core.steptimes` inside that same run (BTYD fits, XGBoost, bootstrap, I/O and
   logging, ...; ``other`` is the rest of the command).
 
+- ``xgboost: <phase> <kind>``: the run's booster fits (recorded around ``ClvModel._train``) by
+  phase (the internal backtest's, then the refit's) and kind (early-stopping fit, final fit).
+
 and two floors, each in its own fresh process:
 
 - ``xgboost floor``: the two final boosters alone (churn and spend, the same parameters and the
   same number of trees as the trained model) on the same stacked matrix as the refit (built
   first, untimed); the note says whether they came out byte-identical to the exported ones.
+- ``lower bound``: that floor plus the internal backtest's own final boosters (timed inside
+  the train): an out-of-time internal backtest needs boosters fitted before its window, so no
+  train that keeps one can fit less.
 - ``btyd fit``: :func:`clvflow.baselines.fit_btyd` (cold) and lifetimes' ``BetaGeoFitter`` +
   ``GammaGammaFitter`` on the same summary as of the cutoff, as ``make bench-btyd`` does
   (lifetimes under ``CLVFLOW_LIFETIMES_PYTHON``; skipped without it).
@@ -174,6 +180,7 @@ def _train(job: dict) -> dict:
     if job.get("n_estimators"):
         argv += ["--n-estimators", str(job["n_estimators"])]
     steptimes.reset()
+    calls = _record_booster_fits()
     wall, cpu = time.perf_counter(), time.process_time()
     status = clvflow_main(argv)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -187,7 +194,64 @@ def _train(job: dict) -> dict:
         "split": steptimes.totals(),
         "trees": meta["n_trees"],
         "bundle": str(model_json.parent),
+        "boosters": calls,
     }
+
+
+def _record_booster_fits() -> list[dict]:
+    """Record every booster fit of the run (``ClvModel._train``): which booster, whether it
+    early-stops, rows, trees, wall and CPU seconds, in call order."""
+    from clvflow.models.clv import ClvModel
+
+    calls: list[dict] = []
+    train = ClvModel._train
+
+    def recording(self, objective, stacked, y, margin, rows, valid, n_trees):  # type: ignore[no-untyped-def]
+        wall, cpu = time.perf_counter(), time.process_time()
+        booster, trees = train(self, objective, stacked, y, margin, rows, valid, n_trees)
+        calls.append(
+            {
+                "booster": "churn" if objective["objective"] == "binary:logistic" else "spend",
+                "early_stopping": valid is not None,
+                "rows": len(rows),
+                "trees": trees,
+                "wall": time.perf_counter() - wall,
+                "cpu": time.process_time() - cpu,
+            }
+        )
+        return booster, trees
+
+    ClvModel._train = recording  # type: ignore[method-assign]
+    return calls
+
+
+#: The phases of a train's booster fits, in call order: the internal backtest's, then the refit's.
+PHASES = ("backtest", "refit")
+
+
+def _booster_rows(n: int, calls: list[dict]) -> list[Row]:
+    """The train's booster fits by phase (backtest / refit) and kind (early stopping / final)."""
+    groups: dict[tuple[str, bool], list[dict]] = {}
+    finals = 0
+    for call in calls:
+        phase = PHASES[min(finals // 2, 1)]
+        finals += not call["early_stopping"]
+        groups.setdefault((phase, call["early_stopping"]), []).append(call)
+    rows = []
+    for (phase, early), group in groups.items():
+        kind = "early stopping" if early else "final"
+        trees = "+".join(f"{c['trees']}" for c in group)
+        rows_note = "/".join(f"{c['rows']:,}" for c in group)
+        rows.append(
+            Row(
+                n,
+                f"xgboost: {phase} {kind}",
+                sum(c["wall"] for c in group),
+                sum(c["cpu"] for c in group),
+                note=f"churn/spend: {trees} trees, {rows_note} rows (inside train)",
+            )
+        )
+    return rows
 
 
 def _xgboost_floor(job: dict) -> dict:
@@ -197,7 +261,7 @@ def _xgboost_floor(job: dict) -> dict:
 
     from clvflow.data.ingest import load_transactions
     from clvflow.features.snapshots import stack_snapshots
-    from clvflow.models.clv import ClvModel, ModelParams, _snapshot_offsets
+    from clvflow.models.clv import ClvModel, ModelParams
     from clvflow.models.training import SnapshotSettings
 
     cutoff = pd.Timestamp(CUTOFF)
@@ -217,19 +281,19 @@ def _xgboost_floor(job: dict) -> dict:
     if job.get("n_estimators"):
         params.n_estimators = job["n_estimators"]
     model = ClvModel(HORIZON_DAYS, params)
-    rows, _ = model._with_btyd_per_snapshot(training_set)
+    stacked = model.stack_inputs(training_set)
     del training_set
-    rows["_churn_base"], rows["_spend_base"] = _snapshot_offsets(rows, params.snapshot_levels)
+    everything = slice(0, len(stacked.rows))
     wall, cpu = time.perf_counter(), time.process_time()
-    churn, _ = model._fit_churn(rows, None, job["trees"]["churn"])
-    spend, _ = model._fit_spend(rows, None, job["trees"]["spend"])
+    churn, _ = model._fit_churn(stacked, everything, None, job["trees"]["churn"])
+    spend, _ = model._fit_spend(stacked, everything, None, job["trees"]["spend"])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     exported = Path(job["bundle"])
     same = all(
         bytes(booster.save_raw("ubj")) == (exported / f"{name}_booster.ubj").read_bytes()
         for name, booster in (("churn", churn), ("spend", spend))
     )
-    return {"wall": wall, "cpu": cpu, "rows": len(rows), "identical": same}
+    return {"wall": wall, "cpu": cpu, "rows": len(stacked.rows), "identical": same}
 
 
 def _rows(n: int, train: dict, floor: dict, btyd: dict, ref: dict | None) -> list[Row]:
@@ -261,7 +325,22 @@ def _rows(n: int, train: dict, floor: dict, btyd: dict, ref: dict | None) -> lis
     note = (
         f"{floor['rows']:,} rows, {trees['churn']}+{trees['spend']} trees, {same}; {floor['load']}"
     )
+    boosters = _booster_rows(n, train.get("boosters", []))
+    rows.extend(boosters)
     rows.append(Row(n, "xgboost floor", floor["wall"], floor["cpu"], floor["rss"], note=note))
+    backtest = next((r for r in boosters if r.step == "xgboost: backtest final"), None)
+    if backtest is not None and backtest.wall is not None and backtest.cpu is not None:
+        rows.append(
+            Row(
+                n,
+                "lower bound",
+                floor["wall"] + backtest.wall,
+                floor["cpu"] + backtest.cpu,
+                share=f"{(floor['cpu'] + backtest.cpu) / floor['cpu']:.2f}x floor (CPU)",
+                note="the floor + the internal backtest's own final boosters: a train with an "
+                "out-of-time internal backtest fits at least these",
+            )
+        )
     rows.append(Row(n, "btyd fit (clvflow)", btyd["seconds"], note="cold fit, cutoff summary"))
     if ref is None:
         note = "not measured: set CLVFLOW_LIFETIMES_PYTHON (see docs/benchmarks.md)"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from clvflow.core.dates import DateLike, to_day
+from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.core.errors import InputError
 from clvflow.data import ingest
 from clvflow.data.ingest import TX_COLUMNS, ColumnMap, DataQualityReport
@@ -274,7 +274,7 @@ class ClvModel:
         day = resolve_cutoff(tx, cutoff)
         checks.check_train_cutoff(tx, day)
         checks.check_history(tx, day, self.horizon_days, settings.snapshots)
-        past = tx.loc[(tx["timestamp"] < day).to_numpy()]
+        past = rows_before(tx, day)
         selection = select_method(
             past,
             day,

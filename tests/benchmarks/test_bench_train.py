@@ -17,8 +17,9 @@ def test_quick_bench_trains_splits_the_time_and_measures_both_floors(tmp_path) -
     BTYD fit timed against (a stand-in for) lifetimes on the same summary."""
     rows = bench_train.run_bench([1_000], tmp_path, n_estimators=10, log=lambda _: None)
     steps = [r.step for r in rows]
-    assert steps[0] == "train" and steps[-3:] == [
+    assert steps[0] == "train" and steps[-4:] == [
         "xgboost floor",
+        "lower bound",
         "btyd fit (clvflow)",
         "btyd fit (lifetimes)",
     ]
@@ -32,8 +33,22 @@ def test_quick_bench_trains_splits_the_time_and_measures_both_floors(tmp_path) -
     assert sum(r.wall or 0.0 for r in split.values()) == pytest.approx(train.wall)
     assert train.check == ""  # targets apply from 1M customers; the ratio is a note
     assert train.note.startswith(f"{train.share.split('x')[0]}x floor (max 2.5x; CPU ")
-    floor = rows[-3]
+    floor = rows[-4]
     assert "10+10 trees, byte-identical to the exported boosters" in floor.note
+    # Issue 11 item 3: the train's booster fits by phase, and the lower bound they give.
+    fits = {r.step: r for r in rows if r.step.startswith("xgboost: ")}
+    assert list(fits) == [
+        "xgboost: backtest early stopping",
+        "xgboost: backtest final",
+        "xgboost: refit early stopping",
+        "xgboost: refit final",
+    ]
+    assert fits["xgboost: refit final"].note.startswith("churn/spend: 10+10 trees, ")
+    total = sum(r.cpu or 0.0 for r in fits.values())
+    assert total == pytest.approx(split["xgboost"].cpu, rel=0.2, abs=0.5)
+    bound = rows[-3]
+    assert bound.cpu == pytest.approx(floor.cpu + fits["xgboost: backtest final"].cpu)
+    assert bound.share == f"{bound.cpu / floor.cpu:.2f}x floor (CPU)"
     assert rows[-2].check.startswith(("PASS: ", "FAIL: ")) and rows[-1].wall is not None
     table = bench_train.format_table(rows).splitlines()
     assert table[0].startswith("| customers | step | wall s | CPU s | peak RSS GB |")

@@ -122,3 +122,34 @@ def test_blend_gains_equal_the_expanded_resamples(kind: str) -> None:
     full, sure = selection._gains(kind, truth, boosters, bgnbd, draws)
     np.testing.assert_allclose(sure, np.quantile(old, selection.GAIN_QUANTILE, axis=0), atol=1e-12)
     assert full[0] == 0.0 and len(full) == len(selection.WEIGHT_GRID)
+
+
+def test_resample_loops_run_blas_on_one_thread(monkeypatch) -> None:
+    """Issue 11 item 3: the bootstrap intervals and the blend choice (thousands of n-sized dot
+    products) run BLAS on one thread even where it may use more: OpenBLAS's threads woke and
+    spun for each product (4x the CPU on the shared 2-core machine)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from clvflow.models import selection
+
+    seen: list[int] = []
+    gini_raw = resampling.gini_raw
+
+    def recording(*args):
+        seen.append(max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
+        return gini_raw(*args)
+
+    monkeypatch.setattr(resampling, "gini_raw", recording)
+    rng = np.random.default_rng(5)
+    n = 500
+    active = (rng.random(n) < 0.4).astype(int)
+    spend = np.where(active == 1, rng.gamma(2.0, 10.0, n), 0.0)
+    actual = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "active": active})
+    actual["spend"] = spend
+    pred = actual[["customer_id"]].assign(p_active=rng.random(n), expected_spend=rng.random(n))
+    with threadpool_limits(limits=2, user_api="blas"):  # as on any machine with 2+ cores
+        bootstrap_draws(actual, {"model": pred}, n_resamples=10)
+        n_bootstrap = len(seen)
+        selection._gains("gini", spend, rng.random(n), rng.random(n), [np.arange(n)] * 3)
+    assert n_bootstrap >= 10 and len(seen) > n_bootstrap
+    assert set(seen) == {1}

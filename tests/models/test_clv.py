@@ -208,3 +208,92 @@ def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
     assert calls[1][0] is calls[0][1] and calls[0][1] is not None
     assert calls[2][0] is calls[1][1] and calls[1][1] is not None
     assert model.btyd_ is calls[2][1]
+
+
+def test_float32_stacked_inputs_train_the_boosters_of_the_float64_frame(log):
+    """Issue 11 item 4: the boosters trained from the float32 stacked inputs (the early-stopping
+    split as row ranges of one matrix, the spend rows picked by index) are byte for byte those
+    XGBoost trained from the float64 pandas frame of features and BTYD predictions."""
+    import xgboost as xgb
+
+    from clvflow.models.btyd import fit_btyd_checked
+    from clvflow.models.clv import MODEL_INPUT_COLUMNS, ClvModel
+    from clvflow.features.snapshots import stack_snapshots
+
+    past = log.loc[log["timestamp"] < CUTOFF]
+    training_set, _ = stack_snapshots(past, CUTOFF, HORIZON, n_snapshots=2, spacing_days=30)
+    params = ModelParams(**SMALL, n_jobs=1)
+    model = ClvModel(HORIZON, params)
+    stacked = model.stack_inputs(training_set)
+    # The float64 frame the boosters were trained from before: per snapshot (oldest first) its
+    # features and the BTYD predictions of its own (warm-started) fit.
+    frames, latest = [], None
+    for _, snap in training_set.groupby("snapshot_date", sort=True):
+        fit, _ = fit_btyd_checked(snap, HORIZON, latest)
+        latest = fit or latest
+        frames.append(pd.concat([snap, btyd_predictions(fit, snap, HORIZON)], axis=1))
+    rows = pd.concat(frames)
+    assert stacked.x.dtype == np.float32 and stacked.x.shape == (len(rows), len(MODEL_INPUT_COLUMNS))
+    np.testing.assert_array_equal(stacked.x, rows[MODEL_INPUT_COLUMNS].to_numpy("float32"))
+    assert stacked.x.nbytes == rows[MODEL_INPUT_COLUMNS].to_numpy().nbytes // 2
+
+    def old(objective, part, label, margin, valid=None):
+        dtrain = xgb.DMatrix(part[MODEL_INPUT_COLUMNS], label=label(part), base_margin=margin)
+        train_params = {**params.xgb_params(), **objective}
+        if valid is None:
+            return xgb.train(train_params, dtrain, num_boost_round=SMALL["n_estimators"])
+        vpart, vmargin = valid
+        dvalid = xgb.DMatrix(vpart[MODEL_INPUT_COLUMNS], label=label(vpart), base_margin=vmargin)
+        return xgb.train(
+            train_params,
+            dtrain,
+            num_boost_round=SMALL["n_estimators"],
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=params.early_stopping_rounds,
+            verbose_eval=False,
+        )
+
+    churn = {"objective": "binary:logistic", "eval_metric": "logloss"}
+    latest_rows = (rows["snapshot_date"] == rows["snapshot_date"].max()).to_numpy()
+    k = int((~latest_rows).sum())
+    want = old(
+        churn,
+        rows[~latest_rows],
+        lambda part: part["active"].to_numpy(),
+        stacked.churn_base[:k],
+        (rows[latest_rows], stacked.churn_base[k:]),
+    )
+    got, _ = model._fit_churn(stacked, slice(0, k), slice(k, len(rows)))
+    assert bytes(got.save_raw("ubj")) == bytes(want.save_raw("ubj"))
+    buyers = (rows["active"] == 1).to_numpy()
+    want = old(
+        {"objective": "reg:gamma", "eval_metric": "gamma-deviance"},
+        rows[buyers],
+        lambda part: np.maximum(part["spend"].to_numpy(), 0.01),
+        stacked.spend_base[buyers],
+    )
+    got, _ = model._fit_spend(stacked, slice(0, len(rows)), None, SMALL["n_estimators"])
+    assert bytes(got.save_raw("ubj")) == bytes(want.save_raw("ubj"))
+
+
+def test_stacked_inputs_from_snapshot_parts_equal_those_of_the_stacked_frame(log):
+    """Issue 11 item 4: the training rows taken one snapshot at a time (consuming the list, so
+    no stacked copy of all rows is ever held) are those of the stacked frame, to the bit."""
+    from clvflow.models.clv import ClvModel
+    from clvflow.features.snapshots import snapshot_parts, stack_snapshots
+
+    past = log.loc[log["timestamp"] < CUTOFF]
+    layout = {"n_snapshots": 3, "spacing_days": 30}
+    parts, _ = snapshot_parts(past, CUTOFF, HORIZON, **layout)
+    stacked_rows, _ = stack_snapshots(past, CUTOFF, HORIZON, **layout)
+    assert len(parts) == 3 and sum(len(p) for p in parts) == len(stacked_rows)
+    params = ModelParams(**SMALL, n_jobs=1)
+    from_parts = ClvModel(HORIZON, params).stack_inputs(parts)
+    from_frame = ClvModel(HORIZON, params).stack_inputs(stacked_rows)
+    assert parts == []  # consumed
+    np.testing.assert_array_equal(from_parts.x, from_frame.x)
+    pd.testing.assert_frame_equal(from_parts.rows, from_frame.rows)
+    np.testing.assert_array_equal(from_parts.churn_base, from_frame.churn_base)
+    np.testing.assert_array_equal(from_parts.spend_base, from_frame.spend_base)
+    assert from_parts.feature_types == from_frame.feature_types
+    assert from_parts.rows["snapshot_date"].is_monotonic_increasing

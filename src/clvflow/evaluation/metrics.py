@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from clvflow.core.cores import one_blas_thread
 from clvflow.core.progress import track
 from clvflow.evaluation import resampling
 from clvflow.features.labels import LABEL_COLUMNS
@@ -483,29 +484,30 @@ def bootstrap_draws(
         name: (resampling.Ranking(p), resampling.Ranking(s), s, (s - spend) ** 2)
         for name, (p, s) in arrays.items()
     }
-    for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
-        n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
-        if n_active in (0.0, float(n)) or total <= 0:
-            continue  # a degenerate resample (tiny samples only): metrics undefined
-        w_spend, w_active = w * spend, w * active
-        best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
-        if best <= 0:
-            raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-        for name, (by_p, by_s, s, err2) in prepared.items():
-            sums, sizes = by_s.sums(w_spend), by_s.sums(w)
-            gini = resampling.gini_raw(sums, sizes, n) / best
-            draws[name].append(
-                {
-                    "spend_gini_norm": float(np.clip(gini, -1.0, 1.0)),
-                    "spend_top_decile_capture": resampling.top_share_capture(
-                        sums, sizes, n, TOP_SHARE
-                    ),
-                    "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
-                    "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
-                    "churn_roc_auc": resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
-                }
-            )
+    with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
+        for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
+            w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
+            n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
+            if n_active in (0.0, float(n)) or total <= 0:
+                continue  # a degenerate resample (tiny samples only): metrics undefined
+            w_spend, w_active = w * spend, w * active
+            best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
+            if best <= 0:
+                raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
+            for name, (by_p, by_s, s, err2) in prepared.items():
+                sums, sizes = by_s.sums(w_spend), by_s.sums(w)
+                gini = resampling.gini_raw(sums, sizes, n) / best
+                draws[name].append(
+                    {
+                        "spend_gini_norm": float(np.clip(gini, -1.0, 1.0)),
+                        "spend_top_decile_capture": resampling.top_share_capture(
+                            sums, sizes, n, TOP_SHARE
+                        ),
+                        "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
+                        "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
+                        "churn_roc_auc": resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
+                    }
+                )
     full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
     frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
     return full, frames

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from clvflow.core.dates import to_day
+from clvflow.core.dates import rows_before, to_day
 from clvflow.data.ingest import DataQualityReport
 from clvflow.evaluation.metrics import (
     mean_gain_intervals,
@@ -213,7 +213,7 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
     identity = {"data_name": settings.data_name, "horizon_days": horizon}
     bundle.check_export_dir(export_dir, identity)  # fail before hours of training, not after
     check_history(tx, cutoff, horizon, settings.snapshots)
-    past = tx.loc[(tx["timestamp"] < cutoff).to_numpy()]
+    past = rows_before(tx, cutoff)
     tracking.configure_tracking()
     tracking.check_registered_model(name, identity)
     with tracking.tracked_run(

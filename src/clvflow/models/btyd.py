@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
-from threadpoolctl import threadpool_limits
 
+from clvflow.core.cores import one_blas_thread
 from clvflow.core.steptimes import timed_step
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _fit_log_params(
         return min(finite, key=lambda res: res.fun) if finite else None
 
     # L-BFGS-B's BLAS calls are tiny: waking BLAS threads for them costs more than the fit.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         results = []
         if numerical and legacy is not None:
             init, starts_first = None, []

@@ -49,6 +49,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -251,6 +252,78 @@ def _latest_level(rows: pd.DataFrame) -> dict:
     return {"churn_logit_shift": float(np.log(rate / (1 - rate))), "spend_factor": spend}
 
 
+#: Columns of the stacked training rows kept beside the model inputs: the labels and what the
+#: per-snapshot level offsets (:func:`_snapshot_offsets`) need.
+_ROW_COLUMNS = ["snapshot_date", "active", "spend"]
+_OFFSET_BTYD_COLUMNS = ["bg_p_active", "bg_expected_spend", "gg_expected_spend"]
+
+
+def _snapshot_blocks(training_set: pd.DataFrame) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """(snapshot date, its rows in their order) for each snapshot, oldest first, as
+    ``groupby("snapshot_date", sort=True)`` would give them but without its sorted copy of the
+    whole frame: a snapshot stored as one block of rows is a slice (no data copied)."""
+    dates = training_set["snapshot_date"].to_numpy()
+    for date in np.unique(dates):
+        rows = np.flatnonzero(dates == date)
+        if rows[-1] - rows[0] + 1 == len(rows):
+            yield date, training_set.iloc[rows[0] : rows[-1] + 1]
+        else:
+            yield date, training_set.iloc[rows]
+
+
+def _consumed(parts: list[pd.DataFrame]) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """(snapshot date, its rows) for each frame of one snapshot, oldest first, each taken out of
+    ``parts`` as it is given."""
+    parts.sort(key=lambda part: part["snapshot_date"].iloc[0], reverse=True)
+    while parts:
+        part = parts.pop()
+        yield part["snapshot_date"].iloc[0], part
+
+
+def _feature_types(training_set: pd.DataFrame) -> list[str]:
+    """XGBoost's feature types of the model inputs, as it infers them from a pandas frame of the
+    stacked rows (the features' dtypes; the BTYD predictions are floats)."""
+    features = xgb.DMatrix(training_set[FEATURE_COLUMNS].iloc[:1])
+    return [*(features.feature_types or []), *["float"] * len(BTYD_PREDICTION_COLUMNS)]
+
+
+@dataclass
+class StackedInputs:
+    """The boosters' training rows, in snapshot order (oldest first).
+
+    ``x`` holds the model inputs (``MODEL_INPUT_COLUMNS``) as float32, the precision XGBoost
+    stores its matrix in anyway, so the boosters are those of the float64 frame (tested byte for
+    byte) at a quarter of its memory (no pandas copy, no per-split frames); ``rows`` the labels
+    and snapshot dates; the base margins come from :func:`_snapshot_offsets`.
+    """
+
+    x: np.ndarray
+    feature_types: list[str]
+    rows: pd.DataFrame  # _ROW_COLUMNS + _OFFSET_BTYD_COLUMNS
+    churn_base: np.ndarray
+    spend_base: np.ndarray
+    latest_fit: BtydFit | None  # the latest snapshot's usable BTYD fit (the cutoff's warm start)
+
+    def dmatrix(
+        self, positions: np.ndarray, y: np.ndarray, margin: np.ndarray, *, training: bool
+    ) -> xgb.DMatrix:
+        """The XGBoost matrix of the rows at ``positions`` (a view of ``x`` when they are
+        contiguous). ``training``: a ``QuantileDMatrix``, which keeps only the histogram bins
+        that ``hist`` trains on (1 byte a cell instead of a sparse copy at 8; the same cuts, so
+        the same boosters: tested byte for byte); else a plain ``DMatrix`` (evaluation rows)."""
+        take: slice | np.ndarray = positions
+        if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+            take = slice(int(positions[0]), int(positions[-1]) + 1)
+        kind = xgb.QuantileDMatrix if training else xgb.DMatrix
+        return kind(
+            self.x[take],
+            label=y[take],
+            base_margin=margin[take],
+            feature_names=MODEL_INPUT_COLUMNS,
+            feature_types=self.feature_types,
+        )
+
+
 class NotFittedError(RuntimeError):
     """The model was used before :meth:`ClvModel.fit`."""
 
@@ -306,7 +379,7 @@ class ClvModel:
         cutoff_features: pd.DataFrame,
         season_reference: pd.DataFrame | None = None,
     ) -> ClvModel:
-        """Fit on stacked snapshots.
+        """Fit on stacked snapshots (:meth:`stack_inputs` then :meth:`fit_stacked`).
 
         Args:
             training_set: from :func:`clvflow.features.snapshots.build_training_set` (features,
@@ -317,19 +390,77 @@ class ClvModel:
                 (:func:`clvflow.features.snapshots.same_season_snapshot`), or None. Used only for the
                 level, when ``anchor_to_btyd`` and ``seasonal_level`` are on.
         """
-        p = self.params
-        rows, latest_fit = self._with_btyd_per_snapshot(training_set)
-        rows["_churn_base"], rows["_spend_base"] = _snapshot_offsets(rows, p.snapshot_levels)
-        snapshots = sorted(rows["snapshot_date"].unique())
-        latest = (rows["snapshot_date"] == snapshots[-1]).to_numpy()
-        holdout = latest if len(snapshots) > 1 else None
+        return self.fit_stacked(self.stack_inputs(training_set), cutoff_features, season_reference)
 
+    def stack_inputs(self, training_set: pd.DataFrame | list[pd.DataFrame]) -> StackedInputs:
+        """The boosters' training rows (:class:`StackedInputs`) from stacked snapshots, with
+        BTYD predictions fitted on each snapshot's own history. A snapshot where the fit is
+        degenerate keeps its rows with the BTYD inputs missing (logged, and recorded in
+        ``btyd_fallbacks_``). Each fit starts from the previous usable one.
+
+        ``training_set``: the stacked rows (:func:`clvflow.features.snapshots.stack_snapshots`),
+        or one frame per snapshot (:func:`clvflow.features.snapshots.snapshot_parts`), a list
+        this consumes: each frame leaves it once its rows are in the matrix, so its memory can
+        go at once. Nothing returned refers to either.
+        """
+        if isinstance(training_set, pd.DataFrame):
+            n_rows, n_snapshots = len(training_set), training_set["snapshot_date"].nunique()
+            types = _feature_types(training_set)
+            blocks = _snapshot_blocks(training_set)
+        else:
+            n_rows, n_snapshots = sum(len(part) for part in training_set), len(training_set)
+            # (the dtypes the stacked frame would have)
+            types = _feature_types(pd.concat([part.iloc[:1] for part in training_set]))
+            blocks = _consumed(training_set)
+        x = np.empty((n_rows, len(MODEL_INPUT_COLUMNS)), dtype="float32")
+        parts = []
+        self.btyd_fallbacks_: dict[str, str] = {}
+        latest: BtydFit | None = None
+        start = 0
+        for date, snap in track(blocks, "BTYD fits per snapshot", n_snapshots):
+            fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
+            latest = fit or latest
+            if fit is None:
+                # (a snapshot_date group key: pandas-stubs types it as any scalar)
+                day = pd.Timestamp(date).date().isoformat()  # type: ignore[arg-type]
+                log.warning(
+                    "snapshot %s: BTYD base dropped (%s); its trees start from the "
+                    "snapshot's level",
+                    day,
+                    why,
+                )
+                self.btyd_fallbacks_[day] = why
+            btyd = _btyd_inputs(fit, snap, self.horizon_days)
+            end = start + len(snap)
+            for j, column in enumerate(MODEL_INPUT_COLUMNS):
+                source = btyd if column in btyd.columns else snap
+                x[start:end, j] = source[column].to_numpy(dtype="float32")
+            parts.append(pd.concat([snap[_ROW_COLUMNS], btyd[_OFFSET_BTYD_COLUMNS]], axis=1))
+            start = end
+        rows = pd.concat(parts, ignore_index=True)
+        churn_base, spend_base = _snapshot_offsets(rows, self.params.snapshot_levels)
+        return StackedInputs(x, types, rows, churn_base, spend_base, latest)
+
+    def fit_stacked(
+        self,
+        stacked: StackedInputs,
+        cutoff_features: pd.DataFrame,
+        season_reference: pd.DataFrame | None = None,
+    ) -> ClvModel:
+        """:meth:`fit` from the rows of :meth:`stack_inputs` (same arguments otherwise)."""
+        p = self.params
+        rows, latest_fit = stacked.rows, stacked.latest_fit
+        snapshots = sorted(rows["snapshot_date"].unique())
         n_churn, n_spend = p.n_estimators, p.n_estimators
-        if holdout is not None:
-            _, n_churn = self._fit_churn(rows[~holdout], rows[holdout])
-            _, n_spend = self._fit_spend(rows[~holdout], rows[holdout])
-        self.churn_booster_, _ = self._fit_churn(rows, None, n_churn)
-        self.spend_booster_, _ = self._fit_spend(rows, None, n_spend)
+        if len(snapshots) > 1:
+            # rows are in snapshot order: the latest snapshot (the holdout) is the last block
+            first_latest = int(np.searchsorted(rows["snapshot_date"].to_numpy(), snapshots[-1]))
+            train, holdout = slice(0, first_latest), slice(first_latest, len(rows))
+            _, n_churn = self._fit_churn(stacked, train, holdout)
+            _, n_spend = self._fit_spend(stacked, train, holdout)
+        everything = slice(0, len(rows))
+        self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
+        self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
         self.btyd_, why = fit_btyd_checked(cutoff_features, self.horizon_days, latest_fit)
         if self.btyd_ is None:
             log.warning(
@@ -390,61 +521,44 @@ class ClvModel:
             level["season"] = season
         return level
 
-    def _with_btyd_per_snapshot(
-        self, training_set: pd.DataFrame
-    ) -> tuple[pd.DataFrame, BtydFit | None]:
-        """Training rows with BTYD predictions fitted on each snapshot's own history; a snapshot
-        where the fit is degenerate keeps its rows with the BTYD inputs missing (logged, and
-        recorded in ``btyd_fallbacks_``). Each fit starts from the previous usable one; that
-        of the latest snapshot is returned beside the rows (None if none was usable)."""
-        parts = []
-        self.btyd_fallbacks_: dict[str, str] = {}
-        latest: BtydFit | None = None
-        snapshots = training_set.groupby("snapshot_date", sort=True)
-        for date, snap in track(snapshots, "BTYD fits per snapshot", snapshots.ngroups):
-            fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
-            latest = fit or latest
-            if fit is None:
-                # (a snapshot_date group key: pandas-stubs types it as any scalar)
-                day = pd.Timestamp(date).date().isoformat()  # type: ignore[arg-type]
-                log.warning(
-                    "snapshot %s: BTYD base dropped (%s); its trees start from the "
-                    "snapshot's level",
-                    day,
-                    why,
-                )
-                self.btyd_fallbacks_[day] = why
-            btyd = _btyd_inputs(fit, snap, self.horizon_days)
-            parts.append(pd.concat([snap, btyd], axis=1))
-        return pd.concat(parts), latest
-
     def _fit_churn(
-        self, train: pd.DataFrame, valid: pd.DataFrame | None, n_trees: int | None = None
+        self,
+        stacked: StackedInputs,
+        train: slice,
+        valid: slice | None,
+        n_trees: int | None = None,
     ) -> tuple[xgb.Booster, int]:
+        active = stacked.rows["active"].to_numpy()
         return self._train(
             {"objective": "binary:logistic", "eval_metric": "logloss"},
-            train,
-            train["active"].to_numpy(),
-            train["_churn_base"].to_numpy(),
-            valid,
-            None if valid is None else valid["active"].to_numpy(),
-            None if valid is None else valid["_churn_base"].to_numpy(),
+            stacked,
+            active,
+            stacked.churn_base,
+            np.arange(len(active))[train],
+            None if valid is None else np.arange(len(active))[valid],
             n_trees,
         )
 
     def _fit_spend(
-        self, train: pd.DataFrame, valid: pd.DataFrame | None, n_trees: int | None = None
+        self,
+        stacked: StackedInputs,
+        train: slice,
+        valid: slice | None,
+        n_trees: int | None = None,
     ) -> tuple[xgb.Booster, int]:
-        train = train[train["active"] == 1]
-        valid = None if valid is None else valid[valid["active"] == 1]
+        active = stacked.rows["active"].to_numpy() == 1
+        positions = np.arange(len(active))
+
+        def buyers(part: slice) -> np.ndarray:
+            return positions[part][active[part]]
+
         return self._train(
             {"objective": "reg:gamma", "eval_metric": "gamma-deviance"},
-            train,
-            np.maximum(train["spend"].to_numpy(), 0.01),
-            train["_spend_base"].to_numpy(),
-            valid,
-            None if valid is None else np.maximum(valid["spend"].to_numpy(), 0.01),
-            None if valid is None else valid["_spend_base"].to_numpy(),
+            stacked,
+            np.maximum(stacked.rows["spend"].to_numpy(), 0.01),
+            stacked.spend_base,
+            buyers(train),
+            None if valid is None else buyers(valid),
             n_trees,
         )
 
@@ -452,24 +566,25 @@ class ClvModel:
     def _train(
         self,
         objective: dict[str, str],
-        train: pd.DataFrame,
+        stacked: StackedInputs,
         y: np.ndarray,
         margin: np.ndarray,
-        valid: pd.DataFrame | None,
-        y_valid: np.ndarray | None,
-        margin_valid: np.ndarray | None,
+        train: np.ndarray,
+        valid: np.ndarray | None,
         n_trees: int | None,
     ) -> tuple[xgb.Booster, int]:
+        """One booster on the stacked rows at positions ``train`` (early stopping on ``valid``
+        when given, else ``n_trees`` rounds); ``y`` and ``margin`` cover all stacked rows."""
         p = self.params
         params = {**p.xgb_params(), **objective, **p.extra}
-        dtrain = xgb.DMatrix(train[MODEL_INPUT_COLUMNS], label=y, base_margin=margin)
+        dtrain = stacked.dmatrix(train, y, margin, training=True)
         rounds = n_trees or p.n_estimators
         kind = "churn" if objective["objective"] == "binary:logistic" else "spend"
         shown = [BoostingProgress(f"{kind} booster rounds", rounds)]
         if valid is None:
             booster = xgb.train(params, dtrain, num_boost_round=rounds, callbacks=shown)
             return booster, rounds
-        dvalid = xgb.DMatrix(valid[MODEL_INPUT_COLUMNS], label=y_valid, base_margin=margin_valid)
+        dvalid = stacked.dmatrix(valid, y, margin, training=False)
         booster = xgb.train(
             params,
             dtrain,

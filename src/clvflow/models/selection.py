@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from clvflow.evaluation.metrics import gini_norm
+from clvflow.core.cores import one_blas_thread
 from clvflow.core.progress import track
 from clvflow.evaluation import resampling
 from clvflow.core.steptimes import timed_step
@@ -121,17 +122,18 @@ def _gains(
     by_truth = resampling.Ranking(truth)
     n = len(truth)
     by_draw = np.empty((len(draws), len(WEIGHT_GRID)))
-    for d, i in enumerate(track(draws, "blend weights on resamples", len(draws))):
-        w = np.bincount(i, minlength=n).astype("float64")
-        w_truth, size = w * truth, float(len(i))
-        if kind == "auc":
-            by_draw[d] = [resampling.roc_auc(r.sums(w_truth), r.sums(w)) for r in rankings]
-            continue
-        best = resampling.gini_raw(by_truth.sums(w_truth), by_truth.sums(w), size)
-        if best <= 0:
-            raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-        raw = np.array([resampling.gini_raw(r.sums(w_truth), r.sums(w), size) for r in rankings])
-        by_draw[d] = np.clip(raw / best, -1.0, 1.0)
+    with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
+        for d, i in enumerate(track(draws, "blend weights on resamples", len(draws))):
+            w = np.bincount(i, minlength=n).astype("float64")
+            w_truth, size = w * truth, float(len(i))
+            if kind == "auc":
+                by_draw[d] = [resampling.roc_auc(r.sums(w_truth), r.sums(w)) for r in rankings]
+                continue
+            best = resampling.gini_raw(by_truth.sums(w_truth), by_truth.sums(w), size)
+            if best <= 0:
+                raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
+            raw = np.array([resampling.gini_raw(r.sums(w_truth), r.sums(w), size) for r in rankings])
+            by_draw[d] = np.clip(raw / best, -1.0, 1.0)
     by_draw -= by_draw[:, [0]]
     return full - full[0], np.quantile(by_draw, GAIN_QUANTILE, axis=0)
 

@@ -24,13 +24,13 @@ from clvflow.features.build import build_features
 from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.models.clv import BacktestResult, ClvModel, ModelParams, Selection
 from clvflow.models.selection import Blend, choose_blend
-from clvflow.core.dates import DateLike, to_day
+from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.features.snapshots import (
     SnapshotCheck,
     SnapshotRule,
     same_season_snapshot,
     shortest_history_days,
-    stack_snapshots,
+    snapshot_parts,
     usable_snapshots,
 )
 from clvflow.models.uncertainty import SpendCalibration, calibrate_spend, interval_coverage
@@ -82,8 +82,8 @@ def fit_boosters(
     cutoff_day = to_day(cutoff, "cutoff")
     horizon_days = validate_horizon(horizon_days)
     snapshots = snapshots or SnapshotSettings()
-    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
-    training_set, checks = stack_snapshots(
+    past = rows_before(tx, cutoff_day)
+    parts, checks = snapshot_parts(
         past,
         cutoff_day,
         horizon_days,
@@ -96,8 +96,10 @@ def fit_boosters(
     season = None
     if model.params.anchor_to_btyd and model.params.seasonal_level:
         season = same_season_snapshot(past, cutoff_day, horizon_days)
-    model.fit(training_set, features, season)
-    model.n_training_rows_ = len(training_set)
+    n_rows = sum(len(part) for part in parts)
+    stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
+    model.fit_stacked(stacked, features, season)
+    model.n_training_rows_ = n_rows
     model.snapshot_checks_ = checks
     return model, features
 
@@ -268,7 +270,7 @@ def select_method(
     cutoff_day = to_day(cutoff, "cutoff")
     horizon_days = validate_horizon(horizon_days)
     snapshots = snapshots or SnapshotSettings()
-    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    past = rows_before(tx, cutoff_day)
     ok, why = internal_backtest_possible(past, cutoff_day, horizon_days, snapshots)
     if not ok:
         blend = FORCED.get(method) or unjudged_choice(past, cutoff_day, horizon_days, snapshots)
@@ -364,7 +366,7 @@ def calibrate_intervals(
         pred = selection.backtest.predictions["model"]
         source = f"internal backtest window [{start.date()}, {cutoff.date()}), held out"
     else:
-        past = tx.loc[(tx["timestamp"] < cutoff).to_numpy()]
+        past = rows_before(tx, cutoff)
         if past["timestamp"].min() >= start:
             log.warning("no per-customer intervals: no history before %s", start.date())
             return None
@@ -407,7 +409,7 @@ def backtest(
             f"{(last_day + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()} "
             "or a shorter horizon"
         )
-    past = tx.loc[(tx["timestamp"] < cutoff_day).to_numpy()]
+    past = rows_before(tx, cutoff_day)
     model, features = fit_model(
         past, cutoff_day, horizon_days, params=params, snapshots=snapshots, method=method
     )
