@@ -35,6 +35,7 @@ from benchmarks.bench import (
     prepare_model,
     run_child,
 )
+from clvflow.data.partition import PART_ROWS
 
 BLOCK_CUSTOMERS = 1_000_000
 #: Target (issue "Training a million customers in minutes"): 20M customers (or 10M with the
@@ -85,7 +86,9 @@ def prepare_log(n_customers: int, data_dir: Path, seed: int = 0) -> dict:
     try:
         for b in range(blocks):
             size = min(BLOCK_CUSTOMERS, n_customers - b * BLOCK_CUSTOMERS)
-            print(f"[bench] simulating block {b + 1}/{blocks} ({size:,} customers)", file=sys.stderr)
+            print(
+                f"[bench] simulating block {b + 1}/{blocks} ({size:,} customers)", file=sys.stderr
+            )
             tx = simulate(size, seed=1000 * seed + b, id_prefix=chr(ord("A") + b)).transactions
             table = pa.Table.from_pandas(tx, preserve_index=False)
             if writer is None:
@@ -138,10 +141,17 @@ def format_table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_score_scale", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_score_scale", description=__doc__
+    )
     parser.add_argument("--sizes", default="1000000,2000000,5000000,10000000")
     parser.add_argument("--data-dir", default="bench-data", help="cache of simulated logs")
-    parser.add_argument("--parts", type=int, default=None, help="clvflow score --parts (default: auto)")
+    parser.add_argument(
+        "--parts",
+        default="rows",
+        help="clvflow score --parts: a number, 'auto' (the command's own choice) or 'rows' "
+        "(default: one part per PART_ROWS rows, so that every size shows the chunked path)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -153,8 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in sizes:
         log = prepare_log(n, data_dir, args.seed)
-        print(f"[bench] scoring {n:,} customers ({log['rows']:,} rows)", file=sys.stderr, flush=True)
-        rows.append(score_once(log, model, args.parts))
+        print(
+            f"[bench] scoring {n:,} customers ({log['rows']:,} rows)", file=sys.stderr, flush=True
+        )
+        parts = {"auto": None, "rows": -(-log["rows"] // PART_ROWS)}.get(args.parts)
+        rows.append(
+            score_once(
+                log, model, int(args.parts) if parts is None and args.parts != "auto" else parts
+            )
+        )
         print(format_table(rows[-1:]).splitlines()[1], file=sys.stderr, flush=True)
     print(machine_summary())
     print(format_table(rows))

@@ -1,7 +1,7 @@
 """Customer-hash parts of a transactions file too large for one frame (chunked scoring).
 
 One streaming pass over the file (blocks of ``BLOCK_ROWS`` rows, never the whole file in memory)
-writes every row, as read, to one of ``parts`` Parquet files chosen by a stable hash of its
+writes every row, as read, to one of ``parts`` Arrow files chosen by a stable hash of its
 cleaned customer id: each customer's rows land in one part, so the per-customer rules of ingest
 (exact duplicates, returns) hold part by part. The same pass gathers what only the whole file
 knows: the far-date rule (:class:`~clvflow.data.ingest.DayCounts`), the first and last used day
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from clvflow.core.dates import DateLike
 from clvflow.core.errors import InputError
+from clvflow.core.idcodes import stable_hash
 from clvflow.data.datasets import CDNOW, is_embedded, read_cdnow_raw
 from clvflow.data.ingest import (
     ColumnMap,
@@ -50,10 +51,14 @@ BLOCK_ROWS = 1 << 20
 BYTES_PER_ROW = 100
 #: Share of the available memory one frame (or one part) may take.
 MEMORY_SHARE = 0.5
+#: Rows per part at most (about 0.8 GB of memory each while scored).
+PART_ROWS = 8_000_000
 #: Bytes per row of a CSV file, to estimate its rows from its size (gzip: times 4).
 CSV_BYTES_PER_ROW = 40
 #: The column of a part holding each row's position in the file.
 ROW_COLUMN = "@row"
+#: Parts are Arrow IPC files (written and read at memory speed), LZ4-compressed.
+_IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @dataclass
@@ -96,10 +101,13 @@ def available_memory() -> int:
 
 
 def parts_needed(rows: int, memory: int) -> int:
-    """How many parts a log of ``rows`` rows needs so that each fits ``MEMORY_SHARE`` of
-    ``memory`` bytes (1: score it in one frame)."""
+    """How many parts a log of ``rows`` rows is scored in: 1 (one frame) when it fits
+    ``MEMORY_SHARE`` of ``memory`` bytes, else enough for each part to fit it and to hold at
+    most ``PART_ROWS`` rows."""
     budget = max(int(memory * MEMORY_SHARE), 1)
-    return max(1, -(-rows * BYTES_PER_ROW // budget))
+    if rows * BYTES_PER_ROW <= budget:
+        return 1
+    return max(-(-rows * BYTES_PER_ROW // budget), -(-rows // PART_ROWS))
 
 
 def _blocks(
@@ -108,7 +116,8 @@ def _blocks(
     """(name, line of the first data row, blocks with the raw frame's column names)."""
     if is_embedded(source):
         table = pa.Table.from_pandas(read_cdnow_raw(), preserve_index=False)
-        return "cdnow (embedded CDNOW master log)", 2, iter(table.to_batches(BLOCK_ROWS))
+        blocks = (pa.Table.from_batches([b]) for b in table.to_batches(BLOCK_ROWS))
+        return "cdnow (embedded CDNOW master log)", 2, blocks
     path = Path(source)
     present = check_file(path, columns, exclude)
     wanted = columns.required()
@@ -149,7 +158,7 @@ def partition_file(
     dayfirst: bool = False,
     keep_far_dates: bool = False,
 ) -> Partitioned:
-    """Split a transactions file (or ``"cdnow"``) into ``parts`` customer-hash Parquet files in
+    """Split a transactions file (or ``"cdnow"``) into ``parts`` customer-hash Arrow files in
     ``folder`` (rows with no id or excluded go to part 0), in one pass.
 
     Raises:
@@ -163,8 +172,8 @@ def partition_file(
     columns = ColumnMap(amount="amount") if is_embedded(source) else (columns or ColumnMap())
     name, line_offset, blocks = _blocks(source, columns, rules)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"part-{k:04d}.parquet" for k in range(parts)]
-    writers: list[pq.ParquetWriter | None] = [None] * parts
+    paths = [folder / f"part-{k:04d}.arrow" for k in range(parts)]
+    writers: list[pa.ipc.RecordBatchFileWriter | None] = [None] * parts
     counts, layouts = DayCounts(), []
     start = kept_rows = with_id = 0
     try:
@@ -188,14 +197,14 @@ def partition_file(
             kept_rows += len(scan.kept)
             with_id += int(has_id.sum())
             part = np.zeros(n, dtype=np.int64)
-            hashes = pd.util.hash_pandas_object(scan.ids, index=False).to_numpy()
+            hashes = stable_hash(scan.ids)
             part[scan.kept] = np.where(has_id, hashes % np.uint64(parts), 0)
             table = table.append_column(ROW_COLUMN, pa.array(np.arange(start, start + n)))
             for k in range(parts):
                 rows = np.flatnonzero(part == k)
                 if rows.size:
                     if writers[k] is None:
-                        writers[k] = pq.ParquetWriter(paths[k], table.schema)
+                        writers[k] = pa.ipc.new_file(paths[k], table.schema, options=_IPC)
                     writers[k].write_table(table.take(rows))  # type: ignore[union-attr]
             start += n
     finally:
@@ -246,7 +255,8 @@ def clean_part(
 ) -> tuple[pd.DataFrame, DataQualityReport]:
     """One part cleaned as :func:`clvflow.data.ingest.clean_transactions` cleans a file, under
     the whole file's far-date rule; messages name the rows' lines in the file."""
-    table = pq.read_table(path)
+    with pa.ipc.open_file(path) as reader:
+        table = reader.read_all()
     rows = table.column(ROW_COLUMN).to_numpy()
     table = table.drop_columns([ROW_COLUMN])
     raw = pd.DataFrame({c: table.column(c).to_pandas() for c in table.column_names}, copy=False)

@@ -37,7 +37,7 @@ from clvflow.models.uncertainty import total_clv_interval
 from clvflow.scoring.batch import ScoreResult, drift_warnings, season_mismatch
 from clvflow.scoring.drift import AGE_COLUMNS, DEFAULT_PSI_THRESHOLD, bin_counts, drift_from_counts
 from clvflow.scoring.rounding import for_file
-from clvflow.scoring.scores import lifetime_clv, purchases_if_active, score_features
+from clvflow.scoring.scores import lifetime_clv, score_features
 from clvflow.scoring.segments import REQUIRED_COLUMNS, SEGMENT_COLUMNS, add_segments
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ POPULATION_COLUMNS = (*REQUIRED_COLUMNS, "p_active", "horizon_days")
 #: What lifetime value needs of the features: its MBG/NBD integration grid spans the histories
 #: of the customers scored together, so it is computed once over the whole population.
 LIFETIME_COLUMNS = ("n_purchase_days", "frequency", "t_x_days", "T_days")
-#: Rows per block written.
-WRITE_BLOCK_ROWS = 1 << 19
+#: Rows per block written, and per row group of a part's scores (read back a group at a time
+#: from every part at once while writing).
+WRITE_BLOCK_ROWS = 1 << 18
+PART_GROUP_ROWS = 1 << 15
 
 
 def score_parts(
@@ -99,7 +101,9 @@ def score_parts(
             margin=margin,
             annual_discount_rate=annual_discount_rate,
             with_reasons=with_reasons,
+            lifetime=False,
         )
+        purchases = scores.pop("purchases_if_active").to_numpy()
         if reference_profile:
             table = pd.concat([features, scores[["p_active", "expected_spend"]]], axis=1)
             for col, (unaged, aged_counts) in bin_counts(reference_profile, table, aged).items():
@@ -110,12 +114,13 @@ def score_parts(
         if lifetime:
             piece = piece.assign(
                 **{c: features[c].to_numpy("float64") for c in LIFETIME_COLUMNS},
-                purchases_if_active=purchases_if_active(model, features),
+                purchases_if_active=purchases,
             )
         pieces.append(piece)
         del features
         out = folder / f"scores-{k:04d}.parquet"
-        pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), out)
+        table = pa.Table.from_pandas(scores, preserve_index=False)
+        pq.write_table(table, out, row_group_size=PART_GROUP_ROWS)
         paths.append(out)
         labels.append(np.full(len(scores), k, dtype=np.int32))
         log.info(
@@ -125,23 +130,24 @@ def score_parts(
             f"{len(scores):,}",
             time.perf_counter() - start,
         )
-        del scores
+        del scores, table
     population = pd.concat(pieces, ignore_index=True)
     del pieces
     part_of = np.concatenate(labels)
     order = pc.sort_indices(pa.array(population["customer_id"])).to_numpy()
     population = population.take(order).reset_index(drop=True)
-    if lifetime:
-        population["clv_lifetime"] = lifetime_clv(
-            model,
-            population,
-            population["expected_spend_if_active"].to_numpy("float64"),
-            population["clv"].to_numpy("float64"),
-            population["purchases_if_active"].to_numpy("float64"),
-            margin=margin,
-            annual_discount_rate=annual_discount_rate,
-        )
-        population = population.drop(columns=[*LIFETIME_COLUMNS, "purchases_if_active"])
+    population["clv_lifetime"] = lifetime_clv(  # (without a long-run model: clv, warned)
+        model,
+        population,
+        population["expected_spend_if_active"].to_numpy("float64"),
+        population["clv"].to_numpy("float64"),
+        population["purchases_if_active"].to_numpy("float64") if lifetime else None,
+        margin=margin,
+        annual_discount_rate=annual_discount_rate,
+    )
+    population = population.drop(
+        columns=[*LIFETIME_COLUMNS, "purchases_if_active"], errors="ignore"
+    )
     population = add_segments(population)
     population["part"] = part_of[order]
     result = ScoreResult(scores=population, as_of=day)
@@ -169,7 +175,7 @@ class _Rows:
     """The rows of a Parquet file, taken in order, any number at a time."""
 
     def __init__(self, path: Path) -> None:
-        self.batches = pq.ParquetFile(path).iter_batches(WRITE_BLOCK_ROWS)
+        self.batches = pq.ParquetFile(path).iter_batches(PART_GROUP_ROWS)
         self.pending: list[pa.RecordBatch] = []
         self.held = 0
 
