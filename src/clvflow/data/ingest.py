@@ -522,10 +522,14 @@ def merge_reports(
     out.excluded = [{"rule": rule, "rows": rows} for rule, rows in rules.items()]
     if as_of is not None:
         out.as_of = to_day(as_of).date().isoformat()
-    spans = [r for r in parts if r.first_timestamp not in (None, "NaT")]
+    spans = [
+        (pd.Timestamp(r.first_timestamp), pd.Timestamp(r.last_timestamp))
+        for r in parts
+        if r.first_timestamp not in (None, "NaT") and r.last_timestamp is not None
+    ]
     if spans:
-        out.first_timestamp = str(min(pd.Timestamp(r.first_timestamp) for r in spans))
-        out.last_timestamp = str(max(pd.Timestamp(r.last_timestamp) for r in spans))
+        out.first_timestamp = str(min(first for first, _ in spans))
+        out.last_timestamp = str(max(last for _, last in spans))
     out.notes = [_no_row_note(rule) for rule, rows in rules.items() if not rows]
     if out.customer_ids_float_formatted:
         out.notes.append(_float_ids_note(out.customer_ids_float_formatted))
