@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from clvflow.core.idcodes import stable_hash
 from clvflow.data.ingest import DayCounts, far_dates
-from clvflow.data.partition import ROW_COLUMN, partition_file, parts_needed
+from clvflow.data.partition import ROW_COLUMN, estimate_rows, partition_file, parts_needed
 
 
 def test_stable_hash_depends_on_the_value_alone():
@@ -85,3 +85,16 @@ def test_every_row_lands_in_exactly_one_part_with_all_its_customers_rows(tmp_pat
     assert part_of[0] == part_of[1] == part_of[9]  # '17', '17.0' and ' 17 ' (stripped)
     assert part_of[3] == part_of[6] and part_of[4] == part_of[8]
     assert part_of[2] == 0 and part_of[7] == 0  # no id; excluded
+
+
+def test_estimate_rows_reads_parquet_metadata_and_sizes_csv(tmp_path):
+    """Issue 11 item 4: the automatic part count starts from the rows: exact for Parquet (its
+    metadata), the size / 40 bytes for CSV (x4 gzipped), 0 for the embedded CDNOW log."""
+    frame = pd.DataFrame({"customer_id": ["a"] * 1234, "timestamp": ["2024-01-01"] * 1234})
+    frame.to_parquet(tmp_path / "tx.parquet")
+    (tmp_path / "tx.csv").write_bytes(b"x" * 4000)
+    (tmp_path / "tx.csv.gz").write_bytes(b"x" * 1000)
+    assert estimate_rows(tmp_path / "tx.parquet") == 1234
+    assert estimate_rows(tmp_path / "tx.csv") == 100
+    assert estimate_rows(tmp_path / "tx.csv.gz") == 100
+    assert estimate_rows("cdnow") == 0
