@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv spark java run test wheels pythons lint format bench bench-btyd bench-train bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
+.PHONY: venv spark java run test wheels pythons lint format bench bench-btyd bench-train bench-score-scale bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
 
 venv: $(STAMP)
 
@@ -103,6 +103,11 @@ bench-btyd: venv
 # floors; `--sizes 100000` for a shorter run (see docs/benchmarks.md)
 bench-train: venv
 	$(BIN)/python -m benchmarks.bench_train
+
+# clvflow score --no-reasons on simulated logs of 1M to 10M customers, each in customer-hash parts:
+# wall, CPU, peak RSS (see README "Benchmarks"); big sizes under the machine-wide lock
+bench-score-scale: venv
+	$(BIN)/python -m benchmarks.bench_score_scale
 
 # XGBoost threading under load: the booster fit on a 10k-customer log with a CPU burner running,
 # clvflow's default (passive wait, available cores) paired against --n-jobs 1 and the old

@@ -134,13 +134,20 @@ def read_transactions(
     tx, report = load_transactions(
         args.transactions, column_map(args), as_of=as_of, **ingest_options(args)
     )
+    show_quality(report, args, outputs)
+    return tx, report
+
+
+def show_quality(
+    report: DataQualityReport, args: argparse.Namespace, outputs: Outputs | None
+) -> None:
+    """Log the data-quality table; stage the ``--quality-report`` in ``outputs``."""
     for line in report.to_table().splitlines():
         log.info(line)
     if args.quality_report:
         if outputs is None:
             raise TypeError("read_transactions: --quality-report needs the command's outputs")
         outputs.write(Path(args.quality_report), report.save)
-    return tx, report
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:

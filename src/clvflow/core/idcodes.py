@@ -344,3 +344,39 @@ def _offsets(chunk: pa.Array) -> np.ndarray:
 def _data(chunk: pa.Array) -> np.ndarray:
     buffer = chunk.buffers()[2]
     return np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+
+
+def stable_hash(values: pd.Series) -> np.ndarray:
+    """uint64 per text value, a function of the value alone (the same in any block, run or
+    machine): its bytes as 8-byte little-endian words, word ``i`` times an odd constant, summed,
+    then splitmix64's finaliser. Missing values get arbitrary keys. For splitting ids into
+    parts (:mod:`clvflow.data.partition`), not for grouping: different text may collide."""
+    chunks, _ = _arrow_chunks(values.astype("str") if values.dtype == object else values)
+    if chunks is None:
+        raise TypeError(f"stable_hash needs text, got {values.dtype}")
+    out = np.empty(len(values), dtype=np.uint64)
+    start = 0
+    for chunk in chunks:
+        offsets, data = _offsets(chunk), _data(chunk)
+        lengths = np.diff(offsets)
+        words = max(-(-int(lengths.max(initial=0)) // 8), 1)
+        block = np.zeros((len(chunk), words * 8), dtype=np.uint8)
+        width = int(lengths[0]) if len(lengths) else 0
+        if (lengths == width).all():  # fixed width (the usual ids): one reshape
+            block[:, :width] = data[offsets[0] : offsets[0] + len(chunk) * width].reshape(-1, width)
+        else:
+            column = np.arange(words * 8)
+            inside = column[None, :] < lengths[:, None]
+            block[inside] = data[(offsets[:-1, None] + column[None, :])[inside]]
+        multipliers = _WORD_MULTIPLIERS[np.arange(words) % 8] + np.uint64(2) * np.arange(
+            words, dtype=np.uint64
+        )
+        key = (block.view(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
+        key ^= key >> np.uint64(30)  # splitmix64's finaliser: every input bit moves every output
+        key *= np.uint64(0xBF58476D1CE4E5B9)
+        key ^= key >> np.uint64(27)
+        key *= np.uint64(0x94D049BB133111EB)
+        key ^= key >> np.uint64(31)
+        out[start : start + len(chunk)] = key
+        start += len(chunk)
+    return out

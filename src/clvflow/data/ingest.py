@@ -213,6 +213,42 @@ def read_raw(path: Path, columns: ColumnMap, exclude: Sequence[RowFilter] = ()) 
     CSV columns are read as text so that ids keep leading zeros and bad values can be reported.
     The columns of the ``exclude`` filters are checked to exist before the data is read.
     """
+    present = check_file(path, columns, exclude)
+    # All columns are read: "exact duplicate" means equal in every column of the file, not only
+    # in the mapped ones (two invoice lines can share customer, time and amount).
+    try:
+        if _is_csv(path):
+            table = pacsv.read_csv(path, convert_options=csv_convert_options(present))
+        else:
+            table = pq.read_table(path, pre_buffer=False)  # (pre-buffering: for remote stores)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _unreadable(path, exc) from None
+    frame = raw_frame(table, columns, present)
+    if frame.empty:
+        raise InputError(f"{path}: no data rows (only a header). Export the transactions again.")
+    return frame
+
+
+def csv_convert_options(present: list[str]) -> pacsv.ConvertOptions:
+    """Every CSV column read as text (ids keep leading zeros; bad values can be reported)."""
+    return pacsv.ConvertOptions(
+        column_types=dict.fromkeys(present, pa.string()), strings_can_be_null=False
+    )
+
+
+def raw_frame(table: pa.Table, columns: ColumnMap, present: list[str]) -> pd.DataFrame:
+    """The raw frame of (a block of) a file read by pyarrow: the mapped columns under their
+    logical names, every other column ``X`` as ``__X``."""
+    wanted = columns.required()
+    data = {logical: table.column(col).to_pandas() for logical, col in wanted.items()}
+    for extra in sorted(set(present) - set(wanted.values())):
+        data[f"__{extra}"] = table.column(extra).to_pandas()
+    return pd.DataFrame(data, copy=False)  # copy=False: no consolidating copy of 20M rows
+
+
+def check_file(path: Path, columns: ColumnMap, exclude: Sequence[RowFilter] = ()) -> list[str]:
+    """Check a transactions file before reading it (exists, supported, not empty, the mapped
+    and the filters' columns present, no name twice); its column names."""
     if not path.exists():
         raise InputError(
             f"{path}: file not found. Check the path (working directory: {Path.cwd()})."
@@ -246,27 +282,7 @@ def read_raw(path: Path, columns: ColumnMap, exclude: Sequence[RowFilter] = ()) 
     for rule in exclude:
         if rule.column not in present:
             raise _missing_filter_column(str(path), rule, present)
-    # All columns are read: "exact duplicate" means equal in every column of the file, not only
-    # in the mapped ones (two invoice lines can share customer, time and amount).
-    try:
-        if _is_csv(path):
-            table = pacsv.read_csv(
-                path,
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(present, pa.string()), strings_can_be_null=False
-                ),
-            )
-        else:
-            table = pq.read_table(path, pre_buffer=False)  # (pre-buffering: for remote stores)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise _unreadable(path, exc) from None
-    data = {logical: table.column(col).to_pandas() for logical, col in wanted.items()}
-    for extra in sorted(set(present) - set(wanted.values())):
-        data[f"__{extra}"] = table.column(extra).to_pandas()
-    frame = pd.DataFrame(data, copy=False)  # copy=False: no consolidating copy of 20M rows
-    if frame.empty:
-        raise InputError(f"{path}: no data rows (only a header). Export the transactions again.")
-    return frame
+    return present
 
 
 def _column_names(path: Path) -> list[str]:
@@ -333,6 +349,8 @@ def clean_transactions(
     date_format: str | None = None,
     dayfirst: bool = False,
     keep_far_dates: bool = False,
+    rows: np.ndarray | None = None,
+    far: FarDates | None = None,
 ) -> tuple[pd.DataFrame, DataQualityReport]:
     """Validate and clean a raw frame with logical column names.
 
@@ -346,6 +364,11 @@ def clean_transactions(
         columns: the input column names, for messages and the filters.
         exclude: row filters (input column names), applied first and counted per rule.
         date_format, dayfirst, keep_far_dates: as in :func:`load_transactions`.
+        rows: a part of a file (:mod:`clvflow.data.partition`): each raw row's position in the
+            file (for the lines in messages). The whole-file checks (every row excluded, no id
+            anywhere) were made by the partitioner, so a part may come out empty.
+        far: with ``rows``, the file's far-date rule (instead of the part's own); the far rows
+            are counted there, and its note replaces the part's.
 
     Returns:
         (transactions table sorted as given, report).
@@ -355,18 +378,20 @@ def clean_transactions(
     report = DataQualityReport(source=source, rows_read=len(raw))
     if raw.empty:
         raise InputError(f"{source}: no data rows. Export the transactions again.")
-    kept_rows = None
+    kept_rows = rows
     if exclude:
-        raw, kept_rows = _apply_row_filters(raw, exclude, names, report)
+        raw, kept = _apply_row_filters(raw, exclude, names, report, whole=rows is None)
+        if kept is not None:
+            kept_rows = kept if rows is None else rows[kept]
+    tx_columns = {"customer_id": "str", "timestamp": "datetime64[ns]", "amount": "float64"}
+    if raw.empty:  # (a part whose rows were all excluded)
+        return pd.DataFrame(columns=list(tx_columns)).astype(tx_columns), report
 
     ctx = _Context(source, line_offset, kept_rows)
     ids, n_float = normalise_customer_ids(raw["customer_id"], ctx.where(names["customer_id"]))
     report.customer_ids_float_formatted = n_float
     if n_float:
-        report.notes.append(
-            f"{n_float:,} customer ids were float-formatted (e.g. '17850.0') and were normalised "
-            "to integers ('17850')"
-        )
+        report.notes.append(_float_ids_note(n_float))
     when = ctx.where(names["timestamp"])
     timestamps, layout = parse_timestamps(
         raw["timestamp"], when, date_format=date_format, dayfirst=dayfirst
@@ -388,25 +413,144 @@ def clean_transactions(
     report.dropped_missing_customer_id = int((~has_id).sum())
     used = has_id
     if not keep_far_dates:
-        far, bulk = far_dates(timestamps.to_numpy(), has_id)
-        if far.any():
-            used = has_id & ~far
-            report.dropped_far_dates = int(far.sum())
-            report.notes.append(_far_dates_note(far, timestamps, bulk, when))
+        if far is None:
+            far_rows, bulk = far_dates(timestamps.to_numpy(), has_id)
+        elif far.cut is None:
+            far_rows, bulk = np.zeros(len(tx), dtype=bool), None
+        else:
+            far_rows, bulk = far.cut.mask(timestamps.to_numpy(), has_id), far.cut.bulk
+        if far_rows.any():
+            used = has_id & ~far_rows
+            report.dropped_far_dates = int(far_rows.sum())
+            if far is None:
+                report.notes.append(_far_dates_note(far_rows, timestamps, bulk, when))
+            else:
+                far.rows += report.dropped_far_dates
+                firsts = np.flatnonzero(far_rows)[:MAX_EXAMPLES]
+                far.examples.extend((when.line(i), str(timestamps.iloc[i])) for i in firsts)
     packed_text_keys(raw["customer_id"])  # (shared by both threads below: computed once, first)
     with ThreadPoolExecutor(max_workers=1) as pool:
         duplicates = pool.submit(duplicated_rows, raw)  # runs beside the counts of the used rows
         if not drop_duplicates:
-            tx = _used_rows(tx, used, source, names["customer_id"])
+            tx = _used_rows(tx, used, source, names["customer_id"], whole=rows is None)
             _summarise(tx, report, as_of)
         dup = duplicates.result()
     report.duplicate_rows = int((dup & used).sum())
     if drop_duplicates:
         report.dropped_duplicates = report.duplicate_rows
-        tx = _used_rows(tx, used & ~dup, source, names["customer_id"])
+        tx = _used_rows(tx, used & ~dup, source, names["customer_id"], whole=rows is None)
         _summarise(tx, report, as_of)
     report.rows_used = len(tx)
     return tx, report
+
+
+@dataclass(frozen=True)
+class ScannedBlock:
+    """What a first pass over a block of a file needs (:func:`scan_block`)."""
+
+    kept: np.ndarray  # positions in the block of the rows no --exclude rule drops
+    ids: pd.Series  # their cleaned customer ids (NA: none)
+    stamps: np.ndarray  # their timestamps
+    layout: str | None  # how text timestamps were read (None: ISO or typed)
+
+
+def scan_block(
+    raw: pd.DataFrame,
+    rows: np.ndarray,
+    *,
+    source: str,
+    line_offset: int,
+    columns: ColumnMap,
+    exclude: Sequence[RowFilter] = (),
+    date_format: str | None = None,
+    dayfirst: bool = False,
+) -> ScannedBlock:
+    """Cleaned customer ids and timestamps of a block of a raw file (``rows``: the positions in
+    the file), as :func:`clean_transactions` makes them; bad ids or timestamps raise its errors."""
+    names = columns.required()
+    logical = {col: name for name, col in names.items()}
+    keep = np.ones(len(raw), dtype=bool)
+    for rule in exclude:
+        keep &= ~rule.matches(raw[logical.get(rule.column, f"__{rule.column}")])
+    kept = np.flatnonzero(keep)
+    if len(kept) < len(raw):
+        raw = raw.iloc[kept].reset_index(drop=True)
+    ctx = _Context(source, line_offset, rows[kept])
+    ids, _ = normalise_customer_ids(raw["customer_id"], ctx.where(names["customer_id"]))
+    stamps, layout = parse_timestamps(
+        raw["timestamp"],
+        ctx.where(names["timestamp"]),
+        date_format=date_format,
+        dayfirst=dayfirst,
+    )
+    return ScannedBlock(kept, ids, stamps.to_numpy(), layout)
+
+
+def no_rows_error(source: str, kind: str, detail: str) -> InputError:
+    """The whole-file errors of :func:`clean_transactions`, for a file read in parts: ``kind``
+    "excluded" (``detail``: the rules) or "no id" (``detail``: the id column)."""
+    if kind == "excluded":
+        return InputError(
+            f"{source}: the --exclude rules drop every row ({detail}). Check the rules."
+        )
+    return InputError(
+        f"{source}: no row has a customer id in column {detail!r}. "
+        "Map the right column with --customer-col."
+    )
+
+
+def merge_reports(
+    parts: Sequence[DataQualityReport],
+    *,
+    source: str,
+    as_of: DateLike | None,
+    layout: str | None,
+    far: FarDates | None,
+) -> DataQualityReport:
+    """The report of a whole file from those of its parts (:mod:`clvflow.data.partition`: each
+    customer's rows in one part): counts added up, the time span's ends, and the notes the
+    whole file gets (``layout``: how its text timestamps were read; ``far``: its far dates)."""
+    out = DataQualityReport(source=source)
+    counted = [f for f in DataQualityReport.__dataclass_fields__ if f.startswith(_COUNTED)]
+    for report in parts:
+        for name in counted:
+            setattr(out, name, getattr(out, name) + getattr(report, name))
+    rules: dict[str, int] = {}
+    for report in parts:
+        for e in report.excluded:
+            rules[e["rule"]] = rules.get(e["rule"], 0) + e["rows"]
+    out.excluded = [{"rule": rule, "rows": rows} for rule, rows in rules.items()]
+    if as_of is not None:
+        out.as_of = to_day(as_of).date().isoformat()
+    spans = [
+        (pd.Timestamp(r.first_timestamp), pd.Timestamp(r.last_timestamp))
+        for r in parts
+        if r.first_timestamp not in (None, "NaT") and r.last_timestamp is not None
+    ]
+    if spans:
+        out.first_timestamp = str(min(first for first, _ in spans))
+        out.last_timestamp = str(max(last for _, last in spans))
+    out.notes = [_no_row_note(rule) for rule, rows in rules.items() if not rows]
+    if out.customer_ids_float_formatted:
+        out.notes.append(_float_ids_note(out.customer_ids_float_formatted))
+    if layout:
+        out.notes.append(layout)
+    far_note = far.note() if far is not None else None
+    if far_note:
+        out.notes.append(far_note)
+    return out
+
+
+#: Fields of :class:`DataQualityReport` that add up over the parts of a file.
+_COUNTED = (
+    "rows_",
+    "dropped_",
+    "duplicate_rows",
+    "returns",
+    "zero_amounts",
+    "customer_ids_float",
+    "customers",
+)
 
 
 def far_dates(
@@ -427,61 +571,109 @@ def far_dates(
         (boolean mask of the far rows, the bulk's first and last day; None when no row can be
         far: fewer than 3 rows, or all within a year).
     """
-    far = np.zeros(len(stamps), dtype=bool)
+    counts = DayCounts()
+    counts.add(stamps, rows)
+    cut = counts.far_cut()
+    if cut is None:
+        return np.zeros(len(stamps), dtype=bool), None
+    return cut.mask(stamps, rows), cut.bulk
+
+
+def _days(stamps: np.ndarray) -> np.ndarray:
+    """Day numbers (since 1970-01-01, floored) of datetime64 values."""
     unit, _ = np.datetime_data(stamps.dtype)
     per_day = int(np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64))
-    ticks = stamps.view(np.int64)  # (numpy is far faster on int64 than on datetime64)
-    n = len(ticks) if rows is None else int(np.count_nonzero(rows))
-    if n < 3 or int(ticks.max()) - int(ticks.min()) <= FAR_DATES_MIN_GAP_DAYS * per_day:
-        return far, None  # (too few rows for a bulk, or nothing can be that far)
-    days = ticks // per_day
-    start = int(days.min())
-    counts = np.bincount(days - start)  # rows per day
-    if rows is not None and n < len(rows):
-        counts -= np.bincount(days[~rows] - start, minlength=len(counts))
-    dated = np.flatnonzero(counts)
-    cuts = far_day_cuts(start + dated, counts[dated])
-    if cuts is None:
-        return far, None
-    low, high, bulk = cuts
-    if low is not None:
-        far |= days <= low
-    if high is not None:
-        far |= days >= high
-    if rows is not None:
-        far &= rows
-    return far, (np.datetime64(bulk[0], "D"), np.datetime64(bulk[1], "D"))
+    return stamps.view(np.int64) // per_day  # (numpy is far faster on int64 than on datetime64)
 
 
-def far_day_cuts(
-    days: np.ndarray, counts: np.ndarray
-) -> tuple[int | None, int | None, tuple[int, int]] | None:
-    """The rule of :func:`far_dates` on rows counted per day (one definition for both engines).
+@dataclass
+class DayCounts:
+    """What :func:`far_dates` needs of a file, added up block by block: rows per day (of the
+    rows it looks at) and the first and last timestamp of all rows."""
 
-    Args:
-        days: the days with rows (days since 1970-01-01), ascending, distinct.
-        counts: the number of rows on each of those days (> 0).
+    start: int = 0  # the day of counts[0]
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    first: np.datetime64 | None = None
+    last: np.datetime64 | None = None
 
-    Returns:
-        (rows on days <= the first value are far (None: none below the bulk), rows on days >=
-        the second are far (None: none above), the bulk's first and last day); None when no row
-        can be far (fewer than 3 rows, or all within a year).
-    """
-    n = int(counts.sum())
-    if n < 3 or int(days[-1]) - int(days[0]) <= FAR_DATES_MIN_GAP_DAYS:
-        return None
-    rank = np.cumsum(counts)
-    lo, hi = (
-        int(days[np.searchsorted(rank, k, side="right")])  # the day of the k-th row (0-based)
-        for k in (int(np.ceil(0.01 * (n - 1))), int(np.floor(0.99 * (n - 1))))
-    )
-    gap = max(hi - lo, FAR_DATES_MIN_GAP_DAYS)
-    after, before = days[days > hi], days[days < lo][::-1]
-    cuts: list[int | None] = []
-    for edge, tail in ((lo, before), (hi, after)):
-        cut = np.flatnonzero(np.abs(np.diff(tail, prepend=edge)) > gap)
-        cuts.append(int(tail[cut[0]]) if cut.size else None)
-    return cuts[0], cuts[1], (lo, hi)
+    def add(self, stamps: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Count a block of timestamps (only ``rows`` per day; all for the span)."""
+        if not len(stamps):
+            return
+        lo, hi = stamps.min(), stamps.max()
+        self.first = lo if self.first is None else min(self.first, lo)
+        self.last = hi if self.last is None else max(self.last, hi)
+        days = _days(stamps)
+        if rows is not None:
+            days = days[rows]
+        if not days.size:
+            return
+        start = int(days.min()) if not self.counts.size else min(self.start, int(days.min()))
+        block = np.bincount(days - start)
+        size = max(len(block), self.start - start + len(self.counts))
+        total = np.zeros(size, dtype=np.int64)
+        total[: len(block)] += block
+        total[self.start - start : self.start - start + len(self.counts)] += self.counts
+        self.start, self.counts = start, total
+
+    def far_cut(self) -> FarCut | None:
+        """Where far dates begin (see :func:`far_dates`); None when no row can be far."""
+        n = int(self.counts.sum())
+        span = np.timedelta64(FAR_DATES_MIN_GAP_DAYS, "D")
+        if n < 3 or self.first is None or self.last is None or self.last - self.first <= span:
+            return None  # (too few rows for a bulk, or nothing can be that far)
+        rank = np.cumsum(self.counts)
+        lo, hi = (
+            int(np.searchsorted(rank, k, side="right"))  # the day of the k-th row (0-based)
+            for k in (int(np.ceil(0.01 * (n - 1))), int(np.floor(0.99 * (n - 1))))
+        )
+        gap = max(hi - lo, FAR_DATES_MIN_GAP_DAYS)
+        dated = np.flatnonzero(self.counts)  # the days with a row, ascending
+        after, before = dated[dated > hi], dated[dated < lo][::-1]
+        cuts: list[int | None] = []
+        for edge, tail in ((hi, after), (lo, before)):
+            cut = np.flatnonzero(np.abs(np.diff(tail, prepend=edge)) > gap)
+            cuts.append(self.start + int(tail[cut[0]]) if cut.size else None)
+        bulk = (np.datetime64(self.start + lo, "D"), np.datetime64(self.start + hi, "D"))
+        return FarCut(cuts[0], cuts[1], bulk)
+
+
+@dataclass(frozen=True)
+class FarCut:
+    """Far dates: from day ``above`` on, up to day ``below`` (day numbers; None: none there)."""
+
+    above: int | None
+    below: int | None
+    bulk: tuple[np.datetime64, np.datetime64]
+
+    def mask(self, stamps: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The far rows among ``rows`` of ``stamps``."""
+        days = _days(stamps)
+        far = np.zeros(len(days), dtype=bool)
+        if self.above is not None:
+            far |= days >= self.above
+        if self.below is not None:
+            far |= days <= self.below
+        return far if rows is None else far & rows
+
+
+@dataclass
+class FarDates:
+    """The far-date rule of a whole file applied to its parts one by one: the cut (from the
+    file's :class:`DayCounts`; None: no row is far), and the far rows met so far (their number
+    and the first ``MAX_EXAMPLES`` as (line, timestamp) per part), for the one note."""
+
+    cut: FarCut | None
+    column: str = "timestamp"
+    rows: int = 0
+    examples: list[tuple[int, str]] = field(default_factory=list)
+
+    def note(self) -> str | None:
+        """The note of :func:`clean_transactions` for the whole file (None: no far row)."""
+        if not self.rows or self.cut is None:
+            return None
+        first = sorted(self.examples)[:MAX_EXAMPLES]
+        return _far_note_text(self.rows, first, self.cut.bulk, self.column)
 
 
 def _far_dates_note(
@@ -492,10 +684,17 @@ def _far_dates_note(
 ) -> str:
     rows = np.flatnonzero(far)
     # (bulk is None only when no date is far, and then there is no note)
-    lo, hi = (pd.Timestamp(t).date() for t in bulk)  # type: ignore[union-attr]
-    first = ", ".join(f"line {where.line(i)} ({stamps.iloc[i]})" for i in rows[:MAX_EXAMPLES])
+    examples = [(where.line(i), str(stamps.iloc[i])) for i in rows[:MAX_EXAMPLES]]
+    return _far_note_text(len(rows), examples, bulk, where.column)  # type: ignore[arg-type]
+
+
+def _far_note_text(
+    n: int, examples: list[tuple[int, str]], bulk: tuple[np.datetime64, np.datetime64], column: str
+) -> str:
+    lo, hi = (pd.Timestamp(t).date() for t in bulk)
+    first = ", ".join(f"line {line} ({stamp})" for line, stamp in examples)
     return (
-        f"{len(rows):,} row(s) dropped, column {where.column!r} dated far from all other rows "
+        f"{n:,} row(s) dropped, column {column!r} dated far from all other rows "
         f"(a gap of over a year, and over the {lo} .. {hi} span of the bulk, with no row in "
         f"between); first: {first}. Fix the dates, or pass --keep-far-dates to keep the rows"
     )
@@ -521,10 +720,28 @@ def check_amounts_add_up(amounts: pd.Series, where: _Where) -> None:
         )
 
 
+def _float_ids_note(n_float: int) -> str:
+    return (
+        f"{n_float:,} customer ids were float-formatted (e.g. '17850.0') and were normalised "
+        "to integers ('17850')"
+    )
+
+
+def _no_row_note(rule: str) -> str:
+    return f"--exclude {rule} dropped no row (check the values)"
+
+
 def _apply_row_filters(
-    raw: pd.DataFrame, rules: Sequence[RowFilter], names: dict[str, str], report: DataQualityReport
+    raw: pd.DataFrame,
+    rules: Sequence[RowFilter],
+    names: dict[str, str],
+    report: DataQualityReport,
+    *,
+    whole: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Drop the rows the rules match, counting each under the first rule that matches it.
+    """Drop the rows the rules match, counting each under the first rule that matches it
+    (``whole``: the whole file, where a rule that drops nothing is noted and dropping every row
+    is an error).
 
     Returns:
         (remaining rows, their positions in ``raw`` (None when none was dropped)).
@@ -539,16 +756,14 @@ def _apply_row_filters(
         hit = rule.matches(raw[key]) & keep
         keep &= ~hit
         report.excluded.append({"rule": rule.describe(), "rows": int(hit.sum())})
-        if not hit.any():
-            report.notes.append(f"--exclude {rule.describe()} dropped no row (check the values)")
+        if not hit.any() and whole:
+            report.notes.append(_no_row_note(rule.describe()))
     report.dropped_excluded = int(len(raw) - keep.sum())
     if keep.all():
         return raw, None
-    if not keep.any():
-        raise InputError(
-            f"{report.source}: the --exclude rules drop every row "
-            f"({'; '.join(e['rule'] for e in report.excluded)}). Check the rules."
-        )
+    if not keep.any() and whole:
+        rules_text = "; ".join(e["rule"] for e in report.excluded)
+        raise no_rows_error(report.source, "excluded", rules_text)
     return raw.loc[keep].reset_index(drop=True), np.flatnonzero(keep)
 
 
@@ -559,12 +774,11 @@ def _missing_filter_column(source: str, rule: RowFilter, present: list[str]) -> 
     )
 
 
-def _used_rows(tx: pd.DataFrame, keep: np.ndarray, source: str, id_column: str) -> pd.DataFrame:
-    if not keep.any():
-        raise InputError(
-            f"{source}: no row has a customer id in column {id_column!r}. "
-            "Map the right column with --customer-col."
-        )
+def _used_rows(
+    tx: pd.DataFrame, keep: np.ndarray, source: str, id_column: str, *, whole: bool = True
+) -> pd.DataFrame:
+    if not keep.any() and whole:
+        raise no_rows_error(source, "no id", id_column)
     if keep.all():  # (a copy of 20M rows is worth skipping)
         return tx
     return tx.loc[keep].reset_index(drop=True)

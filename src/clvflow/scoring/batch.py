@@ -157,17 +157,23 @@ def score_transactions(
                 ", ".join(AGE_COLUMNS),
                 aged,
             )
-        drifted = result.drift[result.drift["drifted"]]
-        if len(drifted):
-            listed = ", ".join(f"{r.column} ({r.psi:.2f})" for r in drifted.head(8).itertuples())
-            result.warnings.append(
-                f"population drift: PSI > {psi_threshold} for {len(drifted)} column(s) vs the "
-                f"training population: {listed}. Scores may be less reliable; consider retraining."
-            )
+        result.warnings.extend(drift_warnings(result.drift, psi_threshold))
         steps.done("drift check (PSI)")
     for w in result.warnings:
         log.warning(w)
     return result
+
+
+def drift_warnings(drift: pd.DataFrame, psi_threshold: float) -> list[str]:
+    """The warning for the drifted columns of a drift table (none: no warning)."""
+    drifted = drift[drift["drifted"]]
+    if not len(drifted):
+        return []
+    listed = ", ".join(f"{r.column} ({r.psi:.2f})" for r in drifted.head(8).itertuples())
+    return [
+        f"population drift: PSI > {psi_threshold} for {len(drifted)} column(s) vs the "
+        f"training population: {listed}. Scores may be less reliable; consider retraining."
+    ]
 
 
 class _Steps:

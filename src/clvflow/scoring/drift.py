@@ -39,11 +39,15 @@ def _edges(values: np.ndarray) -> list[float]:
 
 def _shares(values: np.ndarray, edges: list[float]) -> list[float]:
     """Shares of values per bin: one bin for missing values, then len(edges) + 1 bins."""
+    return (_counts(values, edges) / max(len(values), 1)).tolist()
+
+
+def _counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Values per bin: one bin for missing values, then len(edges) + 1 bins."""
     missing = ~np.isfinite(values)
     idx = np.searchsorted(np.asarray(edges, dtype="float64"), values[~missing], side="right")
     counts = np.bincount(idx, minlength=len(edges) + 1).astype("float64")
-    all_counts = np.concatenate([[missing.sum()], counts])
-    return (all_counts / max(len(values), 1)).tolist()
+    return np.concatenate([[missing.sum()], counts])
 
 
 def reference_profile(table: pd.DataFrame, columns: list[str]) -> dict[str, dict]:
@@ -80,16 +84,39 @@ def drift_table(
         against the reference as profiled; equal to ``psi`` except for aged columns), sorted by
         psi descending. Columns absent from ``table`` are skipped.
     """
-    rows = []
+    return drift_from_counts(profile, bin_counts(profile, table, age_days), len(table), threshold)
+
+
+def bin_counts(
+    profile: dict[str, dict], table: pd.DataFrame, age_days: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per profiled column of ``table``: its values per reference bin, unaged and aged (see
+    :func:`drift_table`). Counts of the parts of a population add up to the population's."""
+    out = {}
     for col, ref in profile.items():
         if col not in table.columns:
             continue
         values = table[col].to_numpy(dtype="float64")
-        unaged = psi(ref["shares"], _shares(values, ref["edges"]))
-        value = unaged
+        unaged = _counts(values, ref["edges"])
+        aged = unaged
         if col in AGE_COLUMNS and age_days:
-            aged_edges = [e + age_days for e in ref["edges"]]
-            value = psi(ref["shares"], _shares(values, aged_edges))
+            aged = _counts(values, [e + age_days for e in ref["edges"]])
+        out[col] = (unaged, aged)
+    return out
+
+
+def drift_from_counts(
+    profile: dict[str, dict],
+    counts: dict[str, tuple[np.ndarray, np.ndarray]],
+    n: int,
+    threshold: float = DEFAULT_PSI_THRESHOLD,
+) -> pd.DataFrame:
+    """:func:`drift_table` from the :func:`bin_counts` of ``n`` values."""
+    rows = []
+    for col, (unaged_counts, aged_counts) in counts.items():
+        shares = profile[col]["shares"]
+        unaged = psi(shares, (unaged_counts / max(n, 1)).tolist())
+        value = psi(shares, (aged_counts / max(n, 1)).tolist())
         rows.append(
             {"column": col, "psi": value, "drifted": value > threshold, "psi_unaged": unaged}
         )

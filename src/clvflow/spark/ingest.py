@@ -8,7 +8,7 @@ an id, compute amount = quantity x unit price when mapped, count (or drop) exact
 customers and customers with only returns. It applies the ``--exclude`` rules (counted rule
 by rule), reads ``--date-format`` layouts with the single-machine parser (a pandas UDF: the same
 function on every row) and drops far dates with the single-machine rule (rows counted per day on
-Spark, the cut found on the driver by ``ingest.far_day_cuts``). Without ``--date-format``, text
+Spark, the cut found on the driver by ``ingest.DayCounts``). Without ``--date-format``, text
 timestamps must be ISO 8601 (the single-machine reader would guess a layout from the file's first
 row, which Spark's partitions do not have): ``--dayfirst`` needs ``--date-format`` there. The
 embedded ``cdnow`` data is read by the single-machine reader and handed to Spark.
@@ -31,7 +31,7 @@ from clvflow.data.ingest import (
     TX_COLUMNS,
     ColumnMap,
     DataQualityReport,
-    far_day_cuts,
+    DayCounts,
     load_transactions,
     to_datetime_text,
 )
@@ -282,24 +282,26 @@ def _far_dates(
     )
     if not per_day:
         return F.lit(False), None
-    cuts = far_day_cuts(
-        np.array([r["day"] for r in per_day], dtype=np.int64),
-        np.array([r["count"] for r in per_day], dtype=np.int64),
+    days = np.array([r["day"] for r in per_day], dtype=np.int64)
+    counts = DayCounts(
+        start=int(days[0]),
+        counts=np.bincount(days - days[0], weights=[r["count"] for r in per_day]).astype(np.int64),
+        first=np.datetime64(int(days[0]), "D"),
+        last=np.datetime64(int(days[-1]), "D"),
     )
-    if cuts is None or cuts[:2] == (None, None):
+    cut = counts.far_cut()
+    if cut is None or (cut.above is None and cut.below is None):
         return F.lit(False), None
-    low, high, (lo, hi) = cuts
     far = F.lit(False)
-    if low is not None:
-        far = far | (day <= low)
-    if high is not None:
-        far = far | (day >= high)
+    if cut.above is not None:
+        far = far | (day >= cut.above)
+    if cut.below is not None:
+        far = far | (day <= cut.below)
     far = F.col("customer_id").isNotNull() & far
     rows = table.where(far).select("timestamp").orderBy("timestamp")
     report.dropped_far_dates = rows.count()
     first = ", ".join(str(pd.Timestamp(r[0])) for r in rows.limit(MAX_EXAMPLES).collect())
-    epoch = pd.Timestamp("1970-01-01")
-    bulk = [(epoch + pd.Timedelta(days=d)).date() for d in (lo, hi)]
+    bulk = [pd.Timestamp(d).date() for d in cut.bulk]
     return far, (
         f"{report.dropped_far_dates:,} row(s) dropped, column {column!r} dated far from all "
         f"other rows (a gap of over a year, and over the {bulk[0]} .. {bulk[1]} span of the "
