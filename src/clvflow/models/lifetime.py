@@ -289,24 +289,70 @@ def _dert_if_alive(params: MbgNbdParams, x: float, beta: np.ndarray, delta: floa
     return out
 
 
+def dert_if_alive(
+    params: MbgNbdParams, frequency: np.ndarray, T: np.ndarray, annual_discount_rate: float
+) -> np.ndarray:
+    """E[discounted residual purchases | alive] per customer: a function of (x, T) only (weeks),
+    integrated on one grid per x spanning that x's customers (so a value depends on the others
+    with the same x, by about 1e-9: :class:`DertTable` computes it once for a population
+    scored in batches)."""
+    delta = weekly_discount_rate(annual_discount_rate)
+    x = np.asarray(frequency, dtype="float64")
+    out = np.zeros(x.size)
+    beta = params.alpha + np.asarray(T, dtype="float64")
+    for value in np.unique(x):
+        rows = x == value
+        betas, inverse = np.unique(beta[rows], return_inverse=True)
+        out[rows] = _dert_if_alive(params, float(value), betas, delta)[inverse]
+    return out
+
+
 def mbgnbd_dert(
     params: MbgNbdParams,
     frequency: ArrayLike,
     t_x: ArrayLike,
     T: ArrayLike,
     annual_discount_rate: float,
+    if_alive: np.ndarray | None = None,
 ) -> np.ndarray:
     """Discounted expected residual transactions per customer (module docstring), histories in
-    weeks as :func:`mbgnbd_prob_alive`, discounted at ``annual_discount_rate`` (in (0, 1))."""
+    weeks as :func:`mbgnbd_prob_alive`, discounted at ``annual_discount_rate`` (in (0, 1));
+    ``if_alive``: :func:`dert_if_alive` of these customers when already known."""
     x, tx, t_end = _check_rft(frequency, t_x, T)
-    delta = weekly_discount_rate(annual_discount_rate)
-    out = np.zeros(x.size)
-    beta = params.alpha + t_end
-    for value in np.unique(x):
-        rows = x == value
-        betas, inverse = np.unique(beta[rows], return_inverse=True)
-        out[rows] = _dert_if_alive(params, float(value), betas, delta)[inverse]
-    return mbgnbd_prob_alive(params, x, tx, t_end) * out
+    if if_alive is None:
+        if_alive = dert_if_alive(params, x, t_end, annual_discount_rate)
+    return mbgnbd_prob_alive(params, x, tx, t_end) * if_alive
+
+
+@dataclass(frozen=True)
+class DertTable:
+    """:func:`dert_if_alive` of every distinct history (``frequency``, ``T_days``) of a
+    population of buyers, computed in one call as for the whole feature table, so that scoring
+    the population in batches (Spark) gives each customer the same value as scoring it whole."""
+
+    frequency: np.ndarray
+    T_days: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def build(
+        cls, params: MbgNbdParams, frequency: ArrayLike, T_days: ArrayLike, rate: float
+    ) -> DertTable:
+        """From the buyers' ``frequency`` and ``T_days`` (repeats allowed), at yearly ``rate``."""
+        pairs = pd.DataFrame(
+            {"frequency": np.asarray(frequency, "float64"), "T_days": np.asarray(T_days, "float64")}
+        ).drop_duplicates(ignore_index=True)
+        x = pairs["frequency"].to_numpy()
+        T_days = pairs["T_days"].to_numpy()
+        return cls(x, T_days, dert_if_alive(params, x, T_days / DAYS_PER_WEEK, rate))
+
+    def lookup(self, frequency: np.ndarray, T_days: np.ndarray) -> np.ndarray:
+        """The values of these histories (ValueError for one not in the table)."""
+        index = pd.MultiIndex.from_arrays([self.frequency, self.T_days])
+        at = index.get_indexer(pd.MultiIndex.from_arrays([frequency, T_days]))
+        if (at < 0).any():
+            raise ValueError(f"{int((at < 0).sum())} histories not in the DERT table")
+        return self.value[at]
 
 
 def long_run_p_alive(params: MbgNbdParams, features: pd.DataFrame) -> np.ndarray:
@@ -318,13 +364,20 @@ def long_run_p_alive(params: MbgNbdParams, features: pd.DataFrame) -> np.ndarray
 
 
 def long_run_dert(
-    params: MbgNbdParams, features: pd.DataFrame, annual_discount_rate: float
+    params: MbgNbdParams,
+    features: pd.DataFrame,
+    annual_discount_rate: float,
+    table: DertTable | None = None,
 ) -> np.ndarray:
     """Discounted expected lifetime purchase days per row of a feature table (the window's
-    included); 0 for customers without a purchase day."""
+    included); 0 for customers without a purchase day. ``table``: the population's
+    :class:`DertTable` (at the same rate) when the table is a batch of it."""
     buyers, x, t_x, T = _histories(features)
+    if_alive = None
+    if table is not None:
+        if_alive = table.lookup(x, features["T_days"].to_numpy("float64")[buyers])
     out = np.zeros(len(features))
-    out[buyers] = mbgnbd_dert(params, x, t_x, T, annual_discount_rate)
+    out[buyers] = mbgnbd_dert(params, x, t_x, T, annual_discount_rate, if_alive)
     return out
 
 

@@ -13,7 +13,12 @@ import pandas as pd
 
 from clvflow.models.btyd import btyd_predictions
 from clvflow.models.clv import ClvModel
-from clvflow.models.lifetime import lifetime_discount_rate, lifetime_value, long_run_dert
+from clvflow.models.lifetime import (
+    DertTable,
+    lifetime_discount_rate,
+    lifetime_value,
+    long_run_dert,
+)
 from clvflow.models.purchases import (
     expected_purchases,
     next_purchase_date,
@@ -69,6 +74,7 @@ def score_features(
     margin: float = 1.0,
     annual_discount_rate: float = 0.0,
     with_reasons: bool = True,
+    dert_table: DertTable | None = None,
 ) -> pd.DataFrame:
     """Scores table for every row of a feature table built as of ``as_of``.
 
@@ -82,7 +88,9 @@ def score_features(
             (:func:`clvflow.models.lifetime.lifetime_discount_rate`).
         with_reasons: add the reason columns (:mod:`clvflow.scoring.reasons`); False skips their cost
             (e.g. the earlier dates of a trend, whose only use is totals).
-
+        dert_table: when ``features`` is a batch of a larger population (Spark), that
+            population's :class:`clvflow.models.lifetime.DertTable` at the lifetime rate, so
+            that ``clv_lifetime`` is the one scoring it whole gives.
 
     Returns:
         ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive``,
@@ -127,6 +135,7 @@ def score_features(
         None if btyd is None else _purchases_given(btyd),
         margin=margin,
         annual_discount_rate=annual_discount_rate,
+        dert_table=dert_table,
     )
     scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
     scores["lifetime_discount_rate"] = lifetime_discount_rate(annual_discount_rate)
@@ -199,6 +208,7 @@ def lifetime_clv(
     *,
     margin: float,
     annual_discount_rate: float,
+    dert_table: DertTable | None = None,
 ) -> np.ndarray:
     """Lifetime value per customer (currency), discounted at
     :func:`clvflow.models.lifetime.lifetime_discount_rate` (10% a year unless a rate is given).
@@ -220,7 +230,7 @@ def lifetime_clv(
         )
         return np.asarray(clv, dtype="float64").copy()
     rate = lifetime_discount_rate(annual_discount_rate)
-    dert = long_run_dert(long_run, features, rate)
+    dert = long_run_dert(long_run, features, rate, dert_table)
     return lifetime_value(dert, spend_if_active, purchases, margin=margin)
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,7 +124,12 @@ def spark_session(
     if master:
         builder = builder.master(master)
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # (set under spark-submit, with its master)
-        builder = builder.master("local[*]")
+        master = "local[*]"
+        builder = builder.master(master)
+    if (master or "").startswith("local"):
+        # local Python workers (scoring's mapInPandas) run this interpreter, not `python3` on
+        # PATH (pyspark reads the variable when the session starts)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**BASE_CONFIG, **(config or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
