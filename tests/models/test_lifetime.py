@@ -10,12 +10,14 @@ import pytest
 from scipy import integrate, special, stats
 
 from clvflow.models.lifetime import (
+    DertTable,
     MbgNbdParams,
     _beta_geometric_mean,
     _mbgnbd_objective,
     fit_mbgnbd,
     lifetime_discount_rate,
     lifetime_value,
+    long_run_dert,
     mbgnbd_dert,
     mbgnbd_expected_purchases,
     mbgnbd_prob_alive,
@@ -157,3 +159,34 @@ def test_expected_purchases_match_a_simulation_and_the_dert_limit() -> None:
     far = mbgnbd_expected_purchases(truth, [2.0], [10.0], [20.0], 1e9)[0]
     alive = mbgnbd_prob_alive(truth, [2.0], [10.0], [20.0])[0]
     assert far == pytest.approx(alive * (truth.a + truth.b + 2) / (truth.a - 1), rel=1e-3)
+
+
+def test_dert_of_a_batch_with_the_population_table_equals_the_whole_table() -> None:
+    """Issue 12 item 3: DERT is integrated on one grid per x spanning that x's customers, so a
+    batch alone can differ from the whole table by ~1e-9; with the population's DertTable (what
+    Spark scoring passes each batch) every row of every batch equals the whole table's exactly,
+    and a history outside the table is an error."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.integers(0, 6, n).astype(float)
+    T = rng.integers(1, 700, n).astype(float)
+    features = pd.DataFrame(
+        {
+            "n_purchase_days": np.where(np.arange(n) % 50 == 0, 0.0, x + 1),
+            "frequency": x,
+            "t_x_days": np.floor(T * rng.uniform(0, 1, n)) * (x > 0),
+            "T_days": T,
+        }
+    )
+    whole = long_run_dert(PARAMS, features, 0.1)
+    buyers = features[features["n_purchase_days"] > 0]
+    table = DertTable.build(PARAMS, buyers["frequency"], buyers["T_days"], 0.1)
+    assert table.value.size == len(buyers[["frequency", "T_days"]].drop_duplicates())
+    for batch in (features.iloc[:37], features.iloc[37:250], features.iloc[250:]):
+        got = long_run_dert(PARAMS, batch.reset_index(drop=True), 0.1, table)
+        np.testing.assert_array_equal(got, whole[batch.index])
+    assert (whole[features["n_purchase_days"].to_numpy() == 0] == 0).all()
+    with pytest.raises(ValueError, match="1 histories not in the DERT table"):
+        table.lookup(np.array([1.0]), np.array([5000.0]))

@@ -15,7 +15,7 @@ from clvflow.data.simulate import retail_like
 from clvflow.mlops.bundle import build_manifest, write_bundle_files
 from clvflow.scoring.segments import add_segments
 from clvflow.spark.scoring import SCORES_MARKER, add_segments_spark, score_columns
-from tests.model_fixture import small_model
+from tests.model_fixture import small_log, small_model
 
 #: Columns that differ between two runs by design: the time each run scored.
 RUN_COLUMNS = ["scored_at"]
@@ -228,3 +228,19 @@ def test_spark_score_wants_a_parquet_folder(spark, files, tmp_path, capsys) -> N
     assert run(*argv, "--engine", "spark", "--output", tmp_path / "s.csv") == 2
     assert "folder of Parquet files" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_python_api_score_spark_equals_score(spark, files) -> None:
+    """Issue 12 item 1: clvflow.load_model(...).score_spark(spark_tx) returns, as a Spark
+    DataFrame, the table model.score(tx) returns (same customers once, same numbers)."""
+    import clvflow
+    from clvflow.spark.scoring import scores_to_pandas
+
+    tx = small_log()
+    tx = tx[tx["customer_id"].isin(sorted(tx["customer_id"].unique())[:150])]
+    model = clvflow.load_model(files / "bundle")
+    want = model.score(tx, "2023-07-01")
+    got = model.score_spark(spark.createDataFrame(tx), "2023-07-01")
+    assert_same_scores(scores_to_pandas(got), want)
+    with pytest.raises(clvflow.InputError, match="lacks column"):
+        model.score_spark(spark.createDataFrame(tx.rename(columns={"amount": "revenue"})))

@@ -299,13 +299,14 @@ def score_spark(
     from pyspark.sql import functions as F
 
     day = resolve_as_of_spark(tx, as_of)
-    features = build_features_spark(tx, day)
+    features = build_features_spark(tx, day).persist(StorageLevel.MEMORY_AND_DISK)
     table = _dert_table(model, features, annual_discount_rate)
     run = _predict(model_files(model), day, margin, annual_discount_rate, with_reasons, table)
     predictions = features.mapInPandas(run, _predictions_schema(with_reasons)).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     sums = _check_and_sum(predictions)
+    features.unpersist()
     n = int(sums["n"])
     log.info("predicted %d-day activity and spend for %d customers", model.horizon_days, n)
     scored = (
