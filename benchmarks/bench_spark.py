@@ -300,6 +300,7 @@ def run_bench(
                         result["cpu"],
                         result["peak_gb"],
                     )
+                log(f"[bench-spark] {n:,} customers: {step} on {engine}: {row}")
                 rows.append(row)
         _notes(rows[-len(steps) * len(ENGINES) :])
     return rows
