@@ -186,6 +186,7 @@ def _predict(
 def add_segments_spark(scores: DataFrame, n: int) -> DataFrame:
     """:func:`clvflow.scoring.segments.add_segments` on a Spark scores table of ``n`` customers
     (unique ids, finite numbers: checked by :func:`score_spark`): ``SEGMENT_COLUMNS`` appended."""
+    from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -252,7 +253,10 @@ def add_segments_spark(scores: DataFrame, n: int) -> DataFrame:
             F.when(winback, F.row_number().over(by_spend)).otherwise(0).cast("long"),
         )
     )
-    return scores.join(ranked.select("customer_id", *SEGMENT_COLUMNS), "customer_id", "inner")
+    # (cached: the compact ranks are computed once, though writing sorted output reads the
+    # join twice, once to sample its ranges)
+    segments = ranked.select("customer_id", *SEGMENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    return scores.join(segments, "customer_id", "inner")
 
 
 # ---- the whole job -------------------------------------------------------------------------
