@@ -4,6 +4,7 @@ text columns and dates exactly; the output folder is written atomically (staged,
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,49 @@ def test_python_api_score_spark_equals_score(spark, files) -> None:
     assert_same_scores(scores_to_pandas(got), want)
     with pytest.raises(clvflow.InputError, match="lacks column"):
         model.score_spark(spark.createDataFrame(tx.rename(columns={"amount": "revenue"})))
+
+
+def test_a_killed_spark_score_publishes_nothing_and_the_next_run_cleans_up(
+    spark, files, tmp_path
+) -> None:
+    """Issue 12 item 3: `clvflow score --engine spark` killed with SIGKILL (with its JVM) while
+    it writes leaves no scores folder, only its staging folder; the next run writing there
+    removes that and publishes the whole folder."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "scores.parquet"
+    argv = ["score", "--model", str(files / "bundle"), "--transactions", str(files / "retail.csv")]
+    argv += [
+        "--no-reasons",
+        "--engine",
+        "spark",
+        "--spark-master",
+        "local[1]",
+        "--output",
+        str(out),
+    ]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    code = "import sys; from clvflow.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    staged = []
+    while not staged and child.poll() is None and time.monotonic() < deadline:
+        staged = list(tmp_path.glob(".clvflow-staging-*/scores.parquet"))
+        time.sleep(0.01)
+    os.killpg(child.pid, signal.SIGKILL)  # the CLI and its JVM
+    child.wait()
+    assert staged, "the run ended before it wrote its staged scores"
+    assert not out.exists()
+    assert len(list(tmp_path.glob(".clvflow-staging-*"))) == 1  # the dead run's, left as is
+    assert run(*argv) == 0  # in this process: the test session
+    assert pd.read_parquet(out)["customer_id"].is_unique
+    assert not list(tmp_path.glob(".clvflow-staging-*"))
