@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv spark java run test wheels pythons lint format bench bench-btyd bench-train bench-score-scale bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime ceiling clean browser
+.PHONY: venv spark java run test wheels pythons lint format bench bench-btyd bench-train bench-score-scale bench-threads bench-seasons bench-robustness bench-accuracy bench-calibration bench-lifetime bench-spark ceiling clean browser
 
 venv: $(STAMP)
 
@@ -139,6 +139,12 @@ bench-calibration: venv
 # horizon and against the simulator's true lifetime value (~10 min)
 bench-lifetime: venv
 	$(BIN)/python -m benchmarks.bench_lifetime
+
+# Single machine vs Spark local[2] with a 2g driver on simulated 1M and 5M customers: wall, CPU
+# and peak memory of features and score, each in its own process (needs several GB: run it alone,
+# e.g. under flock; `--sizes 1000000` for a shorter run; table quoted in README "On Spark")
+bench-spark: venv spark java
+	$(BIN)/python -m benchmarks.bench_spark
 
 # Diagnostic: how far can boosters fitted on CDNOW's evaluation window itself rank? (~40 s)
 ceiling: venv

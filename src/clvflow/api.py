@@ -342,6 +342,51 @@ class ClvModel:
         )
         return result.scores
 
+    def score_spark(
+        self,
+        tx: Any,
+        as_of: DateLike | None = None,
+        *,
+        margin: float = 1.0,
+        annual_discount_rate: float = 0.0,
+        with_reasons: bool = True,
+        spark: Any = None,
+    ) -> Any:
+        """:meth:`score` on Apache Spark (``clvflow score --engine spark``; needs the
+        ``clvflow[spark]`` extra and Java 17): the same scores table, as a Spark DataFrame
+        (unsorted; nothing is collected), without the drift check. ``tx``: a Spark DataFrame with
+        ``customer_id``, ``timestamp`` (naive, UTC) and ``amount``, or a CSV/Parquet path read by
+        :func:`clvflow.spark.ingest.load_transactions_spark`. ``spark``: the session (default:
+        the active one, else a new ``local[*]`` one)."""
+        from clvflow.scoring.value import check_economics
+        from clvflow.spark.ingest import load_transactions_spark
+        from clvflow.spark.scoring import score_spark
+        from clvflow.spark.session import spark_session
+
+        self._check_fitted()
+        check_economics(margin, annual_discount_rate)
+        day = to_day(as_of, "as_of") if as_of is not None else None
+        if isinstance(tx, (str, Path)):
+            tx, _ = load_transactions_spark(spark or spark_session(), tx, as_of=day)
+        missing = [c for c in TX_COLUMNS if c not in tx.columns]
+        if missing:
+            raise InputError(
+                f"the Spark DataFrame lacks column(s) {missing}; has {list(tx.columns)}. Rename "
+                "them, or pass a file path to read and map with the Spark reader."
+            )
+        source = self.source_
+        return score_spark(
+            self.model_,
+            tx,
+            day,
+            model_name=(source.name or Path(str(source.uri)).name) if source else "",
+            model_version=(source.version or source.run_id or "") if source else "",
+            scored_at=pd.Timestamp.now().floor("s"),
+            margin=margin,
+            annual_discount_rate=annual_discount_rate,
+            with_reasons=with_reasons,
+        ).scores
+
     def save(self, path: str | Path, *, data_name: str = "transactions") -> Path:
         """Write the model as a bundle folder (what ``clvflow train --export-dir`` writes, without
         the MLflow run and registry fields), atomically; ``clvflow score --model PATH`` and

@@ -146,7 +146,7 @@ def show_quality(
         log.info(line)
     if args.quality_report:
         if outputs is None:
-            raise TypeError("read_transactions: --quality-report needs the command's outputs")
+            raise TypeError("show_quality: --quality-report needs the command's outputs")
         outputs.write(Path(args.quality_report), report.save)
 
 
@@ -180,10 +180,5 @@ def read_transactions_spark(
     tx, report = load_transactions_spark(
         spark, args.transactions, column_map(args), as_of=as_of, **ingest_options(args)
     )
-    for line in report.to_table().splitlines():
-        log.info(line)
-    if args.quality_report:
-        if outputs is None:
-            raise TypeError("read_transactions_spark: --quality-report needs the command's outputs")
-        outputs.write(Path(args.quality_report), report.save)
+    show_quality(report, args, outputs)
     return tx, report

@@ -177,6 +177,8 @@ def _parse_what_if(items: list[str] | None) -> list[tuple[str, str, float]]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        return _score_spark(args)
     from clvflow.cli.args import open_outputs, read_transactions
     from clvflow.core.dates import to_day
     from clvflow.mlops.bundle import load_model
@@ -324,24 +326,20 @@ def _score_in_parts(
     and the function that writes the scores file."""
     import shutil
 
-    from clvflow.cli.args import column_map, show_quality
+    from clvflow.cli.args import column_map, ingest_options, show_quality
     from clvflow.data.ingest import merge_reports
     from clvflow.data.partition import clean_part, partition_file
     from clvflow.scoring.chunked import score_parts, write_scores
 
     folder = outputs.staged(out).parent / "parts"
     columns = column_map(args)
-    flags = {
-        "exclude": args.exclude or (),
-        "date_format": args.date_format or None,
-        "dayfirst": args.dayfirst,
-        "keep_far_dates": args.keep_far_dates,
-    }
+    flags = ingest_options(args)
+    drop_duplicates = flags.pop("drop_duplicates")
     split = partition_file(args.transactions, folder, parts, columns, **flags)
 
     def clean(path: Path) -> tuple[pd.DataFrame, DataQualityReport]:
         return clean_part(
-            path, split, columns, as_of=as_of, drop_duplicates=args.drop_duplicates, **flags
+            path, split, columns, as_of=as_of, drop_duplicates=drop_duplicates, **flags
         )
 
     result, paths, reports = score_parts(
@@ -367,6 +365,72 @@ def _score_in_parts(
         shutil.rmtree(folder)
 
     return result, write
+
+
+#: score flags that need the whole scores table on the driver: not with --engine spark.
+_DRIVER_ONLY_FLAGS = (
+    ("report", "--report"),
+    ("drift_output", "--drift-output"),
+    ("what_if", "--what-if"),
+    ("cac", "--cac"),
+    ("cac_file", "--cac-file"),
+    ("channel_cac", "--channel-cac"),
+)
+
+
+def _score_spark(args: argparse.Namespace) -> int:
+    """``clvflow score --engine spark``: read, features, predictions and segments on Spark; the
+    scores written as a folder of Parquet part files, staged beside the target and moved in
+    whole at the end (:mod:`clvflow.spark.scoring`)."""
+    from clvflow.cli.args import open_outputs, read_transactions_spark
+    from clvflow.core.dates import to_day
+    from clvflow.mlops.bundle import load_model
+    from clvflow.scoring.value import check_economics
+    from clvflow.spark.scoring import check_scores_dir, score_spark, write_scores_parquet
+
+    given = [flag for attr, flag in _DRIVER_ONLY_FLAGS if getattr(args, attr, None)]
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: not supported with --engine spark yet (they need the whole "
+            "scores table on one machine); score on Spark, then run `clvflow report --scores "
+            "OUTPUT` where it fits, or use the default engine (--engine local)."
+        )
+    if "://" in args.output or not args.output.lower().endswith(".parquet"):
+        raise InputError(
+            f"--output {args.output}: with --engine spark the scores are a folder of Parquet "
+            "files: give a local or shared-mount path ending in .parquet (e.g. "
+            "out/scores.parquet, or /dbfs/... on Databricks), seen by the driver and every "
+            "executor."
+        )
+    with open_outputs(args, _model_input(args.model)) as outputs:
+        out = outputs.required_folder(args.output, "--output", check_scores_dir)
+        check_economics(args.margin, args.annual_discount_rate)
+        currency = _currency(args)
+        as_of = to_day(args.as_of, "--as-of") if args.as_of else None
+        model, source = load_model(args.model)
+        log.info("model %s (horizon %d days), Spark engine", source.label, model.horizon_days)
+        tx, _ = read_transactions_spark(args, as_of=as_of, outputs=outputs)
+        result = score_spark(
+            model,
+            tx,
+            as_of,
+            model_name=source.name or Path(str(source.uri)).name,
+            model_version=source.version or source.run_id or "",
+            scored_at=pd.Timestamp.now().floor("s"),
+            margin=args.margin,
+            annual_discount_rate=args.annual_discount_rate,
+            with_reasons=not args.no_reasons,
+        )
+        write_scores_parquet(result.scores, outputs.staged(out), result.customers)
+        outputs.commit()  # the folder moves in whole, after every part file was written
+    _currency_note(currency)
+    line = f"total horizon CLV ({model.horizon_days} days): {result.clv_total:,.2f}"
+    if result.clv_total_interval is not None:
+        lo, hi = result.clv_total_interval
+        line += f", 80% interval [{lo:,.2f}, {hi:,.2f}]"
+    print(line)
+    log.info("scores: %d customers as of %s -> %s", result.customers, result.as_of.date(), out)
+    return 0
 
 
 # ---- trend ----------------------------------------------------------------------------------
@@ -488,7 +552,7 @@ def _currency_arg(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``score``, ``trend`` and ``report`` on the main parser."""
-    from clvflow.cli.args import add_transaction_args
+    from clvflow.cli.args import add_engine_args, add_transaction_args
     from clvflow.scoring.drift import DEFAULT_PSI_THRESHOLD
 
     model_help = (
@@ -532,6 +596,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     _economics_args(p)
     _currency_arg(p)
+    add_engine_args(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("trend", help="score at several as-of dates and tabulate CLV and risk")

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -153,6 +154,46 @@ def replace_folder(staged: Path, target: Path, aside: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old)
+
+
+# ---- folders clvflow wrote -------------------------------------------------------------------
+
+
+def write_folder_marker(folder: Path, marker: str) -> None:
+    """List every file under ``folder`` in its ``marker`` JSON: the folder is clvflow's, and
+    :func:`check_owned_folder` may replace it (nothing else is ever deleted)."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+    (folder / marker).write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
+def check_owned_folder(output_dir: Path, overwrite: bool, marker: str, what: str) -> None:
+    """Raise FileExistsError unless ``output_dir`` is absent, empty, or (with ``overwrite``)
+    ``what`` clvflow wrote that holds nothing else (every file listed in its ``marker``, from
+    :func:`write_folder_marker`): ``--overwrite`` never deletes a file clvflow did not write
+    there (an input, the scores, notes)."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} exists and is not a directory")
+    present = {p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*")}
+    if not present:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{output_dir} is not empty; pass overwrite=True (--overwrite) to replace {what} "
+            "clvflow wrote there"
+        )
+    try:
+        ours = set(json.loads((output_dir / marker).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    foreign = sorted(present - ours - {marker})
+    if foreign or marker not in present:
+        shown = ", ".join(foreign[:5]) or f"(no clvflow marker {marker})"
+        raise FileExistsError(
+            f"{output_dir} holds files clvflow did not write ({shown}); refusing to replace "
+            "it even with overwrite: choose another folder or move them"
+        )
 
 
 # ---- staging folders -------------------------------------------------------------------------

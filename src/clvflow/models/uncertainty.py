@@ -229,6 +229,23 @@ def _ratio_second_moment(cal: SpendCalibration, s: np.ndarray) -> np.ndarray:
     return moments[_bins(cal, s)]
 
 
+def total_terms(
+    cal: SpendCalibration, p_active: np.ndarray, spend_if_active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer, the terms whose sums over customers are the total spend's mean and
+    variance (so they can be summed anywhere, e.g. per Spark partition). A blend of the
+    boosters' spend with BG/NBD's P(active) can pair a vanishing P(active) with an enormous
+    spend-if-active (their ratio); such customers (P(active) < ``MIN_P_ACTIVE``) are certain
+    zeros: variance term 0."""
+    p = np.asarray(p_active, dtype="float64")
+    s = np.asarray(spend_if_active, dtype="float64")
+    mean = p * s
+    some = p >= MIN_P_ACTIVE
+    var = np.zeros(len(p))
+    var[some] = p[some] * s[some] * s[some] * _ratio_second_moment(cal, s[some]) - mean[some] ** 2
+    return mean, var
+
+
 def total_draws(
     cal: SpendCalibration,
     p_active: np.ndarray,
@@ -237,19 +254,24 @@ def total_draws(
     n_draws: int = TOTAL_DRAWS,
     seed: int = 0,
 ) -> np.ndarray:
+    """Draws of the total spend (:func:`draws_from_moments` of the sums of
+    :func:`total_terms`)."""
+    p = np.asarray(p_active, dtype="float64")
+    mean, var = total_terms(cal, p, spend_if_active)
+    some = p >= MIN_P_ACTIVE
+    return draws_from_moments(
+        cal, float(np.sum(mean)), float(np.sum(var[some])), n_draws=n_draws, seed=seed
+    )
+
+
+def draws_from_moments(
+    cal: SpendCalibration, mean: float, var: float, *, n_draws: int = TOTAL_DRAWS, seed: int = 0
+) -> np.ndarray:
     """Draws of the total spend: the sum over customers drawn independently from their
-    predictive distributions (a gamma with the sum's exact mean and variance, which keeps its
+    predictive distributions (a gamma with the sum's exact ``mean`` and ``var``, which keeps its
     right skew), times one shared level factor (log-normal, mean 1, log-sd ``level_sd``) for
     what all customers share (season, the level of the whole window), which independent draws
     alone would miss."""
-    p = np.asarray(p_active, dtype="float64")
-    s = np.asarray(spend_if_active, dtype="float64")
-    mean = float(np.sum(p * s))
-    # A blend of the boosters' spend with BG/NBD's P(active) can pair a vanishing P(active)
-    # with an enormous spend-if-active (their ratio); such customers are certain zeros here.
-    some = p >= MIN_P_ACTIVE
-    p, s = p[some], s[some]
-    var = float(np.sum(p * s * s * _ratio_second_moment(cal, s) - (p * s) ** 2))
     rng = np.random.default_rng(seed)
     if mean <= 0:
         return np.zeros(n_draws)
@@ -279,11 +301,22 @@ def total_clv_interval(
     cal = SpendCalibration.from_dict(calibration)
     if cal is None:
         return None
-    spend = float(scores["expected_spend"].sum())
-    factor = float(scores["clv"].sum()) / spend if spend > 0 else 1.0
-    lo, hi = total_interval(
+    p = scores["p_active"].to_numpy("float64")
+    mean, var = total_terms(cal, p, scores["expected_spend_if_active"].to_numpy("float64"))
+    return clv_interval_from_sums(
         cal,
-        scores["p_active"].to_numpy("float64"),
-        scores["expected_spend_if_active"].to_numpy("float64"),
+        float(np.sum(mean)),
+        float(np.sum(var[p >= MIN_P_ACTIVE])),
+        spend=float(scores["expected_spend"].sum()),
+        clv=float(scores["clv"].sum()),
     )
-    return lo * factor, hi * factor
+
+
+def clv_interval_from_sums(
+    cal: SpendCalibration, mean: float, var: float, *, spend: float, clv: float
+) -> tuple[float, float]:
+    """The total CLV interval from sums over customers: of :func:`total_terms` (``mean``,
+    ``var``), of ``expected_spend`` (``spend``) and of ``clv`` (``clv``)."""
+    draws = draws_from_moments(cal, mean, var)
+    factor = clv / spend if spend > 0 else 1.0
+    return float(np.quantile(draws, LOWER)) * factor, float(np.quantile(draws, UPPER)) * factor

@@ -37,7 +37,7 @@ from clvflow.models.uncertainty import total_clv_interval
 from clvflow.scoring.batch import ScoreResult, drift_warnings, season_mismatch
 from clvflow.scoring.drift import AGE_COLUMNS, DEFAULT_PSI_THRESHOLD, bin_counts, drift_from_counts
 from clvflow.scoring.rounding import for_file
-from clvflow.scoring.scores import lifetime_clv, score_features
+from clvflow.scoring.scores import score_features
 from clvflow.scoring.segments import REQUIRED_COLUMNS, SEGMENT_COLUMNS, add_segments
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ log = logging.getLogger(__name__)
 #: The columns of the whole population kept in memory: what segments, the total-CLV interval,
 #: the segment table and the what-ifs read.
 POPULATION_COLUMNS = (*REQUIRED_COLUMNS, "p_active", "horizon_days")
-#: What lifetime value needs of the features: its MBG/NBD integration grid spans the histories
-#: of the customers scored together, so it is computed once over the whole population.
-LIFETIME_COLUMNS = ("n_purchase_days", "frequency", "t_x_days", "T_days")
 #: Rows per block written, and per row group of a part's scores (read back a group at a time
 #: from every part at once while writing).
 WRITE_BLOCK_ROWS = 1 << 18
@@ -85,7 +82,6 @@ def score_parts(
             "no customer is known before it. Use a later --as-of."
         )
     aged = (day - to_day(reference_as_of, "reference_as_of")).days if reference_as_of else 0
-    lifetime = getattr(model, "long_run_", None) is not None and model.btyd_ is not None
     counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     pieces, paths, reports, labels = [], [], [], []
     for k, path in enumerate(split.paths):
@@ -101,22 +97,14 @@ def score_parts(
             margin=margin,
             annual_discount_rate=annual_discount_rate,
             with_reasons=with_reasons,
-            lifetime=False,
         )
-        purchases = scores.pop("purchases_if_active").to_numpy()
         if reference_profile:
             table = pd.concat([features, scores[["p_active", "expected_spend"]]], axis=1)
             for col, (unaged, aged_counts) in bin_counts(reference_profile, table, aged).items():
                 if col in counts:
                     unaged, aged_counts = counts[col][0] + unaged, counts[col][1] + aged_counts
                 counts[col] = (unaged, aged_counts)
-        piece = scores[list(POPULATION_COLUMNS)]
-        if lifetime:
-            piece = piece.assign(
-                **{c: features[c].to_numpy("float64") for c in LIFETIME_COLUMNS},
-                purchases_if_active=purchases,
-            )
-        pieces.append(piece)
+        pieces.append(scores[list(POPULATION_COLUMNS)])
         del features
         out = folder / f"scores-{k:04d}.parquet"
         table = pa.Table.from_pandas(scores, preserve_index=False)
@@ -136,18 +124,6 @@ def score_parts(
     part_of = np.concatenate(labels)
     order = pc.sort_indices(pa.array(population["customer_id"])).to_numpy()
     population = population.take(order).reset_index(drop=True)
-    population["clv_lifetime"] = lifetime_clv(  # (without a long-run model: clv, warned)
-        model,
-        population,
-        population["expected_spend_if_active"].to_numpy("float64"),
-        population["clv"].to_numpy("float64"),
-        population["purchases_if_active"].to_numpy("float64") if lifetime else None,
-        margin=margin,
-        annual_discount_rate=annual_discount_rate,
-    )
-    population = population.drop(
-        columns=[*LIFETIME_COLUMNS, "purchases_if_active"], errors="ignore"
-    )
     population = add_segments(population)
     population["part"] = part_of[order]
     result = ScoreResult(scores=population, as_of=day)
@@ -213,7 +189,6 @@ def write_scores(
             block = pa.concat_tables(tables).to_pandas()
             block = block.take(np.argsort(grouped)).reset_index(drop=True)
             segments = population.iloc[start : start + WRITE_BLOCK_ROWS]
-            block["clv_lifetime"] = segments["clv_lifetime"].to_numpy()  # (whole population's)
             for col in SEGMENT_COLUMNS:
                 block[col] = segments[col].to_numpy()
             for col, value in model_info.items():

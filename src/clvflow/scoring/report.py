@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from clvflow.data.files import Outputs
+from clvflow.data.files import Outputs, check_owned_folder, write_folder_marker
 from clvflow.scoring.economics import clv_cac_by_segment
 from clvflow.scoring.segments import (
     CHURN_RISKS,
@@ -871,33 +871,9 @@ REPORT_MARKER = ".clvflow-report.json"
 
 def check_report_dir(output_dir: Path, overwrite: bool) -> None:
     """Raise FileExistsError unless ``output_dir`` is absent, empty, or (with ``overwrite``) a
-    report clvflow wrote that holds nothing else: ``--overwrite`` never deletes a file clvflow
-    did not write there (an input, the scores, notes)."""
-    if not output_dir.exists():
-        return
-    if not output_dir.is_dir():
-        raise FileExistsError(f"{output_dir} exists and is not a directory")
-    present = {p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*")}
-    if not present:
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{output_dir} is not empty; pass overwrite=True (--overwrite) to replace a report "
-            "clvflow wrote there"
-        )
-    try:
-        ours = set(json.loads((output_dir / REPORT_MARKER).read_text())["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        ours = set()
-    foreign = sorted(present - ours - {REPORT_MARKER})
-    if foreign or REPORT_MARKER not in present:
-        shown = ", ".join(foreign[:5]) or "(no clvflow report marker)"
-        raise FileExistsError(
-            f"{output_dir} holds files clvflow did not write ({shown}); refusing to replace "
-            "it even with overwrite: choose another folder or move them"
-        )
+    report clvflow wrote that holds nothing else (:func:`clvflow.data.files.check_owned_folder`)."""
+    check_owned_folder(output_dir, overwrite, REPORT_MARKER, "a report")
 
 
 def _write_marker(build: Path) -> None:
-    files = sorted(p.relative_to(build).as_posix() for p in build.rglob("*"))
-    (build / REPORT_MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n")
+    write_folder_marker(build, REPORT_MARKER)

@@ -69,7 +69,6 @@ def score_features(
     margin: float = 1.0,
     annual_discount_rate: float = 0.0,
     with_reasons: bool = True,
-    lifetime: bool = True,
 ) -> pd.DataFrame:
     """Scores table for every row of a feature table built as of ``as_of``.
 
@@ -83,10 +82,7 @@ def score_features(
             (:func:`clvflow.models.lifetime.lifetime_discount_rate`).
         with_reasons: add the reason columns (:mod:`clvflow.scoring.reasons`); False skips their cost
             (e.g. the earlier dates of a trend, whose only use is totals).
-        lifetime: False leaves ``clv_lifetime`` NaN and appends ``purchases_if_active``
-            (:func:`purchases_if_active`, NaN without a BG/NBD fit): for
-            :mod:`clvflow.scoring.chunked`, which computes lifetime value over the whole
-            population, part by part (its integration grid spans the customers scored together).
+
 
     Returns:
         ``SCORE_COLUMNS``, the history columns, ``clv_lifetime``, ``p_alive``,
@@ -123,19 +119,14 @@ def score_features(
     )
     for out, source in HISTORY_COLUMNS.items():
         scores[out] = features[source].to_numpy()
-    purchases = None if btyd is None else _purchases_given(btyd)
-    scores["clv_lifetime"] = (
-        lifetime_clv(
-            model,
-            features,
-            spend_if_active,
-            scores["clv"].to_numpy(),
-            purchases,
-            margin=margin,
-            annual_discount_rate=annual_discount_rate,
-        )
-        if lifetime
-        else np.nan
+    scores["clv_lifetime"] = lifetime_clv(
+        model,
+        features,
+        spend_if_active,
+        scores["clv"].to_numpy(),
+        None if btyd is None else _purchases_given(btyd),
+        margin=margin,
+        annual_discount_rate=annual_discount_rate,
     )
     scores["p_alive"] = np.maximum(model.p_alive(features), p_active)
     scores["lifetime_discount_rate"] = lifetime_discount_rate(annual_discount_rate)
@@ -143,8 +134,6 @@ def score_features(
     _add_intervals(scores, model, margin=margin, annual_discount_rate=annual_discount_rate)
     if with_reasons:
         scores[REASON_COLUMNS] = reasons(model, features)[REASON_COLUMNS].to_numpy()
-    if not lifetime:
-        scores["purchases_if_active"] = np.nan if purchases is None else purchases
     return scores
 
 

@@ -96,10 +96,11 @@ def _read(spark: SparkSession, path: Path, columns: ColumnMap) -> DataFrame:
             f"{path}: unsupported file type '{''.join(path.suffixes) or '(none)'}'. "
             f"Supported: {', '.join(SUPPORTED_SUFFIXES)}."
         )
+    uri = path.absolute().as_uri()  # (a local or mounted file: not the cluster's default FS)
     if name.endswith((".csv", ".csv.gz")):
-        raw = spark.read.option("header", True).option("inferSchema", False).csv(str(path))
+        raw = spark.read.option("header", True).option("inferSchema", False).csv(uri)
     else:
-        raw = spark.read.parquet(str(path))
+        raw = spark.read.parquet(uri)
     present = raw.columns
     missing = [
         f"{col!r} (for {logical})"

@@ -124,12 +124,13 @@ def spark_session(
     if master:
         builder = builder.master(master)
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # (set under spark-submit, with its master)
-        builder = builder.master("local[*]")
-    if master is None or master.startswith("local"):
-        # Python workers of a local session: this interpreter (the one clvflow is installed
-        # in), not Spark's default `python3` on the PATH, which may lack it. On a cluster the
-        # executors' Python is the cluster's: clvflow must be installed there (e.g. a cluster
-        # library on Databricks).
+        master = "local[*]"
+        builder = builder.master(master)
+    if (master or "").startswith("local"):
+        # Python workers of a local session (the date parser, scoring's mapInPandas) run this
+        # interpreter, the one clvflow is installed in, not Spark's default `python3` on the
+        # PATH, which may lack it (pyspark reads the variable when the session starts). On a
+        # cluster the executors' Python is the cluster's: clvflow must be installed there.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**BASE_CONFIG, **(config or {})}.items():
         builder = builder.config(key, value)
