@@ -59,6 +59,7 @@ from scipy.optimize import brentq
 from clvflow.models.btyd import (
     BTYD_PREDICTION_COLUMNS,
     BtydFit,
+    BtydFitter,
     btyd_predictions,
     fit_btyd_checked,
 )
@@ -305,6 +306,7 @@ class ClvModel:
         training_set: pd.DataFrame,
         cutoff_features: pd.DataFrame,
         season_reference: pd.DataFrame | None = None,
+        cutoff_btyd: BtydFitter | None = None,
     ) -> ClvModel:
         """Fit on stacked snapshots.
 
@@ -316,6 +318,8 @@ class ClvModel:
             season_reference: the same-season snapshot a year before the cutoff
                 (:func:`clvflow.features.snapshots.same_season_snapshot`), or None. Used only for the
                 level, when ``anchor_to_btyd`` and ``seasonal_level`` are on.
+            cutoff_btyd: fits the cutoff's BTYD parameters on the whole population when
+                ``cutoff_features`` are a sample's (the Spark engine); default: on them.
         """
         p = self.params
         rows, latest_fit = self._with_btyd_per_snapshot(training_set)
@@ -330,7 +334,9 @@ class ClvModel:
             _, n_spend = self._fit_spend(rows[~holdout], rows[holdout])
         self.churn_booster_, _ = self._fit_churn(rows, None, n_churn)
         self.spend_booster_, _ = self._fit_spend(rows, None, n_spend)
-        self.btyd_, why = fit_btyd_checked(cutoff_features, self.horizon_days, latest_fit)
+        self.btyd_, why = fit_btyd_checked(
+            cutoff_features, self.horizon_days, latest_fit, cutoff_btyd
+        )
         if self.btyd_ is None:
             log.warning(
                 "BG/NBD x Gamma-Gamma is unusable at the cutoff (%s): the model scores without "
