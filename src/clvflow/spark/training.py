@@ -35,6 +35,7 @@ from clvflow.models.btyd import BtydFit
 from clvflow.models.training import BtydAt
 from clvflow.spark.btyd import fit_btyd_spark
 from clvflow.spark.features import build_features_spark, customer_days
+from clvflow.spark.ingest import ROW_COLUMN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,13 +148,13 @@ def sample_customers_spark(
 
 def collect_transactions(tx: DataFrame, customers: DataFrame | None = None) -> pd.DataFrame:
     """The Spark transactions of ``customers`` (all when None) as the single-machine table
-    (``customer_id`` text, ``timestamp`` naive, ``amount`` float64), sorted by
-    customer, time and amount (the file's row order is not kept; nothing in training uses it)."""
+    (``customer_id`` text, ``timestamp`` naive, ``amount`` float64), rows in file order
+    (:data:`clvflow.spark.ingest.ROW_COLUMN`): the whole table is the single-machine one."""
     import pandas as pd
     from pyspark.sql import functions as F
 
     rows = tx if customers is None else tx.join(F.broadcast(customers), "customer_id")
-    table = rows.select(*TX_COLUMNS).orderBy(*TX_COLUMNS).toPandas()
+    table = rows.orderBy(ROW_COLUMN).select(*TX_COLUMNS).toPandas()
     return pd.DataFrame(
         {
             "customer_id": table["customer_id"].astype("str"),
