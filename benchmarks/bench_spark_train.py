@@ -87,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             "--n-estimators",
             str(args.n_estimators),
         ]
+        spark = [*common, "--engine", "spark", "--spark-master", "local[2]"]
+        spark += ["--spark-sample-customers", str(args.sample_customers)]
+        results.append(run(n, "spark", [str(spark_path), *spark]))
+        print(format_table(results), flush=True)
         if n <= args.local_max:
             results.append(run(n, "local", [data["parquet"], *common]))
         else:
             results.append(
                 Result(n, "local", note=f"not run: above --local-max {args.local_max:,}")
             )
-        spark = [*common, "--engine", "spark", "--spark-master", "local[2]"]
-        spark += ["--spark-sample-customers", str(args.sample_customers)]
-        results.append(run(n, "spark", [str(spark_path), *spark]))
         print(format_table(results), flush=True)
     print()
     print(format_table(results))

@@ -169,7 +169,11 @@ def full_data_btyd(tx: DataFrame) -> BtydAt:
     histories by Spark; the fit on the driver, warm-started from ``init``)."""
 
     def fit(day: pd.Timestamp, init: BtydFit | None) -> BtydFit:
-        return fit_btyd_spark(build_features_spark(tx, to_day(day)), init)
+        features = build_features_spark(tx, to_day(day)).cache()  # (read twice by the fit)
+        try:
+            return fit_btyd_spark(features, init)
+        finally:
+            features.unpersist()
 
     return fit
 
