@@ -16,8 +16,10 @@ if TYPE_CHECKING:  # (imported where used: the CLI starts quickly)
     import pandas as pd
 
     from clvflow.data.files import Outputs
+    from clvflow.data.ingest import DataQualityReport
     from clvflow.mlops.settings import JobOutcome, JobSettings
     from clvflow.models.clv import Selection
+    from clvflow.models.training import BtydAt
 
 from clvflow.cli.args import (
     add_engine_args,
@@ -221,9 +223,21 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
         help="yearly discount rate for CLV, e.g. 0.1 (default %(default)s: none for the horizon; "
         "lifetime CLV then uses 10%%)",
     )
+    add_engine_args(p)
+    p.add_argument(
+        "--spark-sample-customers",
+        type=POSITIVE_INT,
+        default=DEFAULT_SAMPLE_CUSTOMERS,
+        metavar="N",
+        help="with --engine spark: the boosters train on a sample of about N customers, "
+        "stratified by purchase days, drawn by a hash of the seed and the id (BG/NBD x "
+        "Gamma-Gamma and the data-quality counts use everyone; default %(default)s)",
+    )
 
 
 METHOD_CHOICES = ("auto", "boosters", "bgnbd")  # clvflow.models.training.METHODS
+#: clvflow.spark.training.DEFAULT_SAMPLE_CUSTOMERS (not imported: the CLI starts without pyspark)
+DEFAULT_SAMPLE_CUSTOMERS = 200_000
 
 
 def _blank_to_none(args: argparse.Namespace, *names: str) -> None:
@@ -263,7 +277,45 @@ def _job_settings(args: argparse.Namespace) -> JobSettings:
         method=args.method,
         export_dir=Path(args.export_dir) if getattr(args, "export_dir", None) else None,
         flag_params=flags,
+        engine=args.engine,
     )
+
+
+def _read_job_data(
+    args: argparse.Namespace,
+    settings: JobSettings,
+    outputs: Outputs,
+    as_of: pd.Timestamp | None,
+    sample_at: pd.Timestamp | None,
+) -> tuple[pd.DataFrame, DataQualityReport, JobSettings, BtydAt | None]:
+    """The job's transactions, report, settings and full-data BTYD fitter. Local: the file.
+    Spark: the whole file read and counted by Spark, the boosters' stratified customer sample
+    (as of ``sample_at``, default the day after the last row) collected to the driver, the
+    sample logged as params (:mod:`clvflow.spark.training`)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from clvflow.core.dates import day_after
+
+    if args.engine != "spark":
+        tx, report = read_transactions(args, as_of=as_of, outputs=outputs)
+        return tx, report, settings, None
+    from clvflow.spark.training import training_inputs_spark
+
+    spark_tx, report = read_transactions_spark(args, as_of=as_of, outputs=outputs)
+    day = sample_at or day_after(pd.Timestamp(str(report.last_timestamp)))
+    tx, sample, btyd_at = training_inputs_spark(
+        spark_tx, day, args.spark_sample_customers, settings.params.seed
+    )
+    log.info("Spark: the boosters train on %s", sample.describe())
+    print(f"Spark engine: boosters trained on {sample.describe()}")
+    settings = dataclasses.replace(
+        settings,
+        cutoff=settings.cutoff or (day if sample_at is None else None),
+        engine_params=sample.params(),
+    )
+    return tx, report, settings, btyd_at
 
 
 def _print_intervals(outcome: JobOutcome) -> None:
@@ -295,8 +347,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = _job_settings(args)
     with open_outputs(args) as outputs:
-        tx, report = read_transactions(args, as_of=settings.cutoff, outputs=outputs)
-        outcome = jobs.train(tx, report, settings)
+        tx, report, settings, btyd_at = _read_job_data(
+            args, settings, outputs, settings.cutoff, settings.cutoff
+        )
+        outcome = jobs.train(tx, report, settings, btyd_at)
         outputs.commit()
     reg = outcome.registration
     assert outcome.selection is not None  # (train always selects)
@@ -365,13 +419,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     settings = _job_settings(args)
     cutoffs = parse_cutoffs(args.cutoffs) if args.cutoffs else None
     with open_outputs(args) as outputs:
-        tx, report = read_transactions(
-            args, as_of=None if cutoffs else settings.cutoff, outputs=outputs
+        tx, report, settings, btyd_at = _read_job_data(
+            args,
+            settings,
+            outputs,
+            None if cutoffs else settings.cutoff,
+            max(cutoffs) if cutoffs else settings.cutoff,
         )
         if cutoffs is None:
-            outcome = jobs.backtest(tx, report, settings)
+            outcome = jobs.backtest(tx, report, settings, btyd_at)
         else:
-            multi = jobs.backtest_cutoffs(tx, report, settings, cutoffs)
+            multi = jobs.backtest_cutoffs(tx, report, settings, cutoffs, btyd_at)
         outputs.commit()
     if cutoffs is None:
         _print_backtest(outcome, settings.horizon_days)

@@ -56,8 +56,8 @@ from clvflow.models.tables import (
     evaluation_table,
     summary_metrics,
 )
+from clvflow.models.training import BtydAt, refit, select_method
 from clvflow.models.training import backtest as run_backtest_computation
-from clvflow.models.training import refit, select_method
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _run_name(kind: str, settings: JobSettings, cutoff: pd.Timestamp) -> str:
 
 
 def _backtest_in_run(
-    tx: pd.DataFrame, cutoff: pd.Timestamp, settings: JobSettings
+    tx: pd.DataFrame, cutoff: pd.Timestamp, settings: JobSettings, btyd_at: BtydAt | None
 ) -> tuple[JobOutcome, tuple[dict, pd.DataFrame] | None]:
     """Run and log one backtest in the active run."""
     result = run_backtest_computation(
@@ -81,6 +81,7 @@ def _backtest_in_run(
         params=settings.params,
         snapshots=settings.snapshots,
         method=settings.method,
+        btyd_at=btyd_at,
     )
     intervals, gain = backtest_intervals(result)
     metrics = log_backtest(result, intervals)
@@ -106,9 +107,15 @@ def _check_backtest_cutoff(tx: pd.DataFrame, cutoff: Any, settings: JobSettings)
     return cutoff
 
 
-def backtest(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) -> JobOutcome:
+def backtest(
+    tx: pd.DataFrame,
+    report: DataQualityReport,
+    settings: JobSettings,
+    btyd_at: BtydAt | None = None,
+) -> JobOutcome:
     """Out-of-time backtest at ``settings.cutoff`` of what ``train`` would export there, logged
-    as an MLflow run.
+    as an MLflow run. ``btyd_at``: BTYD on the whole population when ``tx`` is a sample's
+    (:data:`clvflow.models.training.BtydAt`).
 
     Raises:
         ValueError: no cutoff, cutoff before the data, horizon too long for the history, or an
@@ -122,7 +129,7 @@ def backtest(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings)
     tracking.configure_tracking()
     with tracking.tracked_run(settings.experiment_name, _run_name("backtest", settings, cutoff)):
         _log_backtest_inputs(tx, report, settings, [cutoff])
-        outcome, _ = _backtest_in_run(tx, cutoff, settings)
+        outcome, _ = _backtest_in_run(tx, cutoff, settings, btyd_at)
     return outcome
 
 
@@ -159,7 +166,11 @@ class MultiBacktest:
 
 
 def backtest_cutoffs(
-    tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings, cutoffs: list
+    tx: pd.DataFrame,
+    report: DataQualityReport,
+    settings: JobSettings,
+    cutoffs: list,
+    btyd_at: BtydAt | None = None,
 ) -> MultiBacktest:
     """:func:`backtest` at each cutoff, as child runs of one parent run that logs the summary:
     the mean gain over BG/NBD across cutoffs with its 95% interval
@@ -185,7 +196,7 @@ def backtest_cutoffs(
                 tracking.log_params_once(
                     param_values(settings, cutoff=cutoff.date(), data_source=report.source)
                 )
-                outcome, gain = _backtest_in_run(tx, cutoff, settings)
+                outcome, gain = _backtest_in_run(tx, cutoff, settings, btyd_at)
             outcomes.append(outcome)
             if gain is not None:
                 gains.append(gain)
@@ -196,8 +207,14 @@ def backtest_cutoffs(
     return MultiBacktest(parent.info.run_id, outcomes, summary)
 
 
-def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) -> JobOutcome:
+def train(
+    tx: pd.DataFrame,
+    report: DataQualityReport,
+    settings: JobSettings,
+    btyd_at: BtydAt | None = None,
+) -> JobOutcome:
     """Internal backtest, refit, log, register and export a model (module docstring).
+    ``btyd_at``: BTYD on the whole population when ``tx`` is a sample's.
 
     Raises:
         ValueError: cutoff before or after the data, history too short for one usable
@@ -239,6 +256,7 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
             params=settings.params,
             snapshots=settings.snapshots,
             method=settings.method,
+            btyd_at=btyd_at,
         )
         metrics: dict[str, float] = {}
         intervals = None
@@ -249,7 +267,13 @@ def train(tx: pd.DataFrame, report: DataQualityReport, settings: JobSettings) ->
         log_selection(selection)
         log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
         model, features = refit(
-            past, cutoff, horizon, selection, params=settings.params, snapshots=settings.snapshots
+            past,
+            cutoff,
+            horizon,
+            selection,
+            params=settings.params,
+            snapshots=settings.snapshots,
+            btyd_at=btyd_at,
         )
         log_snapshots(model, "snapshots")
         log_final_model_facts(model, features, len(past))

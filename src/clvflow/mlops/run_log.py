@@ -40,6 +40,8 @@ def param_values(settings: JobSettings, **resolved: Any) -> dict[str, Any]:
         "annual_discount_rate": settings.annual_discount_rate,
         "lifetime_discount_rate": lifetime_discount_rate(settings.annual_discount_rate),
         **model_params,
+        "engine": settings.engine,
+        **settings.engine_params,
         **resolved,
     }
 

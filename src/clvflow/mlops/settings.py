@@ -36,6 +36,8 @@ class JobSettings:
     export_dir: Path | None = None
     method: str = "auto"  # training.METHODS
     flag_params: dict[str, Any] = field(default_factory=dict)
+    engine: str = "local"  # local | spark (logged as the param ``engine`` on every run)
+    engine_params: dict[str, Any] = field(default_factory=dict)  # e.g. the Spark sample's size
 
     @classmethod
     def from_options(

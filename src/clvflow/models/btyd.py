@@ -742,11 +742,20 @@ def fit_btyd(features: pd.DataFrame, init: BtydFit | None = None) -> BtydFit:
 MIN_REPEAT_BUYERS = 20
 
 
+#: A BTYD fit of the same population by another route (e.g. Spark on every customer when
+#: ``features`` are a sample's), given the warm start.
+BtydFitter = Callable[[BtydFit | None], BtydFit]
+
+
 def fit_btyd_checked(
-    features: pd.DataFrame, horizon_days: int, init: BtydFit | None = None
+    features: pd.DataFrame,
+    horizon_days: int,
+    init: BtydFit | None = None,
+    fitter: BtydFitter | None = None,
 ) -> tuple[BtydFit | None, str]:
     """:func:`fit_btyd` (warm-started from ``init`` if given), judged usable for
-    ``horizon_days`` predictions, or None and why not.
+    ``horizon_days`` predictions, or None and why not. ``fitter``: fits instead of
+    :func:`fit_btyd` on ``features`` (which still serve the checks).
 
     A fit is degenerate when there are fewer than ``MIN_REPEAT_BUYERS`` repeat buyers, a fit
     fails, a parameter sits on the optimiser's bound (the data do not identify it), Gamma-Gamma's
@@ -764,7 +773,7 @@ def fit_btyd_checked(
     if n_repeat < MIN_REPEAT_BUYERS:
         return None, f"{n_repeat} repeat buyers (BG/NBD and Gamma-Gamma need {MIN_REPEAT_BUYERS})"
     try:
-        fit = fit_btyd(features, init)
+        fit = fit_btyd(features, init) if fitter is None else fitter(init)
     except ValueError as err:
         return None, str(err)
     logs = np.log([fit.bgnbd.r, fit.bgnbd.alpha, fit.bgnbd.a, fit.bgnbd.b])

@@ -60,6 +60,7 @@ from scipy.optimize import brentq
 from clvflow.models.btyd import (
     BTYD_PREDICTION_COLUMNS,
     BtydFit,
+    BtydFitter,
     btyd_predictions,
     fit_btyd_checked,
 )
@@ -378,6 +379,7 @@ class ClvModel:
         training_set: pd.DataFrame,
         cutoff_features: pd.DataFrame,
         season_reference: pd.DataFrame | None = None,
+        cutoff_btyd: BtydFitter | None = None,
     ) -> ClvModel:
         """Fit on stacked snapshots (:meth:`stack_inputs` then :meth:`fit_stacked`).
 
@@ -389,8 +391,12 @@ class ClvModel:
             season_reference: the same-season snapshot a year before the cutoff
                 (:func:`clvflow.features.snapshots.same_season_snapshot`), or None. Used only for the
                 level, when ``anchor_to_btyd`` and ``seasonal_level`` are on.
+            cutoff_btyd: fits the cutoff's BTYD parameters on the whole population when
+                ``cutoff_features`` are a sample's (the Spark engine); default: on them.
         """
-        return self.fit_stacked(self.stack_inputs(training_set), cutoff_features, season_reference)
+        return self.fit_stacked(
+            self.stack_inputs(training_set), cutoff_features, season_reference, cutoff_btyd
+        )
 
     def stack_inputs(self, training_set: pd.DataFrame | list[pd.DataFrame]) -> StackedInputs:
         """The boosters' training rows (:class:`StackedInputs`) from stacked snapshots, with
@@ -445,6 +451,7 @@ class ClvModel:
         stacked: StackedInputs,
         cutoff_features: pd.DataFrame,
         season_reference: pd.DataFrame | None = None,
+        cutoff_btyd: BtydFitter | None = None,
     ) -> ClvModel:
         """:meth:`fit` from the rows of :meth:`stack_inputs` (same arguments otherwise)."""
         p = self.params
@@ -460,7 +467,9 @@ class ClvModel:
         everything = slice(0, len(rows))
         self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
         self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
-        self.btyd_, why = fit_btyd_checked(cutoff_features, self.horizon_days, latest_fit)
+        self.btyd_, why = fit_btyd_checked(
+            cutoff_features, self.horizon_days, latest_fit, cutoff_btyd
+        )
         if self.btyd_ is None:
             log.warning(
                 "BG/NBD x Gamma-Gamma is unusable at the cutoff (%s): the model scores without "

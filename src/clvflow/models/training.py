@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pandas as pd
 
-from clvflow.models.btyd import bgnbd_gamma_gamma_baseline, historical_baseline
+from clvflow.models.btyd import BtydFit, bgnbd_gamma_gamma_baseline, historical_baseline
 from clvflow.evaluation.metrics import evaluate_predictions
 from clvflow.features.build import build_features
 from clvflow.features.labels import build_labels, validate_horizon
@@ -46,6 +48,11 @@ BASELINE_PREFIXES = {
     "historical": "baseline_historical_",
 }
 
+#: BG/NBD x Gamma-Gamma on the whole population as of a cutoff day, given a warm start: the
+#: Spark engine's (:func:`clvflow.spark.training.full_data_btyd`) when the boosters train on a
+#: sample of customers. None everywhere below: fitted on the data given.
+BtydAt = Callable[[pd.Timestamp, BtydFit | None], BtydFit]
+
 #: ``method`` setting: ``auto`` chooses by the internal backtest; the others force a method.
 METHODS = ("auto", "boosters", "bgnbd")
 #: What a forced method exports.
@@ -69,8 +76,10 @@ def fit_boosters(
     *,
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
+    btyd_at: BtydAt | None = None,
 ) -> tuple[ClvModel, pd.DataFrame]:
-    """Fit the boosters using only transactions dated before ``cutoff``.
+    """Fit the boosters using only transactions dated before ``cutoff`` (``btyd_at``: the
+    cutoff's BTYD fit on the whole population, when ``tx`` is a sample's).
 
     Returns:
         (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
@@ -98,7 +107,8 @@ def fit_boosters(
         season = same_season_snapshot(past, cutoff_day, horizon_days)
     n_rows = sum(len(part) for part in parts)
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
-    model.fit_stacked(stacked, features, season)
+    cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
+    model.fit_stacked(stacked, features, season, cutoff_btyd)
     model.n_training_rows_ = n_rows
     model.snapshot_checks_ = checks
     return model, features
@@ -255,6 +265,7 @@ def select_method(
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
     method: str = "auto",
+    btyd_at: BtydAt | None = None,
 ) -> Selection:
     """The internal backtest at ``cutoff - horizon_days`` and the method it chooses.
 
@@ -283,7 +294,9 @@ def select_method(
         start.date(),
         cutoff_day.date(),
     )
-    model, features = fit_boosters(past, start, horizon_days, params=params, snapshots=snapshots)
+    model, features = fit_boosters(
+        past, start, horizon_days, params=params, snapshots=snapshots, btyd_at=btyd_at
+    )
     boosters = judge(model, features, past, start)
     if "bgnbd" not in boosters.predictions:
         why = "BG/NBD x Gamma-Gamma could not be fitted at the internal backtest's cutoff"
@@ -308,6 +321,7 @@ def fit_model(
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
     method: str = "boosters",
+    btyd_at: BtydAt | None = None,
 ) -> tuple[ClvModel, pd.DataFrame]:
     """Fit the model ``clvflow train`` would export at ``cutoff`` (data before it only).
 
@@ -322,10 +336,20 @@ def fit_model(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     cutoff_day = to_day(cutoff, "cutoff")
     if method == "auto":
-        selection = select_method(tx, cutoff_day, horizon_days, params=params, snapshots=snapshots)
+        selection = select_method(
+            tx, cutoff_day, horizon_days, params=params, snapshots=snapshots, btyd_at=btyd_at
+        )
     else:
         selection = Selection(FORCED[method], None, "forced")
-    return refit(tx, cutoff_day, horizon_days, selection, params=params, snapshots=snapshots)
+    return refit(
+        tx,
+        cutoff_day,
+        horizon_days,
+        selection,
+        params=params,
+        snapshots=snapshots,
+        btyd_at=btyd_at,
+    )
 
 
 def refit(
@@ -336,6 +360,7 @@ def refit(
     *,
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
+    btyd_at: BtydAt | None = None,
 ) -> tuple[ClvModel, pd.DataFrame]:
     """The boosters fitted on everything before ``cutoff``, exporting ``selection``'s blend
     (kept in ``model.selection_``).
@@ -343,7 +368,9 @@ def refit(
     Returns:
         (fitted model, features as of the cutoff).
     """
-    model, features = fit_boosters(tx, cutoff, horizon_days, params=params, snapshots=snapshots)
+    model, features = fit_boosters(
+        tx, cutoff, horizon_days, params=params, snapshots=snapshots, btyd_at=btyd_at
+    )
     model.blend_ = selection.blend
     model.selection_ = selection
     model.spend_calibration_ = calibrate_intervals(model, tx, to_day(cutoff, "cutoff"), selection)
@@ -390,6 +417,7 @@ def backtest(
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
     method: str = "auto",
+    btyd_at: BtydAt | None = None,
 ) -> BacktestResult:
     """Out-of-time backtest at ``cutoff``: the model ``train`` would export at ``cutoff``
     (including its own internal backtest at ``cutoff - horizon_days``), judged with the
@@ -411,6 +439,12 @@ def backtest(
         )
     past = rows_before(tx, cutoff_day)
     model, features = fit_model(
-        past, cutoff_day, horizon_days, params=params, snapshots=snapshots, method=method
+        past,
+        cutoff_day,
+        horizon_days,
+        params=params,
+        snapshots=snapshots,
+        method=method,
+        btyd_at=btyd_at,
     )
     return judge(model, features, tx, cutoff_day)

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Row, SparkSession
     from pyspark.sql.window import WindowSpec
 
+#: Column of the Spark transactions table beside ``TX_COLUMNS``: the row's place in the file
+#: (increasing in file order, not consecutive), so that collected rows can be put back in the
+#: single-machine table's order (float sums such as the label spends depend on it).
+ROW_COLUMN = "__clvflow_row"
+
 
 def load_transactions_spark(
     spark: SparkSession,
@@ -55,8 +60,8 @@ def load_transactions_spark(
     keep_far_dates: bool = False,
 ) -> tuple[DataFrame, DataQualityReport]:
     """Read and clean a CSV/Parquet file (or ``"cdnow"``) into a Spark transactions table
-    (``customer_id`` text, ``timestamp`` naive, ``amount`` double) and its data-quality report.
-    The options are those of :func:`clvflow.data.ingest.load_transactions`.
+    (``customer_id`` text, ``timestamp`` naive, ``amount`` double, :data:`ROW_COLUMN`) and its
+    data-quality report. The options are those of :func:`clvflow.data.ingest.load_transactions`.
 
     Raises:
         InputError: missing file or column, unsupported type, unparseable timestamps or amounts,
@@ -77,7 +82,10 @@ def load_transactions_spark(
     }
     if is_embedded(source):
         tx, report = load_transactions(source, **options)  # type: ignore[arg-type]
-        return spark.createDataFrame(tx), report
+        from pyspark.sql import functions as F
+
+        frame = spark.createDataFrame(tx)
+        return frame.withColumn(ROW_COLUMN, F.monotonically_increasing_id()), report
     columns = columns or ColumnMap()
     path = Path(source)
     raw = _read(spark, path, columns)
@@ -156,7 +164,7 @@ def clean_transactions_spark(
     else:
         amount = _numbers(raw, names["amount"], source)
     dup_key = "__clvflow_first"
-    marked = raw.withColumn(
+    marked = raw.withColumn(ROW_COLUMN, F.monotonically_increasing_id()).withColumn(
         dup_key,
         F.row_number().over(_window_all(raw.columns)) == 1,
     )
@@ -166,6 +174,7 @@ def clean_transactions_spark(
         amount.alias("amount"),
         float_formatted.alias("__float_id"),
         F.col(dup_key),
+        F.col(ROW_COLUMN),
     ).cache()
     has_id = F.col("customer_id").isNotNull()
     far, far_note = F.lit(False), None
@@ -195,7 +204,7 @@ def clean_transactions_spark(
     if drop_duplicates:
         report.dropped_duplicates = report.duplicate_rows
         used = used.where(F.col(dup_key))
-    tx = used.select(*TX_COLUMNS).cache()
+    tx = used.select(*TX_COLUMNS, ROW_COLUMN).cache()
     _summarise(tx, report, as_of)  # (computes tx: only then is the wider table let go)
     table.unpersist()
     if report.rows_used == 0:
@@ -335,11 +344,12 @@ def _first(frame: DataFrame) -> Row:
 
 
 def _window_all(names: list[str]) -> WindowSpec:
-    """Rows equal in every column together (an exact-duplicate group), in any order."""
+    """Rows equal in every column together (an exact-duplicate group), in file order (the first
+    is the one kept when duplicates are dropped, as on one machine)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return Window.partitionBy(*[F.col(f"`{n}`") for n in names]).orderBy(F.lit(1))
+    return Window.partitionBy(*[F.col(f"`{n}`") for n in names]).orderBy(ROW_COLUMN)
 
 
 def _examples(frame: DataFrame, bad: Column, column: str) -> list[object]:
