@@ -202,8 +202,6 @@ def test_spark_output_rules_never_replace_what_clvflow_did_not_write(
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        (("--exclude", "amount=0"), "--exclude"),
-        (("--date-format", "%Y-%m-%d"), "--date-format"),
         (("--what-if", "at risk:5"), "--what-if"),
         (("--cac", "20"), "--cac"),
         (("--report", "REPORT"), "--report"),
