@@ -421,8 +421,7 @@ class ClvModel:
             fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
             latest = fit or latest
             if fit is None:
-                # (a snapshot_date group key: pandas-stubs types it as any scalar)
-                day = pd.Timestamp(date).date().isoformat()  # type: ignore[arg-type]
+                day = pd.Timestamp(date).date().isoformat()
                 log.warning(
                     "snapshot %s: BTYD base dropped (%s); its trees start from the "
                     "snapshot's level",
