@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from clvflow.cli.main import main
@@ -171,3 +172,26 @@ def test_spark_reader_applies_exclude_rules_date_layouts_and_the_far_dates_rule(
         load_transactions_spark(spark, path, COLUMNS, exclude=["Till=1"])
     with pytest.raises(InputError, match=r"do not match --date-format '%Y-%m-%d'.*first: '"):
         load_transactions_spark(spark, path, COLUMNS, date_format="%Y-%m-%d")
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Paris"])
+def test_spark_reads_parquet_written_by_pandas_with_nanosecond_timestamps(
+    spark, tmp_path: Path, zone: str | None
+) -> None:
+    """Issue 12 item 1: Parquet timestamps in nanoseconds (pandas' unit before 3.0, and many
+    writers'), which Spark's reader refuses: clvflow reads them (naive, or zoned and taken at
+    UTC) and gets the single-machine rows."""
+    raw = messy_log()
+    stamps = pd.to_datetime(raw["InvoiceDate"]).astype("datetime64[ns]")
+    raw["InvoiceDate"] = stamps.dt.tz_localize(zone) if zone else stamps
+    path = tmp_path / "ns.parquet"
+    raw.to_parquet(path, index=False)
+    assert str(pq.read_schema(path).field("InvoiceDate").type).startswith("timestamp[ns")
+    local_tx, local = load_transactions(path, COLUMNS, as_of=AS_OF)
+    spark_tx, report = load_transactions_spark(spark, path, COLUMNS, as_of=AS_OF)
+    assert report_counts(report) == report_counts(local)
+    got = spark_tx.drop(ROW_COLUMN).toPandas()
+    got["customer_id"] = got["customer_id"].astype("str")
+    pd.testing.assert_frame_equal(
+        sorted_tx(got), sorted_tx(local_tx), check_dtype=False, check_exact=True
+    )

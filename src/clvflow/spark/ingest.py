@@ -108,7 +108,7 @@ def _read(spark: SparkSession, path: Path, columns: ColumnMap) -> DataFrame:
     if name.endswith((".csv", ".csv.gz")):
         raw = spark.read.option("header", True).option("inferSchema", False).csv(uri)
     else:
-        raw = spark.read.parquet(uri)
+        raw = _read_parquet(spark, path, uri)
     present = raw.columns
     missing = [
         f"{col!r} (for {logical})"
@@ -121,6 +121,26 @@ def _read(spark: SparkSession, path: Path, columns: ColumnMap) -> DataFrame:
             "Map yours with --customer-col, --timestamp-col, --amount-col "
             "(or --quantity-col and --unit-price-col)."
         )
+    return raw
+
+
+def _read_parquet(spark: SparkSession, path: Path, uri: str) -> DataFrame:
+    """A Parquet file or folder. Nanosecond timestamps (pandas' default when writing) are read
+    as numbers (Spark's own reader refuses them; ``spark.sql.legacy.parquet.nanosAsLong`` is
+    set on the session for it) and turned into microsecond timestamps, at UTC like the default
+    engine: a time below the microsecond is dropped."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from pyspark.sql import functions as F
+
+    schema = ds.dataset(str(path), format="parquet").schema
+    nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+    if nanos:
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    raw = spark.read.parquet(uri)
+    for name in nanos:
+        micros = F.floor(_col(name) / 1000)
+        raw = raw.withColumn(name, F.timestamp_micros(micros).cast("timestamp_ntz"))
     return raw
 
 
