@@ -196,8 +196,8 @@ def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
     calls = []
     fit_checked = clv.fit_btyd_checked
 
-    def recording(features, horizon_days, init=None):
-        fit, why = fit_checked(features, horizon_days, init)
+    def recording(features, horizon_days, init=None, fitter=None):
+        fit, why = fit_checked(features, horizon_days, init, fitter)
         calls.append((init, fit))
         return fit, why
 
