@@ -149,7 +149,7 @@ bench-spark: venv spark java
 # Training on Spark: clvflow backtest (2024-01-01, H 90, 50 trees) on one machine and with
 # --engine spark on local[2] (driver memory 2g, boosters on a 25,000-customer sample) for the
 # 100k and 1M simulated logs: wall, CPU, peak driver and JVM memory, the sample, the metrics with
-# their bootstrap intervals (~30 min; see README "On Spark")
+# their bootstrap intervals (~80 min on the shared VM; see README "On Spark")
 bench-spark-train: venv spark java
 	$(BIN)/python -m benchmarks.bench_spark_train
 
