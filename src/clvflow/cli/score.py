@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -226,12 +226,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 model_name=model_info["model_name"],
                 model_version=model_info["model_version"],
                 scored_at=scored_at,
-                margin=args.margin,
-                annual_discount_rate=args.annual_discount_rate,
-                reference_profile=source.manifest.get("reference_profile"),
-                psi_threshold=args.psi_threshold,
-                reference_as_of=source.manifest.get("cutoff"),
-                with_reasons=not args.no_reasons,
+                **_scoring_options(args, source),
             )
             del tx
 
@@ -280,6 +275,18 @@ def cmd_score(args: argparse.Namespace) -> int:
         log.info("report -> %s", report_dir / "index.html")
     log.info("scores: %d customers as of %s -> %s", len(scores), result.as_of.date(), out)
     return 0
+
+
+def _scoring_options(args: argparse.Namespace, source: ModelSource) -> dict[str, Any]:
+    """The scoring settings the flags and the model's manifest give (one frame or parts)."""
+    return {
+        "margin": args.margin,
+        "annual_discount_rate": args.annual_discount_rate,
+        "reference_profile": source.manifest.get("reference_profile"),
+        "psi_threshold": args.psi_threshold,
+        "reference_as_of": source.manifest.get("cutoff"),
+        "with_reasons": not args.no_reasons,
+    }
 
 
 def _parts(args: argparse.Namespace, report_dir: Path | None) -> int:
@@ -348,12 +355,7 @@ def _score_in_parts(
         clean,
         folder,
         as_of,
-        margin=args.margin,
-        annual_discount_rate=args.annual_discount_rate,
-        reference_profile=source.manifest.get("reference_profile"),
-        psi_threshold=args.psi_threshold,
-        reference_as_of=source.manifest.get("cutoff"),
-        with_reasons=not args.no_reasons,
+        **_scoring_options(args, source),
     )
     report = merge_reports(
         reports, source=split.source, as_of=as_of, layout=split.layout, far=split.far
