@@ -25,7 +25,10 @@ def main(store: str, name: str, score: str, go: str, delay: str, rounds: str) ->
         mlflow.finalize_logged_model(model.model_id, "READY")
     for i in range(int(rounds)):
         Path(f"{go}-{i}.ready-{score}").touch()
+        give_up = time.monotonic() + 600  # (never poll forever if the test is gone)
         while not Path(f"{go}-{i}").exists():
+            if time.monotonic() > give_up:
+                sys.exit(f"no go file {go}-{i} after 10 min")
             time.sleep(0.001)
         time.sleep(float(delay))
         reg = tracking.register_candidate(f"models:/{model.model_id}", f"{name}-{i}", float(score))

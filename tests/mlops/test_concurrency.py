@@ -48,14 +48,20 @@ def test_concurrent_registrations_leave_the_better_model_champion(tmp_path):
         _start("-m", "tests.registry_race", str(tmp_path), "race", score, str(go), wait, "3")
         for score, wait in (("0.9", "0"), ("0.5", "0.03"))
     ]
-    for i in range(rounds):
-        _wait_for([Path(f"{go}-{i}.ready-0.9"), Path(f"{go}-{i}.ready-0.5")], procs)
-        Path(f"{go}-{i}").touch()
     outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        outputs.append([json.loads(line) for line in out.decode().splitlines()[-rounds:]])
+    try:
+        for i in range(rounds):
+            _wait_for([Path(f"{go}-{i}.ready-0.9"), Path(f"{go}-{i}.ready-0.5")], procs)
+            Path(f"{go}-{i}").touch()
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            outputs.append([json.loads(line) for line in out.decode().splitlines()[-rounds:]])
+    finally:
+        for proc in procs:  # (a failed wait left them polling for their go file forever)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for i, (better, worse) in enumerate(zip(*outputs, strict=True)):
         champion = client.get_model_version_by_alias(f"race-{i}", "champion").version
         candidate = client.get_model_version_by_alias(f"race-{i}", "candidate").version
