@@ -673,7 +673,7 @@ class FarDates:
         if not self.rows or self.cut is None:
             return None
         first = sorted(self.examples)[:MAX_EXAMPLES]
-        return _far_note_text(self.rows, first, self.cut.bulk, self.column)
+        return far_note_text(self.rows, _at_lines(first), self.cut.bulk, self.column)
 
 
 def _far_dates_note(
@@ -685,14 +685,19 @@ def _far_dates_note(
     rows = np.flatnonzero(far)
     # (bulk is None only when no date is far, and then there is no note)
     examples = [(where.line(i), str(stamps.iloc[i])) for i in rows[:MAX_EXAMPLES]]
-    return _far_note_text(len(rows), examples, bulk, where.column)  # type: ignore[arg-type]
+    return far_note_text(len(rows), _at_lines(examples), bulk, where.column)  # type: ignore[arg-type]
 
 
-def _far_note_text(
-    n: int, examples: list[tuple[int, str]], bulk: tuple[np.datetime64, np.datetime64], column: str
+def _at_lines(examples: list[tuple[int, str]]) -> str:
+    """(line, timestamp) examples as the note lists them."""
+    return ", ".join(f"line {line} ({stamp})" for line, stamp in examples)
+
+
+def far_note_text(
+    n: int, first: str, bulk: tuple[np.datetime64, np.datetime64], column: str
 ) -> str:
+    """The report's note on ``n`` far rows (both engines); ``first``: the examples listed."""
     lo, hi = (pd.Timestamp(t).date() for t in bulk)
-    first = ", ".join(f"line {line} ({stamp})" for line, stamp in examples)
     return (
         f"{n:,} row(s) dropped, column {column!r} dated far from all other rows "
         f"(a gap of over a year, and over the {lo} .. {hi} span of the bulk, with no row in "

@@ -32,6 +32,7 @@ from clvflow.data.ingest import (
     ColumnMap,
     DataQualityReport,
     DayCounts,
+    far_note_text,
     load_transactions,
     to_datetime_text,
 )
@@ -331,13 +332,7 @@ def _far_dates(
     rows = table.where(far).select("timestamp").orderBy("timestamp")
     report.dropped_far_dates = rows.count()
     first = ", ".join(str(pd.Timestamp(r[0])) for r in rows.limit(MAX_EXAMPLES).collect())
-    bulk = [pd.Timestamp(d).date() for d in cut.bulk]
-    return far, (
-        f"{report.dropped_far_dates:,} row(s) dropped, column {column!r} dated far from all "
-        f"other rows (a gap of over a year, and over the {bulk[0]} .. {bulk[1]} span of the "
-        f"bulk, with no row in between); first: {first}. Fix the dates, or pass "
-        "--keep-far-dates to keep the rows"
-    )
+    return far, far_note_text(report.dropped_far_dates, first, cut.bulk, column)
 
 
 def _layout_note(column: str, date_format: str, dayfirst: bool) -> str:
