@@ -935,10 +935,7 @@ def parse_timestamps(
                 "Fix these rows, or give the layout of the column (e.g. '%d/%m/%Y %H:%M'; "
                 "'mixed' reads each row's own).",
             )
-        if date_format == "mixed":
-            order = "day first (--dayfirst)" if dayfirst else "month first"
-            return parsed, f"{column}: each row's date layout guessed on its own, {order}"
-        return parsed, f"{column} read with layout {date_format!r} (--date-format)"
+        return parsed, layout_note(where.column, date_format, dayfirst)
     if to_datetime_text(text.iloc[:1], "ISO8601").notna().all():  # ISO: every row must be
         parsed = to_datetime_text(text, "ISO8601")
         failed = parsed.isna().to_numpy()
@@ -992,6 +989,14 @@ def _ambiguous(
         f"({values.iloc[i]!r}): {readings[0]} or {readings[1]}. Pass --dayfirst if day first, "
         f"or --date-format {md!r} if month first."
     )
+
+
+def layout_note(column: str, date_format: str, dayfirst: bool) -> str:
+    """The report's note on how ``--date-format`` read a column of text timestamps."""
+    if date_format == "mixed":
+        order = "day first (--dayfirst)" if dayfirst else "month first"
+        return f"column {column!r}: each row's date layout guessed on its own, {order}"
+    return f"column {column!r} read with layout {date_format!r} (--date-format)"
 
 
 def to_datetime_text(text: pd.Series, layout: str, dayfirst: bool = False) -> pd.Series:

@@ -33,6 +33,7 @@ from clvflow.data.ingest import (
     DataQualityReport,
     DayCounts,
     far_note_text,
+    layout_note,
     load_transactions,
     to_datetime_text,
 )
@@ -217,7 +218,7 @@ def clean_transactions_spark(
             "'17850.0') and were normalised to integers ('17850')"
         )
     if date_format is not None:  # (in the order the default engine notes them)
-        report.notes.append(_layout_note(names["timestamp"], date_format, dayfirst))
+        report.notes.append(layout_note(names["timestamp"], date_format, dayfirst))
     if far_note:
         report.notes.append(far_note)
     report.duplicate_rows = int(counts["dups"] or 0)
@@ -333,14 +334,6 @@ def _far_dates(
     report.dropped_far_dates = rows.count()
     first = ", ".join(str(pd.Timestamp(r[0])) for r in rows.limit(MAX_EXAMPLES).collect())
     return far, far_note_text(report.dropped_far_dates, first, cut.bulk, column)
-
-
-def _layout_note(column: str, date_format: str, dayfirst: bool) -> str:
-    """The report's note on how text timestamps were read (as ``ingest.parse_timestamps``)."""
-    if date_format == "mixed":
-        order = "day first (--dayfirst)" if dayfirst else "month first"
-        return f"column {column!r}: each row's date layout guessed on its own, {order}"
-    return f"column {column!r} read with layout {date_format!r} (--date-format)"
 
 
 def naive_instant(day: pd.Timestamp) -> Column:
