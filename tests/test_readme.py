@@ -171,7 +171,9 @@ def test_readme_commands_run_verbatim_in_a_fresh_clone(clone):
         _, out = _finish(serve, clone, "serve", timeout=900)
     finally:
         _stop_group(serve.pid)
-    answer = json.loads(out.strip().splitlines()[-1])
+    # the server runs in the block's background and logs to the same output, so its access-log
+    # line can follow curl's answer on the same line (curl prints no newline)
+    answer, _ = json.JSONDecoder().raw_decode(out[out.rindex('{"predictions"') :])
     features = pd.read_csv(clone / "out" / "features.csv", dtype={"customer_id": str})
     served = pd.DataFrame(answer["predictions"])
     assert served["customer_id"].tolist() == features["customer_id"].head(5).tolist()
