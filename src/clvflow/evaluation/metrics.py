@@ -479,23 +479,25 @@ def bootstrap_draws(
     n = len(order)
     draws: dict[str, list[dict]] = {name: [] for name in preds}
     # Each score is sorted once; a resample is a count per customer (clvflow.evaluation.resampling).
+    # (the actuals in each ranking's order: a resample then costs one gather per ranking)
     by_spend = resampling.Ranking(spend)
-    prepared = {
-        name: (resampling.Ranking(p), resampling.Ranking(s), s, (s - spend) ** 2)
-        for name, (p, s) in arrays.items()
-    }
+    spend_by_spend = by_spend.ranked(spend)
+    prepared = {}
+    for name, (p, s) in arrays.items():
+        by_p, by_s = resampling.Ranking(p), resampling.Ranking(s)
+        ranked = (by_p.ranked(active.astype("float64")), by_s.ranked(spend))
+        prepared[name] = (by_p, by_s, ranked, s, (s - spend) ** 2)
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
         for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
             w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
             n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
             if n_active in (0.0, float(n)) or total <= 0:
                 continue  # a degenerate resample (tiny samples only): metrics undefined
-            w_spend, w_active = w * spend, w * active
-            best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
+            best = resampling.gini_raw(*by_spend.weighted_sums(w, spend_by_spend), n)
             if best <= 0:
                 raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-            for name, (by_p, by_s, s, err2) in prepared.items():
-                sums, sizes = by_s.sums(w_spend), by_s.sums(w)
+            for name, (by_p, by_s, (active_by_p, spend_by_s), s, err2) in prepared.items():
+                sums, sizes = by_s.weighted_sums(w, spend_by_s)
                 gini = resampling.gini_raw(sums, sizes, n) / best
                 draws[name].append(
                     {
@@ -505,7 +507,7 @@ def bootstrap_draws(
                         ),
                         "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
                         "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
-                        "churn_roc_auc": resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
+                        "churn_roc_auc": resampling.roc_auc(*by_p.weighted_sums(w, active_by_p)),
                     }
                 )
     full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
