@@ -88,3 +88,14 @@ def test_packed_keys_only_for_short_text():
 )
 def test_is_plain_text(values, plain):
     assert is_plain_text(pd.Series(values, dtype="str")) is plain
+
+
+def test_memo_keeps_every_rows_coding_apart_from_the_last_selection():
+    """Issue 11 item 3: the coding of every row survives codings of selections in between (a
+    train's labels code the whole log once, its features code a selection per date)."""
+    values = pd.Series(["b", "a", "b", "c"], dtype="str")
+    everything = encode_ids(values)
+    selected = encode_ids(values, np.array([True, False, False, True]))
+    assert list(selected.ids) == ["b", "c"] and list(selected.codes) == [0, -1, -1, 1]
+    assert encode_ids(values) is everything
+    assert list(everything.ids) == ["a", "b", "c"] and list(everything.codes) == [1, 0, 1, 2]
