@@ -96,7 +96,10 @@ def encode_ids(values: pd.Series, rows: np.ndarray | None = None) -> IdCodes:
     keep = values.notna().to_numpy() if any(c.null_count for c in chunks) else None
     if rows is not None:
         keep = rows if keep is None else keep & rows
-    coded = _encode(chunks, keep, _packed(chunks, memo))
+    if memo is not None and keep is not None and memo.all_coded is not None:
+        coded = _selected(memo.all_coded, keep)  # (no text looked at again)
+    else:
+        coded = _encode(chunks, keep, _packed(chunks, memo))
     coded.codes.flags.writeable = False  # may be shared through the memo
     if memo is not None and rows is None:
         memo.all_coded = coded
@@ -223,6 +226,20 @@ def _encode(
     else:
         ids = _unpack(distinct[present], width)
     return IdCodes(codes, ids)
+
+
+def _selected(everything: IdCodes, keep: np.ndarray) -> IdCodes:
+    """What :func:`_encode` gives for the rows ``keep`` (with ids), from the coding of every row:
+    the ids of the kept rows keep their order, so a kept row's code is its id's rank among them."""
+    n_ids = everything.n_ids
+    present = count_codes(everything.codes, n_ids, keep) > 0
+    code_of = np.cumsum(present, dtype=np.int64).astype(np.int32) - 1
+    codes = np.empty(len(keep), dtype=np.int32)
+    for i in range(0, len(keep), _CHUNK_ROWS):
+        rows = slice(i, i + _CHUNK_ROWS)
+        chunk = everything.codes[rows]
+        codes[rows] = np.where(keep[rows] & (chunk >= 0), code_of[chunk], -1)
+    return IdCodes(codes, everything.ids[present])
 
 
 def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
