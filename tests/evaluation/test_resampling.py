@@ -241,3 +241,18 @@ def test_bootstrap_draws_are_unchanged_to_the_bit() -> None:
     for name in preds:
         assert len(draws[name]) == 40
         pd.testing.assert_frame_equal(draws[name], before[name], check_exact=True)
+
+
+def test_bootstrap_draws_check_the_customers_as_the_point_metrics_do() -> None:
+    """Issue 11 item 3: the bootstrap checks its inputs without computing the point metrics
+    first, with the same messages (here: a customer missing from the predictions)."""
+    actual = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "active": [1, 0, 1], "spend": [3.0, 0, 1]}
+    )
+    pred = pd.DataFrame(
+        {"customer_id": ["a", "b"], "p_active": [0.5, 0.5], "expected_spend": [1.0, 1]}
+    )
+    with pytest.raises(
+        ValueError, match=r"mismatched customers: 1 in `actual` only \(first: \['c'\]\)"
+    ):
+        bootstrap_draws(actual, {"model": pred}, n_resamples=10)

@@ -395,6 +395,17 @@ def evaluate_predictions(actual: pd.DataFrame, pred: pd.DataFrame) -> dict[str, 
         ValueError: a column is missing, customer_id is duplicated, the two frames do not hold
             the same customers, or a metric input is invalid.
     """
+    merged = _checked_pair(actual, pred)
+    spend = spend_metrics(merged["spend"], merged["expected_spend"])
+    churn = churn_metrics(merged["active"], merged["p_active"])
+    metrics = {f"spend_{k}": v for k, v in spend.items()}
+    metrics.update({f"churn_{k}": v for k, v in churn.items()})
+    return metrics
+
+
+def _checked_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    """Actuals and predictions joined on customer_id, after :func:`evaluate_predictions`'
+    checks (same errors)."""
     _check_frame(actual, "actual", ACTUAL_COLUMNS)
     _check_frame(pred, "pred", PRED_COLUMNS)
     id_types = (actual[CUSTOMER_ID].dtype, pred[CUSTOMER_ID].dtype)
@@ -417,11 +428,7 @@ def evaluate_predictions(actual: pd.DataFrame, pred: pd.DataFrame) -> dict[str, 
     # Check with the frames' column names so errors point at the right place.
     _check_spend(merged["spend"], merged["expected_spend"], "actual.spend", "pred.expected_spend")
     _check_active(merged["active"], merged["p_active"], "actual.active", "pred.p_active")
-    spend = spend_metrics(merged["spend"], merged["expected_spend"])
-    churn = churn_metrics(merged["active"], merged["p_active"])
-    metrics = {f"spend_{k}": v for k, v in spend.items()}
-    metrics.update({f"churn_{k}": v for k, v in churn.items()})
-    return metrics
+    return merged
 
 
 # --- uncertainty ------------------------------------------------------------------------------
@@ -463,18 +470,15 @@ def bootstrap_draws(
     if n_resamples < 10:
         raise ValueError(f"need n_resamples >= 10 (got {n_resamples})")
     for pred in preds.values():
-        evaluate_predictions(actual, pred)  # same checks and messages as the point metrics
+        _checked_pair(actual, pred)  # same checks and messages as the point metrics
     order = actual[CUSTOMER_ID].to_numpy()
     a = actual.set_index(CUSTOMER_ID)
     active = a["active"].to_numpy(dtype=int)
     spend = a["spend"].to_numpy(dtype=float)
-    arrays = {
-        name: (
-            pred.set_index(CUSTOMER_ID).loc[order, "p_active"].to_numpy(dtype=float),
-            pred.set_index(CUSTOMER_ID).loc[order, "expected_spend"].to_numpy(dtype=float),
-        )
-        for name, pred in preds.items()
-    }
+    arrays = {}
+    for name, pred in preds.items():
+        aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
+        arrays[name] = tuple(aligned[c].to_numpy(dtype=float) for c in aligned.columns)
     rng = np.random.default_rng(seed)
     n = len(order)
     draws: dict[str, list[dict]] = {name: [] for name in preds}
