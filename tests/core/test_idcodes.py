@@ -88,3 +88,33 @@ def test_packed_keys_only_for_short_text():
 )
 def test_is_plain_text(values, plain):
     assert is_plain_text(pd.Series(values, dtype="str")) is plain
+
+
+def test_memo_keeps_every_rows_coding_apart_from_the_last_selection():
+    """Issue 11 item 3: the coding of every row survives codings of selections in between (a
+    train's labels code the whole log once, its features code a selection per date)."""
+    values = pd.Series(["b", "a", "b", "c"], dtype="str")
+    everything = encode_ids(values)
+    selected = encode_ids(values, np.array([True, False, False, True]))
+    assert list(selected.ids) == ["b", "c"] and list(selected.codes) == [0, -1, -1, 1]
+    assert encode_ids(values) is everything
+    assert list(everything.ids) == ["a", "b", "c"] and list(everything.codes) == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("values", ID_FORMS.values(), ids=ID_FORMS.keys())
+def test_a_selection_coded_from_every_rows_coding_equals_a_fresh_coding(values):
+    """Issue 11 item 3: once every row of a column is coded, a selection's codes come from that
+    coding (no text read again) and equal those of a fresh coding of the same rows."""
+    column = pd.Series(values, dtype="str")
+    everything = encode_ids(column)
+    for rows in (np.arange(len(values)) % 2 == 1, np.zeros(len(values), dtype=bool)):
+        derived = encode_ids(column, rows)
+        fresh = encode_ids(pd.Series(values, dtype="str"), rows)  # a new array: no memo
+        assert np.array_equal(derived.codes, fresh.codes) and derived.codes.dtype == np.int32
+        pd.testing.assert_index_equal(derived.ids, fresh.ids, exact=True)
+    assert encode_ids(column) is everything
+    # hand-made: rows 1 and 2 of (b, a, b, c) keep ids a, b: codes (-1, 0, 1, -1)
+    column = pd.Series(["b", "a", "b", "c"], dtype="str")
+    encode_ids(column)
+    picked = encode_ids(column, np.array([False, True, True, False]))
+    assert list(picked.ids) == ["a", "b"] and list(picked.codes) == [-1, 0, 1, -1]

@@ -439,3 +439,24 @@ def test_paired_bootstrap_bad_settings() -> None:
         paired_bootstrap(actual, preds, reference="poor", n_resamples=5)
     with pytest.raises(ValueError, match="mismatched customers"):
         paired_bootstrap(actual, {"poor": preds["poor"].iloc[1:]}, reference="poor")
+
+
+def test_aligned_frames_skip_the_join_with_the_same_metrics_and_checks() -> None:
+    """Issue 11 item 3: actuals and predictions listing the same sorted ids are paired row by
+    row (no join); the metrics equal, bit for bit, those of the same predictions shuffled
+    (joined), and a duplicated id is still refused."""
+    rng = np.random.default_rng(4)
+    n = 500
+    ids = pd.Series([f"c{i:04d}" for i in range(n)], dtype="str")
+    active = (rng.random(n) < 0.4).astype("int64")
+    actual = pd.DataFrame(
+        {"customer_id": ids, "active": active, "spend": np.round(active * rng.gamma(1, 9, n), 2)}
+    )
+    pred = pd.DataFrame(
+        {"customer_id": ids, "p_active": rng.random(n), "expected_spend": rng.gamma(1, 9, n)}
+    )
+    shuffled = pred.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    assert evaluate_predictions(actual, pred) == evaluate_predictions(actual, shuffled)
+    twice = actual.assign(customer_id=ids.where(ids != "c0001", "c0000"))
+    with pytest.raises(ValueError, match="duplicated customer_id"):
+        evaluate_predictions(twice, pred.assign(customer_id=twice["customer_id"]))

@@ -153,3 +153,106 @@ def test_resample_loops_run_blas_on_one_thread(monkeypatch) -> None:
         selection._gains("gini", spend, rng.random(n), rng.random(n), [np.arange(n)] * 3)
     assert n_bootstrap >= 10 and len(seen) > n_bootstrap
     assert set(seen) == {1}
+
+
+def _draws_with_two_gathers(actual: pd.DataFrame, preds: dict, n_resamples: int, seed: int):
+    """The count-based bootstrap loop as it was before the one-gather ranking (issue 11 item 3,
+    second round): every group sum gathered from the original order."""
+    active = actual["active"].to_numpy(dtype=int)
+    spend = actual["spend"].to_numpy(dtype=float)
+    rng = np.random.default_rng(seed)
+    n = len(actual)
+    by_spend = resampling.Ranking(spend)
+    prepared = {}
+    for name, pred in preds.items():
+        p = pred["p_active"].to_numpy(dtype=float)
+        s = pred["expected_spend"].to_numpy(dtype=float)
+        prepared[name] = (resampling.Ranking(p), resampling.Ranking(s), s, (s - spend) ** 2)
+    rows: dict[str, list[list[float]]] = {name: [] for name in preds}
+    for _ in range(n_resamples):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
+        n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
+        if n_active in (0.0, float(n)) or total <= 0:
+            continue
+        w_spend, w_active = w * spend, w * active
+        best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
+        for name, (by_p, by_s, s, err2) in prepared.items():
+            sums, sizes = by_s.sums(w_spend), by_s.sums(w)
+            rows[name].append(
+                [
+                    float(np.clip(resampling.gini_raw(sums, sizes, n) / best, -1.0, 1.0)),
+                    resampling.top_share_capture(sums, sizes, n, TOP_SHARE),
+                    float(np.sqrt(np.dot(w, err2) / n)),
+                    float(np.dot(w, s) / total - 1.0),
+                    resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
+                ]
+            )
+    return {name: pd.DataFrame(r, columns=list(BOOTSTRAP_METRICS)) for name, r in rows.items()}
+
+
+def test_one_gather_group_sums_are_the_two_gather_ones_to_the_bit() -> None:
+    """Issue 11 item 3: ``weighted_sums(w, ranked(x))`` is ``(sums(w * x), sums(w))`` exactly,
+    with tied scores (groups summed) and with distinct ones (no group sums: ``distinct``)."""
+    rng = np.random.default_rng(3)
+    x = rng.gamma(0.5, 40.0, 5000) * (rng.random(5000) < 0.3)
+    w = np.bincount(rng.integers(0, 5000, 5000), minlength=5000).astype("float64")
+    tied = resampling.Ranking(np.round(rng.random(5000), 2))  # about 100 tie groups
+    distinct = resampling.Ranking(rng.random(5000))
+    assert not tied.distinct and distinct.distinct
+    for ranking in (tied, distinct):
+        sums, sizes = ranking.weighted_sums(w, ranking.ranked(x))
+        assert np.array_equal(sums, ranking.sums(w * x))
+        assert np.array_equal(sizes, ranking.sums(w))
+    # hand-made: scores (0.5, 0.5, 0.1), counts (2, 1, 0), x (1.5, 2, 7): groups 0.5 and 0.1
+    small = resampling.Ranking(np.array([0.5, 0.5, 0.1]))
+    sums, sizes = small.weighted_sums(
+        np.array([2.0, 1.0, 0.0]), small.ranked(np.array([1.5, 2, 7]))
+    )
+    assert list(sums) == [5.0, 0.0] and list(sizes) == [3.0, 0.0]
+
+
+def test_bootstrap_draws_are_unchanged_to_the_bit() -> None:
+    """Issue 11 item 3: the bootstrap draws with one gather per ranking equal, bit for bit, those
+    of the loop before it (tied and distinct scores, two methods)."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    ids = [f"c{i:05d}" for i in range(n)]
+    active = (rng.random(n) < 0.3).astype(int)
+    spend = np.round(active * rng.gamma(0.6, 50.0, n), 2)
+    actual = pd.DataFrame({"customer_id": ids, "active": active, "spend": spend})
+    preds = {
+        "model": pd.DataFrame(
+            {
+                "customer_id": ids,
+                "p_active": np.clip(0.3 + 0.5 * active - 0.4 * rng.random(n), 0, 1),
+                "expected_spend": spend * 0.5 + rng.gamma(1.0, 10.0, n),  # distinct
+            }
+        ),
+        "bgnbd": pd.DataFrame(
+            {
+                "customer_id": ids,
+                "p_active": np.round(rng.random(n), 1),  # heavy ties
+                "expected_spend": np.round(rng.gamma(1.0, 10.0, n), 0),
+            }
+        ),
+    }
+    _, draws = bootstrap_draws(actual, preds, n_resamples=40, seed=5)
+    before = _draws_with_two_gathers(actual, preds, 40, 5)
+    for name in preds:
+        assert len(draws[name]) == 40
+        pd.testing.assert_frame_equal(draws[name], before[name], check_exact=True)
+
+
+def test_bootstrap_draws_check_the_customers_as_the_point_metrics_do() -> None:
+    """Issue 11 item 3: the bootstrap checks its inputs without computing the point metrics
+    first, with the same messages (here: a customer missing from the predictions)."""
+    actual = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "active": [1, 0, 1], "spend": [3.0, 0, 1]}
+    )
+    pred = pd.DataFrame(
+        {"customer_id": ["a", "b"], "p_active": [0.5, 0.5], "expected_spend": [1.0, 1]}
+    )
+    with pytest.raises(
+        ValueError, match=r"mismatched customers: 1 in `actual` only \(first: \['c'\]\)"
+    ):
+        bootstrap_draws(actual, {"model": pred}, n_resamples=10)

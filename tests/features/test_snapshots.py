@@ -175,3 +175,20 @@ def test_snapshot_counts_by_hand_with_returns_and_late_customers():
     (check,) = check_snapshots(tx, "2024-03-02", 30, 1, 30, SnapshotRule(1, 1, 1))
     assert check.snapshot_date == pd.Timestamp("2024-02-01")
     assert (check.n_buyers, check.n_active, check.used) == (2, 1, True)
+
+
+def test_snapshot_rows_join_labels_as_a_merge_would():
+    """Issue 11 item 3: a snapshot's rows (labels set beside the features when both list the
+    same customers in the same order) equal the merge on customer_id, bit for bit."""
+    from clvflow.features.build import build_features
+    from clvflow.features.labels import build_labels
+    from clvflow.features.snapshots import snapshot_rows
+    from tests.conftest import TINY_AS_OF, TINY_ROWS, make_tx
+
+    tx = make_tx(TINY_ROWS)
+    for as_of in ("2024-01-12", "2024-02-15", TINY_AS_OF):
+        day = pd.Timestamp(as_of)
+        features, labels = build_features(tx, day), build_labels(tx, day, 30)
+        merged = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
+        merged.insert(0, "snapshot_date", day)
+        pd.testing.assert_frame_equal(snapshot_rows(tx, day, 30), merged, check_exact=True)

@@ -6,7 +6,7 @@ Ids of at most 8 bytes (numeric ids, ``'C0012345'``) are packed exactly into one
 their byte order; other ids go through pyarrow's dictionary encoder. Either way the codes are exact:
 no hashing, no collisions.
 
-Memo: the last packing and coding of a text column is remembered for as long as the (immutable)
+Memo: the last packing and coding of a text column (and its coding of every row) is remembered for as long as the (immutable)
 pyarrow array behind it lives, so that ingest (data-quality counts) and features (grouping) code the
 same 20M ids once, not twice (at ~12 bytes a row kept alongside the frame). A filtered or rebuilt
 column is a new array and is coded afresh, and a hit needs the same row selection, so the memo can
@@ -61,6 +61,7 @@ class _Memo:
     packed: tuple[np.ndarray | None, int | None] | None = None
     rows: np.ndarray | None = None
     coded: IdCodes | None = None
+    all_coded: IdCodes | None = None  # (every row coded: kept apart from the last selection's)
 
 
 _memos: list[_Memo] = []
@@ -88,15 +89,22 @@ def encode_ids(values: pd.Series, rows: np.ndarray | None = None) -> IdCodes:
         codes = np.full(len(values), -1, dtype=np.int32)
         codes[rows] = selected
         return IdCodes(codes, pd.Index(uniques))
+    if memo is not None and rows is None and memo.all_coded is not None:
+        return memo.all_coded
     if memo is not None and memo.coded is not None and _same_rows(memo.rows, rows):
         return memo.coded
     keep = values.notna().to_numpy() if any(c.null_count for c in chunks) else None
     if rows is not None:
         keep = rows if keep is None else keep & rows
-    coded = _encode(chunks, keep, _packed(chunks, memo))
+    if memo is not None and keep is not None and memo.all_coded is not None:
+        coded = _selected(memo.all_coded, keep)  # (no text looked at again)
+    else:
+        coded = _encode(chunks, keep, _packed(chunks, memo))
     coded.codes.flags.writeable = False  # may be shared through the memo
-    if memo is not None:
-        memo.rows, memo.coded = (None if rows is None else rows.copy()), coded
+    if memo is not None and rows is None:
+        memo.all_coded = coded
+    elif memo is not None:
+        memo.rows, memo.coded = rows.copy(), coded
     return coded
 
 
@@ -218,6 +226,20 @@ def _encode(
     else:
         ids = _unpack(distinct[present], width)
     return IdCodes(codes, ids)
+
+
+def _selected(everything: IdCodes, keep: np.ndarray) -> IdCodes:
+    """What :func:`_encode` gives for the rows ``keep`` (with ids), from the coding of every row:
+    the ids of the kept rows keep their order, so a kept row's code is its id's rank among them."""
+    n_ids = everything.n_ids
+    present = count_codes(everything.codes, n_ids, keep) > 0
+    code_of = np.cumsum(present, dtype=np.int64).astype(np.int32) - 1
+    codes = np.empty(len(keep), dtype=np.int32)
+    for i in range(0, len(keep), _CHUNK_ROWS):
+        rows = slice(i, i + _CHUNK_ROWS)
+        chunk = everything.codes[rows]
+        codes[rows] = np.where(keep[rows] & (chunk >= 0), code_of[chunk], -1)
+    return IdCodes(codes, everything.ids[present])
 
 
 def _indices(encoded: pa.DictionaryArray) -> np.ndarray:

@@ -395,6 +395,40 @@ def evaluate_predictions(actual: pd.DataFrame, pred: pd.DataFrame) -> dict[str, 
         ValueError: a column is missing, customer_id is duplicated, the two frames do not hold
             the same customers, or a metric input is invalid.
     """
+    merged = _checked_pair(actual, pred)
+    spend = spend_metrics(merged["spend"], merged["expected_spend"])
+    churn = churn_metrics(merged["active"], merged["p_active"])
+    metrics = {f"spend_{k}": v for k, v in spend.items()}
+    metrics.update({f"churn_{k}": v for k, v in churn.items()})
+    return metrics
+
+
+def _same_sorted_ids(actual: pd.DataFrame, pred: pd.DataFrame) -> bool:
+    """Both frames have their columns and the same ids in the same strictly increasing order."""
+    if any(c not in actual.columns for c in ACTUAL_COLUMNS) or any(
+        c not in pred.columns for c in PRED_COLUMNS
+    ):
+        return False
+    ids = actual[CUSTOMER_ID]
+    if not ids.array.equals(pred[CUSTOMER_ID].array) or not ids.is_monotonic_increasing:
+        return False
+    return bool((ids.array[1:] != ids.array[:-1]).all())  # (strictly: no duplicate)
+
+
+def _checked_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    """Actuals and predictions joined on customer_id, after :func:`evaluate_predictions`'
+    checks (same errors)."""
+    if _same_sorted_ids(actual, pred):
+        # (the usual case, labels and predictions both sorted by id: the outer join below would
+        # give these very rows, in this order, after hashing every id three times)
+        merged = actual[list(ACTUAL_COLUMNS)].reset_index(drop=True)
+        for column in PRED_COLUMNS[1:]:
+            merged[column] = pred[column].to_numpy()
+        _check_spend(
+            merged["spend"], merged["expected_spend"], "actual.spend", "pred.expected_spend"
+        )
+        _check_active(merged["active"], merged["p_active"], "actual.active", "pred.p_active")
+        return merged
     _check_frame(actual, "actual", ACTUAL_COLUMNS)
     _check_frame(pred, "pred", PRED_COLUMNS)
     id_types = (actual[CUSTOMER_ID].dtype, pred[CUSTOMER_ID].dtype)
@@ -417,11 +451,7 @@ def evaluate_predictions(actual: pd.DataFrame, pred: pd.DataFrame) -> dict[str, 
     # Check with the frames' column names so errors point at the right place.
     _check_spend(merged["spend"], merged["expected_spend"], "actual.spend", "pred.expected_spend")
     _check_active(merged["active"], merged["p_active"], "actual.active", "pred.p_active")
-    spend = spend_metrics(merged["spend"], merged["expected_spend"])
-    churn = churn_metrics(merged["active"], merged["p_active"])
-    metrics = {f"spend_{k}": v for k, v in spend.items()}
-    metrics.update({f"churn_{k}": v for k, v in churn.items()})
-    return metrics
+    return merged
 
 
 # --- uncertainty ------------------------------------------------------------------------------
@@ -463,39 +493,38 @@ def bootstrap_draws(
     if n_resamples < 10:
         raise ValueError(f"need n_resamples >= 10 (got {n_resamples})")
     for pred in preds.values():
-        evaluate_predictions(actual, pred)  # same checks and messages as the point metrics
+        _checked_pair(actual, pred)  # same checks and messages as the point metrics
     order = actual[CUSTOMER_ID].to_numpy()
     a = actual.set_index(CUSTOMER_ID)
     active = a["active"].to_numpy(dtype=int)
     spend = a["spend"].to_numpy(dtype=float)
-    arrays = {
-        name: (
-            pred.set_index(CUSTOMER_ID).loc[order, "p_active"].to_numpy(dtype=float),
-            pred.set_index(CUSTOMER_ID).loc[order, "expected_spend"].to_numpy(dtype=float),
-        )
-        for name, pred in preds.items()
-    }
+    arrays = {}
+    for name, pred in preds.items():
+        aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
+        arrays[name] = tuple(aligned[c].to_numpy(dtype=float) for c in aligned.columns)
     rng = np.random.default_rng(seed)
     n = len(order)
     draws: dict[str, list[dict]] = {name: [] for name in preds}
     # Each score is sorted once; a resample is a count per customer (clvflow.evaluation.resampling).
+    # (the actuals in each ranking's order: a resample then costs one gather per ranking)
     by_spend = resampling.Ranking(spend)
-    prepared = {
-        name: (resampling.Ranking(p), resampling.Ranking(s), s, (s - spend) ** 2)
-        for name, (p, s) in arrays.items()
-    }
+    spend_by_spend = by_spend.ranked(spend)
+    prepared = {}
+    for name, (p, s) in arrays.items():
+        by_p, by_s = resampling.Ranking(p), resampling.Ranking(s)
+        ranked = (by_p.ranked(active.astype("float64")), by_s.ranked(spend))
+        prepared[name] = (by_p, by_s, ranked, s, (s - spend) ** 2)
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
         for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
             w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
             n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
             if n_active in (0.0, float(n)) or total <= 0:
                 continue  # a degenerate resample (tiny samples only): metrics undefined
-            w_spend, w_active = w * spend, w * active
-            best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
+            best = resampling.gini_raw(*by_spend.weighted_sums(w, spend_by_spend), n)
             if best <= 0:
                 raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-            for name, (by_p, by_s, s, err2) in prepared.items():
-                sums, sizes = by_s.sums(w_spend), by_s.sums(w)
+            for name, (by_p, by_s, (active_by_p, spend_by_s), s, err2) in prepared.items():
+                sums, sizes = by_s.weighted_sums(w, spend_by_s)
                 gini = resampling.gini_raw(sums, sizes, n) / best
                 draws[name].append(
                     {
@@ -505,7 +534,7 @@ def bootstrap_draws(
                         ),
                         "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
                         "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
-                        "churn_roc_auc": resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
+                        "churn_roc_auc": resampling.roc_auc(*by_p.weighted_sums(w, active_by_p)),
                     }
                 )
     full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from clvflow.core.dates import DateLike, to_day
+from clvflow.core.idcodes import encode_ids
 from clvflow.core.steptimes import timed_step
 
 LABEL_COLUMNS = ["active", "spend"]
@@ -38,9 +39,39 @@ def build_labels(tx: pd.DataFrame, as_of: DateLike, horizon_days: int) -> pd.Dat
     start = to_day(as_of)
     end = start + pd.Timedelta(days=validate_horizon(horizon_days))
     ts = tx["timestamp"]
-    known = pd.Index(tx.loc[(ts < start).to_numpy(), "customer_id"].unique()).sort_values()
-    window = tx.loc[((ts >= start) & (ts < end)).to_numpy()]
-    by_customer = window.groupby("customer_id", sort=False)["amount"]
+    before = (ts < start).to_numpy()
+    window = ((ts >= start) & (ts < end)).to_numpy()
+    if tx["customer_id"].isna().to_numpy()[before].any():  # (a missing id is a known customer)
+        return _labels_by_id(tx, before, window)
+    # Every row's id as an integer code (once per log: the memo), so the window's rows group by
+    # integer, not by text; codes ascend with the ids, so the known customers stay sorted.
+    coded = encode_ids(tx["customer_id"])
+    is_known = np.bincount(coded.codes[before], minlength=coded.n_ids) > 0
+    position = np.cumsum(is_known) - 1  # code -> row of the known customer
+    codes = coded.codes[window]
+    amounts = tx["amount"].to_numpy("float64")[window]
+    keep = codes >= 0
+    keep[keep] = is_known[codes[keep]]
+    n_known = int(is_known.sum())
+    by_customer = pd.Series(amounts[keep]).groupby(position[codes[keep]], sort=False)
+    bought = np.full(n_known, np.nan)  # max >= 0 <=> at least one purchase row
+    net = np.zeros(n_known)
+    maxima, sums = by_customer.max(), by_customer.sum()  # (pandas' sums: as by text id)
+    bought[maxima.index.to_numpy()] = maxima.to_numpy()
+    net[sums.index.to_numpy()] = sums.to_numpy()
+    return pd.DataFrame(
+        {
+            "customer_id": coded.ids[is_known].astype("str"),
+            "active": (bought >= 0).astype("int64"),
+            "spend": np.maximum(net, 0.0),
+        }
+    )
+
+
+def _labels_by_id(tx: pd.DataFrame, before: np.ndarray, window: np.ndarray) -> pd.DataFrame:
+    """:func:`build_labels` grouping by the id text itself (when some id is missing)."""
+    known = pd.Index(tx.loc[before, "customer_id"].unique()).sort_values()
+    by_customer = tx.loc[window].groupby("customer_id", sort=False)["amount"]
     bought = by_customer.max().reindex(known)  # max >= 0 <=> at least one purchase row
     net = by_customer.sum().reindex(known)
     return pd.DataFrame(

@@ -21,7 +21,7 @@ from clvflow.core.idcodes import encode_ids
 from clvflow.core.progress import track
 from clvflow.core.steptimes import timed_step
 from clvflow.features.build import build_features
-from clvflow.features.labels import build_labels, validate_horizon
+from clvflow.features.labels import LABEL_COLUMNS, build_labels, validate_horizon
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,14 @@ def snapshot_rows(past: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) ->
     ``[as_of, as_of + horizon_days)``, computed from ``past`` (already cut at the cutoff)."""
     features = build_features(past, as_of)
     labels = build_labels(past, as_of, horizon_days)
-    rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
+    if features["customer_id"].array.equals(labels["customer_id"].array):
+        # (the usual case: both list the customers known at as_of in id order; a join by text
+        # would give the same rows at the cost of hashing every id)
+        rows = features
+        for column in LABEL_COLUMNS:
+            rows[column] = labels[column].to_numpy()
+    else:
+        rows = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
     rows.insert(0, "snapshot_date", as_of)
     return rows
 
