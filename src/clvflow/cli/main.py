@@ -350,7 +350,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         tx, report, settings, btyd_at = _read_job_data(
             args, settings, outputs, settings.cutoff, settings.cutoff
         )
-        outcome = jobs.train(tx, report, settings, btyd_at)
+        past, cutoff = jobs.training_rows(tx, settings)
+        del tx  # only the rows before the cutoff from here on (the rest: GBs at 1M customers)
+        outcome = jobs.train_before(past, cutoff, report, settings, btyd_at)
         outputs.commit()
     reg = outcome.registration
     assert outcome.selection is not None  # (train always selects)

@@ -91,20 +91,21 @@ def fit_boosters(
     cutoff_day = to_day(cutoff, "cutoff")
     horizon_days = validate_horizon(horizon_days)
     snapshots = snapshots or SnapshotSettings()
-    past = rows_before(tx, cutoff_day)
+    # No copy of the rows before the cutoff is kept here: each step below reads only those rows
+    # of ``tx`` (a copy would live through the boosters: GBs at a million customers).
     parts, checks = snapshot_parts(
-        past,
+        tx,
         cutoff_day,
         horizon_days,
         n_snapshots=snapshots.n_snapshots,
         spacing_days=snapshots.spacing_days,
         rule=snapshots.rule,
     )
-    features = build_features(past, cutoff_day)
+    features = build_features(tx, cutoff_day)
     model = ClvModel(horizon_days, params)
     season = None
     if model.params.anchor_to_btyd and model.params.seasonal_level:
-        season = same_season_snapshot(past, cutoff_day, horizon_days)
+        season = same_season_snapshot(tx, cutoff_day, horizon_days)
     n_rows = sum(len(part) for part in parts)
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
     cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
