@@ -342,6 +342,7 @@ def _print_selection(selection: Selection) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from clvflow.core.memory import release_free_memory
     from clvflow.mlops import jobs
     from clvflow.models import tables
 
@@ -352,6 +353,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         past, cutoff = jobs.training_rows(tx, settings)
         del tx  # only the rows before the cutoff from here on (the rest: GBs at 1M customers)
+        release_free_memory()
         outcome = jobs.train_before(past, cutoff, report, settings, btyd_at)
         outputs.commit()
     reg = outcome.registration

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from clvflow.core.dates import rows_before, to_day
+from clvflow.core.memory import release_free_memory
 from clvflow.data.ingest import DataQualityReport
 from clvflow.evaluation.metrics import (
     mean_gain_intervals,
@@ -264,6 +265,7 @@ def train_before(
         settings.experiment_name, _run_name("train", settings, cutoff)
     ) as run:
         sha = log_inputs(past, report, settings.data_name)
+        release_free_memory()  # (the hashing's copies of the log)
         tracking.log_params_once(
             param_values(
                 settings,
@@ -292,6 +294,7 @@ def train_before(
             metrics = log_backtest(selection.backtest, intervals)
             log_snapshots(selection.backtest.model, "backtest_snapshots")
         log_selection(selection)
+        release_free_memory()
         log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
         model, features = refit(
             past,

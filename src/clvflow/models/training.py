@@ -27,6 +27,7 @@ from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.models.clv import BacktestResult, ClvModel, ModelParams, Selection
 from clvflow.models.selection import Blend, choose_blend
 from clvflow.core.dates import DateLike, rows_before, to_day
+from clvflow.core.memory import release_free_memory
 from clvflow.features.snapshots import (
     SnapshotCheck,
     SnapshotRule,
@@ -101,6 +102,7 @@ def fit_boosters(
         spacing_days=snapshots.spacing_days,
         rule=snapshots.rule,
     )
+    release_free_memory()  # (the snapshots' temporaries: GBs at 1M customers, as below)
     features = build_features(tx, cutoff_day)
     model = ClvModel(horizon_days, params)
     season = None
@@ -108,8 +110,11 @@ def fit_boosters(
         season = same_season_snapshot(tx, cutoff_day, horizon_days)
     n_rows = sum(len(part) for part in parts)
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
+    release_free_memory()
     cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
     model.fit_stacked(stacked, features, season, cutoff_btyd)
+    del stacked
+    release_free_memory()
     model.n_training_rows_ = n_rows
     model.snapshot_checks_ = checks
     return model, features
@@ -310,6 +315,8 @@ def select_method(
         blend = FORCED[method]
     model.blend_ = blend
     result = judge(model, features, past, start, boosters=boosters)
+    del features
+    release_free_memory()
     log.info("internal backtest chose %s: %s", blend.describe(), blend.reason)
     return Selection(blend, result, blend.reason)
 
