@@ -192,3 +192,25 @@ def test_snapshot_rows_join_labels_as_a_merge_would():
         merged = features.merge(labels, on="customer_id", how="left", validate="one_to_one")
         merged.insert(0, "snapshot_date", day)
         pd.testing.assert_frame_equal(snapshot_rows(tx, day, 30), merged, check_exact=True)
+
+
+def test_snapshots_from_the_whole_log_equal_those_from_the_log_cut_at_the_cutoff():
+    """Issue 11 item 4: the training snapshots and the same-season snapshot read only the rows
+    dated before the cutoff of the log they are given, so the whole log (text ids, rows after
+    the cutoff: no copy cut at the cutoff is made) gives exactly the rows of the cut log."""
+    from clvflow.features.snapshots import snapshot_parts
+
+    log = simulate(1500, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=4)
+    tx = log.transactions
+    cutoff = pd.Timestamp("2023-01-01")
+    assert (tx["timestamp"] >= cutoff).sum() > 1000  # rows after the cutoff are present
+    cut = tx.loc[tx["timestamp"] < cutoff].reset_index(drop=True)
+    layout = {"n_snapshots": 3, "spacing_days": 30}
+    whole_parts, whole_checks = snapshot_parts(tx, cutoff, 90, **layout)
+    cut_parts, cut_checks = snapshot_parts(cut, cutoff, 90, **layout)
+    assert whole_checks == cut_checks and len(whole_parts) == len(cut_parts) == 3
+    for got, want in zip(whole_parts, cut_parts, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+    got, want = same_season_snapshot(tx, cutoff, 90), same_season_snapshot(cut, cutoff, 90)
+    assert got is not None
+    pd.testing.assert_frame_equal(got, want)

@@ -382,3 +382,26 @@ def test_score_report_shows_the_model_and_its_backtest(trained, tmp_path, monkey
     # issue 10 item 6: the header names the registered model and quotes its backtest
     assert f'<dd id="header-model">{NAME} · version 1</dd>' in page
     assert '<dd id="header-backtest">spend Gini ' in page
+
+
+def test_training_rows_are_the_rows_before_the_cutoff_checked_on_the_whole_log():
+    """Issue 11 item 4: ``clvflow train`` checks the cutoff on the whole log, then keeps only the
+    rows before the cutoff (the CLI drops the whole log: at a million customers the rest is GBs);
+    a cutoff after the data or at its start is still refused."""
+    from clvflow.data.ingest import load_cdnow
+    from clvflow.mlops.jobs import training_rows
+    from clvflow.mlops.settings import JobSettings
+
+    tx = load_cdnow()  # 1997-01-01 .. 1998-06-30
+    ts = tx["timestamp"]
+    past, cutoff = training_rows(tx, JobSettings(HORIZON, cutoff=pd.Timestamp("1998-01-01")))
+    assert cutoff == pd.Timestamp("1998-01-01")
+    assert 0 < len(past) < len(tx)
+    pd.testing.assert_frame_equal(past, tx.loc[ts < cutoff])
+    past, cutoff = training_rows(tx, JobSettings(HORIZON))  # default: the day after the data
+    assert cutoff == pd.Timestamp("1998-07-01")
+    pd.testing.assert_frame_equal(past, tx)
+    with pytest.raises(ValueError, match="after the end of the data"):
+        training_rows(tx, JobSettings(HORIZON, cutoff=pd.Timestamp("1998-08-01")))
+    with pytest.raises(ValueError, match="on or before the first transaction"):
+        training_rows(tx, JobSettings(HORIZON, cutoff=pd.Timestamp("1997-01-01")))

@@ -44,3 +44,42 @@ def test_internal_backtest_needs_two_horizons_and_a_month(cdnow):
     day = pd.Timestamp("1998-01-01")
     ok, why = internal_backtest_possible(cdnow.loc[cdnow["timestamp"] < day], day, 181, snapshots)
     assert not ok and "365 days before 1998-01-01, 393 needed" in why
+
+
+def test_boosters_fitted_on_the_whole_log_equal_those_fitted_on_the_log_cut_at_the_cutoff():
+    """Issue 11 item 4: ``fit_boosters`` keeps no copy of the rows before the cutoff (each step
+    reads only those rows of the log it is given), and what it fits from the whole log (text
+    ids, rows after the cutoff) is byte for byte what it fits from the log cut at the cutoff:
+    boosters, BTYD fits, level, features and snapshot checks."""
+    import numpy as np
+
+    from clvflow.data.simulate import simulate
+    from clvflow.models.clv import ModelParams
+    from clvflow.models.training import fit_boosters
+
+    tx = simulate(1500, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=4)
+    tx = tx.transactions
+    cutoff = pd.Timestamp("2023-01-01")
+    assert (tx["timestamp"] >= cutoff).sum() > 1000  # rows after the cutoff are present
+    cut = tx.loc[tx["timestamp"] < cutoff].reset_index(drop=True)
+
+    def fit(log: pd.DataFrame):
+        return fit_boosters(
+            log,
+            cutoff,
+            90,
+            params=ModelParams(n_estimators=15, seed=0, n_jobs=1),
+            snapshots=SnapshotSettings(n_snapshots=3, spacing_days=30),
+        )
+
+    (whole, whole_features), (want, want_features) = fit(tx), fit(cut)
+    for booster in ("churn_booster_", "spend_booster_"):
+        got, expected = getattr(whole, booster), getattr(want, booster)
+        assert bytes(got.save_raw("ubj")) == bytes(expected.save_raw("ubj"))
+    assert whole.n_trees_ == want.n_trees_ and whole.level_ == want.level_
+    assert whole.btyd_ == want.btyd_ and whole.n_training_rows_ == want.n_training_rows_
+    assert whole.snapshot_checks_ == want.snapshot_checks_
+    pd.testing.assert_frame_equal(whole_features, want_features)
+    np.testing.assert_array_equal(
+        whole.predict(want_features).to_numpy(), want.predict(want_features).to_numpy()
+    )

@@ -342,6 +342,7 @@ def _print_selection(selection: Selection) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from clvflow.core.memory import release_free_memory
     from clvflow.mlops import jobs
     from clvflow.models import tables
 
@@ -350,7 +351,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         tx, report, settings, btyd_at = _read_job_data(
             args, settings, outputs, settings.cutoff, settings.cutoff
         )
-        outcome = jobs.train(tx, report, settings, btyd_at)
+        past, cutoff = jobs.training_rows(tx, settings)
+        del tx  # only the rows before the cutoff from here on (the rest: GBs at 1M customers)
+        release_free_memory()
+        outcome = jobs.train_before(past, cutoff, report, settings, btyd_at)
         outputs.commit()
     reg = outcome.registration
     assert outcome.selection is not None  # (train always selects)

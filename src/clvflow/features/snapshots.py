@@ -91,7 +91,8 @@ def shortest_history_days(horizon_days: int, rule: SnapshotRule) -> int:
 
 def snapshot_rows(past: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
     """One snapshot: ``snapshot_date``, ``customer_id``, features as of ``as_of`` and the labels of
-    ``[as_of, as_of + horizon_days)``, computed from ``past`` (already cut at the cutoff)."""
+    ``[as_of, as_of + horizon_days)``, computed from ``past`` (only its rows dated before the
+    window's end are read, so a log not cut at the cutoff gives the same rows)."""
     features = build_features(past, as_of)
     labels = build_labels(past, as_of, horizon_days)
     if features["customer_id"].array.equals(labels["customer_id"].array):
@@ -240,12 +241,13 @@ def snapshot_parts(
     """
     rule = rule or SnapshotRule()
     checks = usable_snapshots(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
-    past = rows_before(tx, to_day(cutoff, "cutoff"))
     for check in checks:
         log.info("snapshot %s", check.describe())
     used = [c.snapshot_date for c in checks if c.used]
+    # Every used snapshot's label window ends by the cutoff, so its rows read only transactions
+    # before it: ``tx`` itself serves, without a copy cut at the cutoff (GBs at 1M customers).
     parts = [
-        snapshot_rows(past, day, horizon_days)
+        snapshot_rows(tx, day, horizon_days)
         for day in track(used, "training snapshots (features, labels)", len(used))
     ]
     return parts, checks
@@ -305,11 +307,11 @@ def same_season_snapshot(
         log.info("no same-season snapshot: horizon %d > %d days", horizon_days, SEASON_LAG_DAYS)
         return None
     as_of = cutoff_day - pd.Timedelta(days=SEASON_LAG_DAYS)
-    past = rows_before(tx, cutoff_day)
-    if not (past["timestamp"] < as_of).any():
+    # (its label window ends by the cutoff: ``tx`` itself serves, no copy cut at the cutoff)
+    if not (tx["timestamp"] < as_of).any():
         log.info("no same-season snapshot: no transaction before %s", as_of.date())
         return None
-    rows = snapshot_rows(past, as_of, horizon_days)
+    rows = snapshot_rows(tx, as_of, horizon_days)
     buyers = int((rows["n_purchase_days"] > 0).sum())
     active = int(rows["active"].sum())
     if buyers < MIN_SEASON_BUYERS or active < MIN_SEASON_ACTIVE:

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from clvflow.core.dates import rows_before, to_day
+from clvflow.core.memory import release_free_memory
 from clvflow.data.ingest import DataQualityReport
 from clvflow.evaluation.metrics import (
     mean_gain_intervals,
@@ -207,6 +208,21 @@ def backtest_cutoffs(
     return MultiBacktest(parent.info.run_id, outcomes, summary)
 
 
+def training_rows(tx: pd.DataFrame, settings: JobSettings) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The rows :func:`train_before` learns from (dated before the cutoff) and the cutoff, after
+    the checks that need the whole log. A caller that drops ``tx`` then holds only these rows
+    through the training (at a million customers the rest of the log is GBs).
+
+    Raises:
+        ValueError: cutoff before or after the data, or history too short for one usable
+            snapshot.
+    """
+    cutoff = resolve_cutoff(tx, settings.cutoff)
+    check_train_cutoff(tx, cutoff)
+    check_history(tx, cutoff, settings.horizon_days, settings.snapshots)
+    return rows_before(tx, cutoff), cutoff
+
+
 def train(
     tx: pd.DataFrame,
     report: DataQualityReport,
@@ -220,23 +236,36 @@ def train(
         ValueError: cutoff before or after the data, history too short for one usable
             snapshot, or a registered name / export folder that belongs to other data.
     """
+    past, cutoff = training_rows(tx, settings)
+    return train_before(past, cutoff, report, settings, btyd_at)
+
+
+def train_before(
+    past: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    report: DataQualityReport,
+    settings: JobSettings,
+    btyd_at: BtydAt | None = None,
+) -> JobOutcome:
+    """:func:`train` on the rows and cutoff of :func:`training_rows`.
+
+    Raises:
+        ValueError: a registered name / export folder that belongs to other data.
+    """
     from clvflow.mlops import bundle, tracking
 
     horizon = settings.horizon_days
-    cutoff = resolve_cutoff(tx, settings.cutoff)
-    check_train_cutoff(tx, cutoff)
     name = settings.register_as or default_model_name(settings.data_name, horizon)
     export_dir = settings.export_dir or tracking.project_root() / "models" / name
     identity = {"data_name": settings.data_name, "horizon_days": horizon}
     bundle.check_export_dir(export_dir, identity)  # fail before hours of training, not after
-    check_history(tx, cutoff, horizon, settings.snapshots)
-    past = rows_before(tx, cutoff)
     tracking.configure_tracking()
     tracking.check_registered_model(name, identity)
     with tracking.tracked_run(
         settings.experiment_name, _run_name("train", settings, cutoff)
     ) as run:
         sha = log_inputs(past, report, settings.data_name)
+        release_free_memory()  # (the hashing's copies of the log)
         tracking.log_params_once(
             param_values(
                 settings,
@@ -265,6 +294,7 @@ def train(
             metrics = log_backtest(selection.backtest, intervals)
             log_snapshots(selection.backtest.model, "backtest_snapshots")
         log_selection(selection)
+        release_free_memory()
         log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
         model, features = refit(
             past,

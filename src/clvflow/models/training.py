@@ -27,6 +27,7 @@ from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.models.clv import BacktestResult, ClvModel, ModelParams, Selection
 from clvflow.models.selection import Blend, choose_blend
 from clvflow.core.dates import DateLike, rows_before, to_day
+from clvflow.core.memory import release_free_memory
 from clvflow.features.snapshots import (
     SnapshotCheck,
     SnapshotRule,
@@ -91,24 +92,29 @@ def fit_boosters(
     cutoff_day = to_day(cutoff, "cutoff")
     horizon_days = validate_horizon(horizon_days)
     snapshots = snapshots or SnapshotSettings()
-    past = rows_before(tx, cutoff_day)
+    # No copy of the rows before the cutoff is kept here: each step below reads only those rows
+    # of ``tx`` (a copy would live through the boosters: GBs at a million customers).
     parts, checks = snapshot_parts(
-        past,
+        tx,
         cutoff_day,
         horizon_days,
         n_snapshots=snapshots.n_snapshots,
         spacing_days=snapshots.spacing_days,
         rule=snapshots.rule,
     )
-    features = build_features(past, cutoff_day)
+    release_free_memory()  # (the snapshots' temporaries: GBs at 1M customers, as below)
+    features = build_features(tx, cutoff_day)
     model = ClvModel(horizon_days, params)
     season = None
     if model.params.anchor_to_btyd and model.params.seasonal_level:
-        season = same_season_snapshot(past, cutoff_day, horizon_days)
+        season = same_season_snapshot(tx, cutoff_day, horizon_days)
     n_rows = sum(len(part) for part in parts)
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
+    release_free_memory()
     cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
     model.fit_stacked(stacked, features, season, cutoff_btyd)
+    del stacked
+    release_free_memory()
     model.n_training_rows_ = n_rows
     model.snapshot_checks_ = checks
     return model, features
@@ -309,6 +315,8 @@ def select_method(
         blend = FORCED[method]
     model.blend_ = blend
     result = judge(model, features, past, start, boosters=boosters)
+    del features
+    release_free_memory()
     log.info("internal backtest chose %s: %s", blend.describe(), blend.reason)
     return Selection(blend, result, blend.reason)
 
