@@ -79,7 +79,7 @@ test: venv spark java browser wheels
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: venv spark
 	$(BIN)/ruff check .
