@@ -26,8 +26,9 @@ def test_quick_bench_trains_splits_the_time_and_measures_both_floors(tmp_path) -
     split = {r.step.strip(): r for r in rows if r.step.startswith("  ")}
     for kind in ("btyd fits", "xgboost", "bootstrap", "i/o and logging", "other"):
         assert kind in split, kind
-    # backtest + refit: 4 boosters each; 6 + 6 snapshot fits, 2 cutoffs, 2 same-season ones at most
-    assert split["xgboost"].note == "8 calls"
+    # backtest + refit: 2 boosters each (the backtest's early-stopping ones, the refit's final
+    # ones with their tree counts); 6 + 6 snapshot fits, 2 cutoffs, 2 same-season ones at most
+    assert split["xgboost"].note == "4 calls"
     train = rows[0]
     assert train.wall and train.cpu and train.peak_rss_gb and train.peak_rss_gb > 0.1
     assert sum(r.wall or 0.0 for r in split.values()) == pytest.approx(train.wall)
@@ -37,17 +38,12 @@ def test_quick_bench_trains_splits_the_time_and_measures_both_floors(tmp_path) -
     assert "10+10 trees, byte-identical to the exported boosters" in floor.note
     # Issue 11 item 3: the train's booster fits by phase, and the lower bound they give.
     fits = {r.step: r for r in rows if r.step.startswith("xgboost: ")}
-    assert list(fits) == [
-        "xgboost: backtest early stopping",
-        "xgboost: backtest final",
-        "xgboost: refit early stopping",
-        "xgboost: refit final",
-    ]
+    assert list(fits) == ["xgboost: backtest early stopping", "xgboost: refit final"]
     assert fits["xgboost: refit final"].note.startswith("churn/spend: 10+10 trees, ")
     total = sum(r.cpu or 0.0 for r in fits.values())
     assert total == pytest.approx(split["xgboost"].cpu, rel=0.2, abs=0.5)
     bound = rows[-3]
-    assert bound.cpu == pytest.approx(floor.cpu + fits["xgboost: backtest final"].cpu)
+    assert bound.cpu == pytest.approx(floor.cpu + fits["xgboost: backtest early stopping"].cpu)
     assert bound.share == f"{bound.cpu / floor.cpu:.2f}x floor (CPU)"
     assert rows[-2].check.startswith(("PASS: ", "FAIL: ")) and rows[-1].wall is not None
     table = bench_train.format_table(rows).splitlines()

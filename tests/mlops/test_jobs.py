@@ -91,6 +91,9 @@ def test_logged_params_metrics_and_dataset(trained):
     assert params["n_jobs"] == "1" and params["min_child_weight"]  # all ModelParams fields
     assert params["data_source"] == str(trained["path"])
     assert params["lifetime_discount_rate"] == "0.1"  # issue 10 item 1: the lifetime's rate
+    # Issue 11 item (a): the exported tree counts are the internal backtest's early stopping's
+    assert params["n_trees_source"] == "internal backtest"
+    assert metrics["n_trees_churn"] >= 1 and metrics["n_trees_spend"] >= 1
     for name in METRIC_NAMES:
         assert name in metrics or name == "spend_spearman"
         for prefix in ("baseline_bgnbd_", "baseline_historical_"):

@@ -29,8 +29,11 @@ Design (chosen by backtest, see ``docs/model-research.md``):
   (:func:`clvflow.features.snapshots.same_season_snapshot`), BG/NBD's observed error there (logit shift
   of the active rate, ratio of total spend) corrects both anchor targets.
 - Early stopping uses the latest snapshot (a later time slice than the rows trained on), never
-  the evaluation window; the boosters are then refitted on all snapshots with the number of trees
-  early stopping chose.
+  the evaluation window. The internal backtest judges those early-stopped boosters (trained on
+  the earlier snapshots, cut at the best iteration); the exported boosters are fitted on all
+  snapshots with the internal backtest's tree counts, or, without an internal backtest, with
+  the counts of their own early stopping (``n_trees_source_`` says which; docs/benchmarks.md has
+  the backtest that justified it).
 - Degenerate BTYD fits (:func:`clvflow.models.btyd.fit_btyd_checked`: too few repeat buyers,
   parameters on the bound, q <= 1, non-finite predictions) never stop training: such a snapshot
   keeps its rows with the BTYD inputs missing and a flat start at its own level (recorded in
@@ -325,6 +328,14 @@ class StackedInputs:
         )
 
 
+#: Where a model's tree counts (``n_trees_``) came from (``n_trees_source_``, logged and saved):
+#: its own early stopping on the latest snapshot, the counts given to it (the refit: the internal
+#: backtest's early stopping), or ``n_estimators`` (one snapshot: nothing to stop on).
+TREES_EARLY_STOPPING = "early stopping"
+TREES_INTERNAL_BACKTEST = "internal backtest"
+TREES_N_ESTIMATORS = "n_estimators"
+
+
 class NotFittedError(RuntimeError):
     """The model was used before :meth:`ClvModel.fit`."""
 
@@ -452,21 +463,46 @@ class ClvModel:
         cutoff_features: pd.DataFrame,
         season_reference: pd.DataFrame | None = None,
         cutoff_btyd: BtydFitter | None = None,
+        *,
+        n_trees: dict[str, int] | None = None,
+        n_trees_source: str = TREES_INTERNAL_BACKTEST,
+        early_stopped: bool = False,
     ) -> ClvModel:
-        """:meth:`fit` from the rows of :meth:`stack_inputs` (same arguments otherwise)."""
+        """:meth:`fit` from the rows of :meth:`stack_inputs` (same arguments otherwise).
+
+        How the boosters are fitted:
+
+        - ``n_trees`` given (churn and spend counts, from ``n_trees_source``): on all snapshots
+          with those counts, no early stopping;
+        - else, with more than one snapshot, early stopping on the latest snapshot (trained on
+          the others), then, unless ``early_stopped``, refitted on all snapshots with the counts
+          found; ``early_stopped`` keeps the early-stopped boosters (cut at their best
+          iteration) instead: the internal backtest's, judged without a second fit;
+        - one snapshot: on it, ``n_estimators`` trees.
+        """
+        if n_trees is not None and early_stopped:
+            raise ValueError("early_stopped needs the model's own early stopping: give no n_trees")
         p = self.params
         rows, latest_fit = stacked.rows, stacked.latest_fit
         snapshots = sorted(rows["snapshot_date"].unique())
-        n_churn, n_spend = p.n_estimators, p.n_estimators
-        if len(snapshots) > 1:
+        everything = slice(0, len(rows))
+        if n_trees is not None:
+            n_churn, n_spend, source = n_trees["churn"], n_trees["spend"], n_trees_source
+        elif len(snapshots) > 1:
             # rows are in snapshot order: the latest snapshot (the holdout) is the last block
             first_latest = int(np.searchsorted(rows["snapshot_date"].to_numpy(), snapshots[-1]))
             train, holdout = slice(0, first_latest), slice(first_latest, len(rows))
-            _, n_churn = self._fit_churn(stacked, train, holdout)
-            _, n_spend = self._fit_spend(stacked, train, holdout)
-        everything = slice(0, len(rows))
-        self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
-        self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
+            churn, n_churn = self._fit_churn(stacked, train, holdout)
+            spend, n_spend = self._fit_spend(stacked, train, holdout)
+            source = TREES_EARLY_STOPPING
+            if early_stopped:
+                # (XGBoost keeps the rounds after the best one; predictions would use them)
+                self.churn_booster_, self.spend_booster_ = churn[:n_churn], spend[:n_spend]
+        else:
+            n_churn, n_spend, source = p.n_estimators, p.n_estimators, TREES_N_ESTIMATORS
+        if not (early_stopped and source == TREES_EARLY_STOPPING):
+            self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
+            self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
         self.btyd_, why = fit_btyd_checked(
             cutoff_features, self.horizon_days, latest_fit, cutoff_btyd
         )
@@ -484,6 +520,7 @@ class ClvModel:
             log.warning("no long-run model (MBG/NBD unusable at the cutoff: %s)", why)
         self.blend_ = Blend()
         self.n_trees_ = {"churn": n_churn, "spend": n_spend}
+        self.n_trees_source_ = source
         self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
         self.feature_columns_ = list(FEATURE_COLUMNS)
         self.model_input_columns_ = list(MODEL_INPUT_COLUMNS)
@@ -497,11 +534,13 @@ class ClvModel:
                 season = _season_correction(season_reference, self.horizon_days, self.btyd_)
             self.level_ = self._anchor(cutoff_features, season)
         log.info(
-            "fitted on %d rows from %d snapshots; trees churn=%d spend=%d; level %s",
+            "fitted on %d rows from %d snapshots%s; trees churn=%d spend=%d (from %s); level %s",
             len(rows),
             len(snapshots),
+            " (boosters: the early-stopped ones, without the latest)" if early_stopped else "",
             n_churn,
             n_spend,
+            source,
             self.level_,
         )
         return self
@@ -737,6 +776,7 @@ class ClvModel:
             "btyd_fallbacks": getattr(self, "btyd_fallbacks_", {}),
             "blend": getattr(self, "blend_", Blend()).to_dict(),
             "n_trees": self.n_trees_,
+            "n_trees_source": self.n_trees_source_,
             "snapshots": self.snapshots_,
             "feature_columns": self.feature_columns_,
             "model_input_columns": self.model_input_columns_,
@@ -778,6 +818,7 @@ class ClvModel:
         model.btyd_fallbacks_ = meta.get("btyd_fallbacks", {})
         model.blend_ = Blend.from_dict(meta.get("blend"))
         model.n_trees_ = meta["n_trees"]
+        model.n_trees_source_ = meta.get("n_trees_source", "not recorded")  # (older models)
         model.snapshots_ = meta["snapshots"]
         model.feature_columns_ = meta["feature_columns"]
         model.model_input_columns_ = meta["model_input_columns"]

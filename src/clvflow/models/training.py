@@ -3,10 +3,11 @@
 - :func:`fit_boosters`: fit the boosters (:class:`ClvModel`) on the usable stacked snapshots
   before a cutoff.
 - :func:`select_method`: the internal backtest. Fit the boosters with data before
-  ``cutoff - horizon_days``, judge them and BG/NBD x Gamma-Gamma on ``[cutoff - horizon_days,
-  cutoff)`` and choose what to export (:mod:`clvflow.models.selection`), or say why that is impossible.
+  ``cutoff - horizon_days`` (the early-stopped ones: trained on all but the latest snapshot),
+  judge them and BG/NBD x Gamma-Gamma on ``[cutoff - horizon_days, cutoff)`` and choose what to
+  export (:mod:`clvflow.models.selection`), or say why that is impossible.
 - :func:`fit_model`: what ``clvflow train`` exports: the method chosen by the internal backtest,
-  refitted on everything before the cutoff.
+  refitted on everything before the cutoff with the internal backtest's tree counts.
 - :func:`backtest`: :func:`fit_model` with data before ``cutoff`` only, judged with the
   baselines on ``[cutoff, cutoff + horizon_days)``.
 """
@@ -24,7 +25,14 @@ from clvflow.models.btyd import BtydFit, bgnbd_gamma_gamma_baseline, historical_
 from clvflow.evaluation.metrics import evaluate_predictions
 from clvflow.features.build import build_features
 from clvflow.features.labels import build_labels, validate_horizon
-from clvflow.models.clv import BacktestResult, ClvModel, ModelParams, Selection
+from clvflow.models.clv import (
+    TREES_EARLY_STOPPING,
+    TREES_INTERNAL_BACKTEST,
+    BacktestResult,
+    ClvModel,
+    ModelParams,
+    Selection,
+)
 from clvflow.models.selection import Blend, choose_blend
 from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.core.memory import release_free_memory
@@ -78,9 +86,13 @@ def fit_boosters(
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
     btyd_at: BtydAt | None = None,
+    n_trees: dict[str, int] | None = None,
+    early_stopped: bool = False,
 ) -> tuple[ClvModel, pd.DataFrame]:
     """Fit the boosters using only transactions dated before ``cutoff`` (``btyd_at``: the
-    cutoff's BTYD fit on the whole population, when ``tx`` is a sample's).
+    cutoff's BTYD fit on the whole population, when ``tx`` is a sample's). ``n_trees``: the
+    internal backtest's tree counts (no early stopping); ``early_stopped``: keep the
+    early-stopped boosters (see :meth:`ClvModel.fit_stacked`).
 
     Returns:
         (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
@@ -112,7 +124,15 @@ def fit_boosters(
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
     release_free_memory()
     cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
-    model.fit_stacked(stacked, features, season, cutoff_btyd)
+    model.fit_stacked(
+        stacked,
+        features,
+        season,
+        cutoff_btyd,
+        n_trees=n_trees,
+        n_trees_source=TREES_INTERNAL_BACKTEST,
+        early_stopped=early_stopped,
+    )
     del stacked
     release_free_memory()
     model.n_training_rows_ = n_rows
@@ -301,7 +321,13 @@ def select_method(
         cutoff_day.date(),
     )
     model, features = fit_boosters(
-        past, start, horizon_days, params=params, snapshots=snapshots, btyd_at=btyd_at
+        past,
+        start,
+        horizon_days,
+        params=params,
+        snapshots=snapshots,
+        btyd_at=btyd_at,
+        early_stopped=True,
     )
     boosters = judge(model, features, past, start)
     if "bgnbd" not in boosters.predictions:
@@ -371,18 +397,36 @@ def refit(
     btyd_at: BtydAt | None = None,
 ) -> tuple[ClvModel, pd.DataFrame]:
     """The boosters fitted on everything before ``cutoff``, exporting ``selection``'s blend
-    (kept in ``model.selection_``).
+    (kept in ``model.selection_``), with the tree counts of the internal backtest's early
+    stopping when it had one (:func:`backtest_trees`), else with their own early stopping.
 
     Returns:
         (fitted model, features as of the cutoff).
     """
     model, features = fit_boosters(
-        tx, cutoff, horizon_days, params=params, snapshots=snapshots, btyd_at=btyd_at
+        tx,
+        cutoff,
+        horizon_days,
+        params=params,
+        snapshots=snapshots,
+        btyd_at=btyd_at,
+        n_trees=backtest_trees(selection),
     )
     model.blend_ = selection.blend
     model.selection_ = selection
     model.spend_calibration_ = calibrate_intervals(model, tx, to_day(cutoff, "cutoff"), selection)
     return model, features
+
+
+def backtest_trees(selection: Selection) -> dict[str, int] | None:
+    """The tree counts the internal backtest's early stopping found (churn, spend), or None
+    when there was no internal backtest or its boosters did not early-stop (one snapshot)."""
+    if selection.backtest is None:
+        return None
+    model = selection.backtest.model
+    if model.n_trees_source_ != TREES_EARLY_STOPPING:
+        return None
+    return dict(model.n_trees_)
 
 
 def calibrate_intervals(
