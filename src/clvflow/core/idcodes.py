@@ -103,7 +103,7 @@ def encode_ids(values: pd.Series, rows: np.ndarray | None = None) -> IdCodes:
     coded.codes.flags.writeable = False  # may be shared through the memo
     if memo is not None and rows is None:
         memo.all_coded = coded
-    elif memo is not None:
+    elif memo is not None and rows is not None:
         memo.rows, memo.coded = rows.copy(), coded
     return coded
 
