@@ -21,6 +21,20 @@ def small_log() -> pd.DataFrame:
 
 
 @cache
+def seasonal_log() -> pd.DataFrame:
+    """4,000 simulated customers, two years to 2023-01-01, with a seasonal swing (treat as
+    read-only: it is shared)."""
+    return simulate(
+        4000,
+        start="2021-01-01",
+        as_of="2023-01-01",
+        horizon_days=90,
+        seed=9,
+        seasonal_amplitude=0.4,
+    ).transactions
+
+
+@cache
 def small_model():
     """(model, cutoff) fitted with data before 2023-07-01."""
     model, _ = fit_model(

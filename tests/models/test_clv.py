@@ -7,28 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvflow.models.btyd import btyd_predictions
-from clvflow.scoring.batch import score_transactions
-from clvflow.models.clv import ModelParams, _logit, _season_correction, _sigmoid
 from clvflow.data.simulate import simulate
-from clvflow.models.training import SnapshotSettings, fit_model
 from clvflow.features.snapshots import same_season_snapshot
+from clvflow.models.btyd import btyd_predictions
+from clvflow.models.clv import ModelParams, _logit, _season_correction, _sigmoid
+from clvflow.models.training import SnapshotSettings, fit_model
+from clvflow.scoring.batch import score_transactions
+from tests.model_fixture import seasonal_log
 
 CUTOFF, HORIZON = pd.Timestamp("2023-01-01"), 90
 SMALL = {"n_estimators": 30, "seed": 0}
 
 
 @pytest.fixture(scope="module")
-def log():
-    sim = simulate(
-        4000,
-        start="2021-01-01",
-        as_of="2023-01-01",
-        horizon_days=90,
-        seed=9,
-        seasonal_amplitude=0.4,
-    )
-    return sim.transactions
+def log() -> pd.DataFrame:
+    return seasonal_log()
 
 
 def _fit(log, **params):
@@ -216,9 +209,9 @@ def test_float32_stacked_inputs_train_the_boosters_of_the_float64_frame(log):
     XGBoost trained from the float64 pandas frame of features and BTYD predictions."""
     import xgboost as xgb
 
+    from clvflow.features.snapshots import stack_snapshots
     from clvflow.models.btyd import fit_btyd_checked
     from clvflow.models.clv import MODEL_INPUT_COLUMNS, ClvModel
-    from clvflow.features.snapshots import stack_snapshots
 
     past = log.loc[log["timestamp"] < CUTOFF]
     training_set, _ = stack_snapshots(past, CUTOFF, HORIZON, n_snapshots=2, spacing_days=30)
@@ -233,7 +226,10 @@ def test_float32_stacked_inputs_train_the_boosters_of_the_float64_frame(log):
         latest = fit or latest
         frames.append(pd.concat([snap, btyd_predictions(fit, snap, HORIZON)], axis=1))
     rows = pd.concat(frames)
-    assert stacked.x.dtype == np.float32 and stacked.x.shape == (len(rows), len(MODEL_INPUT_COLUMNS))
+    assert stacked.x.dtype == np.float32 and stacked.x.shape == (
+        len(rows),
+        len(MODEL_INPUT_COLUMNS),
+    )
     np.testing.assert_array_equal(stacked.x, rows[MODEL_INPUT_COLUMNS].to_numpy("float32"))
     assert stacked.x.nbytes == rows[MODEL_INPUT_COLUMNS].to_numpy().nbytes // 2
 
@@ -279,8 +275,8 @@ def test_float32_stacked_inputs_train_the_boosters_of_the_float64_frame(log):
 def test_stacked_inputs_from_snapshot_parts_equal_those_of_the_stacked_frame(log):
     """Issue 11 item 4: the training rows taken one snapshot at a time (consuming the list, so
     no stacked copy of all rows is ever held) are those of the stacked frame, to the bit."""
-    from clvflow.models.clv import ClvModel
     from clvflow.features.snapshots import snapshot_parts, stack_snapshots
+    from clvflow.models.clv import ClvModel
 
     past = log.loc[log["timestamp"] < CUTOFF]
     layout = {"n_snapshots": 3, "spacing_days": 30}

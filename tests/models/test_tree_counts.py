@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from clvflow.data.simulate import simulate
 from clvflow.models.clv import ClvModel, ModelParams, Selection
 from clvflow.models.selection import Blend
 from clvflow.models.training import SnapshotSettings, fit_model, refit, select_method
+from tests.model_fixture import seasonal_log
 
 CUTOFF, HORIZON = pd.Timestamp("2023-01-01"), 90
 #: A high learning rate and short patience, so early stopping stops well before n_estimators.
@@ -32,15 +32,7 @@ class Call:
 
 @pytest.fixture(scope="module")
 def log() -> pd.DataFrame:
-    sim = simulate(
-        4000,
-        start="2021-01-01",
-        as_of="2023-01-01",
-        horizon_days=90,
-        seed=9,
-        seasonal_amplitude=0.4,
-    )
-    return sim.transactions
+    return seasonal_log()
 
 
 @pytest.fixture
