@@ -1,7 +1,8 @@
 """Single machine vs Spark ``local[2]`` (``make bench-spark``): wall time, CPU time and peak
 memory of each step on simulated logs, each step in a fresh process.
 
-Run as ``python -m benchmarks.bench_spark [--sizes 1000000,5000000] [--data-dir bench-data]``.
+Run as ``python -m benchmarks.bench_spark [--sizes 1000000,5000000] [--steps features,train,score]
+[--n-estimators 50] [--local-train-max 1000000] [--local-max N] [--data-dir bench-data]``.
 
 Logs: :func:`clvflow.data.simulate.simulate` in chunks of ``CHUNK_CUSTOMERS`` customers (seeds
 ``seed``, ``seed + 1``, ...; ids prefixed by the chunk), appended to one Parquet file and cached in
@@ -331,6 +332,7 @@ def run_bench(
     model_customers: int = SCORE_MODEL_CUSTOMERS,
     n_estimators: int = N_ESTIMATORS,
     local_train_max: int = LOCAL_TRAIN_MAX,
+    local_max: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Every (size, step, engine) in its own process; the table rows."""
@@ -348,6 +350,9 @@ def run_bench(
                 rows.append(row)
                 if step == "train" and engine == "local" and n > local_train_max:
                     row.note = f"not run: above --local-train-max {local_train_max:,}"
+                    continue
+                if engine == "local" and local_max is not None and n > local_max:
+                    row.note = f"not run: above --local-max {local_max:,}"
                     continue
                 log(f"[bench-spark] {n:,} customers: {step} on {engine}")
                 job = {"step": step, "engine": engine, "path": data["parquet"]}
@@ -426,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         default=LOCAL_TRAIN_MAX,
         help="largest log the single machine trains on",
     )
+    parser.add_argument(
+        "--local-max",
+        type=int,
+        default=None,
+        help="largest log the single machine runs any step on (default: no limit)",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -440,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         n_estimators=args.n_estimators,
         local_train_max=args.local_train_max,
+        local_max=args.local_max,
     )
     print(machine_summary())
     print(f"Spark: master {MASTER}, spark.driver.memory={DRIVER_MEMORY}")
