@@ -44,7 +44,7 @@ def test_notes_and_table_compare_the_engines_per_step() -> None:
     """Issue 12 item 3 (bench-spark): Spark's CPU time as a multiple of the single machine's,
     and the note that Spark completed with its 2g driver where one machine needed more; the
     Python driver's and the JVM's peaks in their own columns; a failed step and a step not run
-    show as such."""
+    show as such; no memory claim when Spark's whole tree took more than one machine."""
     rows = [
         Row(5_000_000, 94_000_000, "score", "local", 200.0, 190.0, 9.5, 9.5),
         Row(5_000_000, 94_000_000, "score", "spark", 500.0, 760.0, 3.1, 0.4, 2.6),
@@ -52,8 +52,12 @@ def test_notes_and_table_compare_the_engines_per_step() -> None:
         Row(5_000_000, 94_000_000, "features", "spark", note="failed: OOM"),
         Row(5_000_000, 94_000_000, "train (50 trees)", "local", note="not run: above 1,000,000"),
         Row(5_000_000, 94_000_000, "train (50 trees)", "spark", 900.0, 1000.0, 3.0, 1.0, 2.1),
+        Row(1_000_000, 18_000_000, "score", "local", 480.0, 380.0, 2.7, 2.7),
+        Row(1_000_000, 18_000_000, "score", "spark", 850.0, 950.0, 6.3, 0.2, 2.7),
     ]
-    _notes(rows)
+    _notes(rows[:6])
+    _notes(rows[6:])  # (one machine's 2.7 GB is above the 2g driver, but Spark's tree took 6.3)
+    assert rows[7].note == "2.5x the single machine's CPU"
     assert rows[1].note == (
         "4.0x the single machine's CPU; completed with a 2g driver where one machine peaked "
         "at 9.5 GB"
