@@ -140,13 +140,12 @@ bench-calibration: venv
 bench-lifetime: venv
 	$(BIN)/python -m benchmarks.bench_lifetime
 
-# Single machine vs Spark local[2] with a 2g driver on simulated 1M and 5M customers: wall, CPU
-# and peak memory of features and score, each in its own process (needs several GB: run it alone,
-# e.g. under flock; `--sizes 1000000` for a shorter run; table quoted in README "On Spark"); then
-# the training table of bench-spark-train
+# Single machine vs Spark local[2] with a 2g driver on simulated 1M and 5M customers: wall, CPU,
+# peak memory (the process tree, the Python driver, the JVM) of features, train (50 trees; the
+# single machine up to 1M) and score, each in its own process (needs several GB: run it alone,
+# e.g. under flock; `--sizes 1000000` for a shorter run; table quoted in README "On Spark")
 bench-spark: venv spark java
 	$(BIN)/python -m benchmarks.bench_spark
-	$(BIN)/python -m benchmarks.bench_spark_train
 
 # Training on Spark: clvflow backtest (2024-01-01, H 90, 50 trees) on one machine and with
 # --engine spark on local[2] (driver memory 2g, boosters on a 25,000-customer sample) for the

@@ -3,6 +3,8 @@ is missing (a real `java` executable is run for the version)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from clvflow.cli.main import main
 from clvflow.core.errors import InputError
-from clvflow.spark.session import check_java, java_major
+from clvflow.spark.session import check_java, java_major, local_cores, local_shuffle_partitions
 
 
 @pytest.mark.parametrize(
@@ -79,3 +81,42 @@ def test_an_active_session_outside_utc_is_refused(spark) -> None:
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
     assert spark_session() is spark
+
+
+def test_local_masters_get_four_shuffle_partitions_per_core() -> None:
+    """Issue 12 item 4: Spark's 200 shuffle partitions are a cluster's; a local master gets 4 per
+    core (local[2] 8, local 4), a cluster master keeps Spark's default (None)."""
+    assert local_cores("local[2]") == 2 and local_shuffle_partitions("local[2]") == 8
+    assert local_cores("local") == 1 and local_shuffle_partitions("local") == 4
+    assert local_cores("local[3,2]") == 3
+    assert local_shuffle_partitions("local[*]") == 4 * (os.cpu_count() or 1)
+    for master in ("spark://host:7077", "yarn", "k8s://https://host:443", "localhost", None):
+        assert local_shuffle_partitions(master) is None
+
+
+_SESSION_SCRIPT = """
+from clvflow.spark.session import spark_session
+first = spark_session("local[2]")
+print(first.conf.get("spark.sql.shuffle.partitions"))
+first.stop()
+second = spark_session("local[2]", {"spark.sql.shuffle.partitions": "3"})
+print(second.conf.get("spark.sql.shuffle.partitions"))
+second.stop()
+"""
+
+
+def test_a_new_local_session_gets_8_partitions_unless_the_user_set_them() -> None:
+    """Issue 12 item 4: a fresh local[2] session (its own JVM, in a subprocess) shuffles into 8
+    partitions, not 200; the user's own setting wins (3 stays 3)."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("PYSPARK_SUBMIT_ARGS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _SESSION_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["8", "3"]

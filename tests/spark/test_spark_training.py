@@ -16,8 +16,20 @@ from clvflow.cli.main import main
 from clvflow.data.ingest import load_transactions
 from clvflow.data.simulate import simulate
 from clvflow.evaluation.metrics import BOOTSTRAP_METRICS
+from clvflow.spark.features import (
+    build_features_spark,
+    customer_days,
+    day_number_of,
+    features_from_days,
+    features_to_pandas,
+)
 from clvflow.spark.ingest import load_transactions_spark
-from clvflow.spark.training import CustomerSample, collect_transactions, sample_customers_spark
+from clvflow.spark.training import (
+    CustomerSample,
+    collect_transactions,
+    full_data_btyd,
+    sample_customers_spark,
+)
 from tests.conftest import make_tx
 
 HORIZON = 90
@@ -86,6 +98,36 @@ def test_collected_spark_transactions_are_the_local_table_row_for_row(spark, sim
     got = collect_transactions(spark_tx)
     pd.testing.assert_frame_equal(got, local, check_dtype=False, check_exact=True)
     assert list(got.dtypes.astype(str)) == ["str", "datetime64[us]", "float64"]
+
+
+def test_one_customer_days_table_serves_the_cutoff_and_the_earlier_btyd_fits(
+    spark, sim_csv
+) -> None:
+    """Issue 12 item 2: the Spark train shuffles the transactions into customer-days once, at
+    the cutoff: the features as of an earlier day built from that table equal those built from
+    the transactions, and so do the full-data BG/NBD x Gamma-Gamma fits at the cutoff and at
+    the internal backtest's cutoff; a day after the kept table's is built from the
+    transactions."""
+    tx, _ = load_transactions_spark(spark, sim_csv)
+    cutoff, earlier, later = (pd.Timestamp(d) for d in ("2023-10-01", "2023-07-03", "2023-12-01"))
+    days, cutoff_day = customer_days(tx, cutoff)
+    assert cutoff_day == day_number_of(cutoff) == 19631  # (2023-10-01: days since 1970-01-01)
+    days = days.cache()
+    want = features_to_pandas(build_features_spark(tx, earlier))
+    got = features_to_pandas(features_from_days(days, day_number_of(earlier)))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    # the fitter given the kept table does not read its transactions up to the cutoff: here
+    # they are another customer's alone, yet the fits are the whole log's
+    other = tx.where(tx.customer_id == got.customer_id.iloc[0])
+    kept, whole, few = (
+        full_data_btyd(other, days, cutoff_day),
+        full_data_btyd(tx),
+        full_data_btyd(other),
+    )
+    for day in (cutoff, earlier):
+        assert kept(day, None) == whole(day, None)
+    assert kept(later, None) == few(later, None) != whole(later, None)
+    days.unpersist()
 
 
 def _run(argv: list[str], tmp: Path, experiment: str) -> tuple[str, mlflow.entities.Run]:

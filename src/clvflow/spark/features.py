@@ -49,7 +49,7 @@ def customer_days(tx: DataFrame, as_of: DateLike) -> tuple[DataFrame, int]:
     (units bought / returned), ``has_buy`` / ``has_ret`` (0/1); and as_of's day number."""
     from pyspark.sql import functions as F
 
-    as_of_day = (to_day(as_of).normalize() - _epoch()).days
+    as_of_day = day_number_of(as_of)
     rows = (
         tx.select(
             F.col("customer_id").cast("string").alias("customer_id"),
@@ -71,10 +71,11 @@ def customer_days(tx: DataFrame, as_of: DateLike) -> tuple[DataFrame, int]:
     return days.withColumn("ret", F.col("buy") - F.col("net")).drop("net"), as_of_day
 
 
-def _epoch() -> pd.Timestamp:
+def day_number_of(day: DateLike) -> int:
+    """Days since 1970-01-01 of ``day``'s calendar day (:func:`day_number` on the driver)."""
     import pandas as pd
 
-    return pd.Timestamp(_EPOCH)
+    return (to_day(day).normalize() - pd.Timestamp(_EPOCH)).days
 
 
 def build_features_spark(tx: DataFrame, as_of: DateLike) -> DataFrame:
@@ -87,10 +88,18 @@ def build_features_spark(tx: DataFrame, as_of: DateLike) -> DataFrame:
             :func:`clvflow.spark.ingest.load_transactions_spark`.
         as_of: only rows dated before this day are used.
     """
+    cd, as_of_day = customer_days(tx, as_of)
+    return features_from_days(cd, as_of_day)
+
+
+def features_from_days(cd: DataFrame, as_of_day: int) -> DataFrame:
+    """:func:`build_features_spark` from the customer-days of :func:`customer_days`: rows dated
+    on or after ``as_of_day`` (a day number) are left out, so one customer-days table as of a
+    later day serves every earlier one (the Spark train builds it once for its cutoffs)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    cd, as_of_day = customer_days(tx, as_of)
+    cd = cd.where(F.col("day") < as_of_day)
     zero = F.lit(0).cast("long")
 
     def in_last(days: int) -> Column:

@@ -23,6 +23,11 @@ BASE_CONFIG = {
     "spark.ui.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
+#: Shuffle partitions per core of a local master (unless the user set them): Spark's default of
+#: 200 is sized for a cluster; on a few local cores each shuffle then runs 200 small tasks per
+#: stage. Adaptive execution (on by default) still coalesces small ones.
+LOCAL_PARTITIONS_PER_CORE = 4
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 
 
 def java_command() -> str:
@@ -103,11 +108,34 @@ def require_pyspark() -> None:
         ) from None
 
 
+def local_cores(master: str | None) -> int | None:
+    """The cores of a local master (``local`` 1, ``local[4]`` 4, ``local[*]`` this machine's,
+    ``local[2,3]`` 2), None for a cluster master."""
+    if master is None:
+        return None
+    match = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if match is None:
+        return None
+    cores = match.group(1)
+    if cores is None:
+        return 1
+    return (os.cpu_count() or 1) if cores == "*" else max(1, int(cores))
+
+
+def local_shuffle_partitions(master: str | None) -> int | None:
+    """Default ``spark.sql.shuffle.partitions`` of a session on ``master``:
+    :data:`LOCAL_PARTITIONS_PER_CORE` per core of a local master, None (Spark's own) elsewhere."""
+    cores = local_cores(master)
+    return None if cores is None else LOCAL_PARTITIONS_PER_CORE * cores
+
+
 def spark_session(
     master: str | None = None, config: dict[str, str] | None = None, app_name: str = "clvflow"
 ) -> SparkSession:
     """The active SparkSession, or a new one on ``master`` (default: ``local[*]``, or what
     spark-submit set) with :data:`BASE_CONFIG` and ``config``, after checking pyspark and Java.
+    On a local master the shuffle partitions default to :func:`local_shuffle_partitions` unless
+    ``config``, spark-defaults.conf or ``--conf`` set them.
 
     Raises:
         InputError: pyspark or Java 17 missing.
@@ -134,4 +162,11 @@ def spark_session(
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**BASE_CONFIG, **(config or {})}.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    partitions = local_shuffle_partitions(session.sparkContext.master)
+    user_set = SHUFFLE_PARTITIONS in (config or {}) or session.sparkContext.getConf().contains(
+        SHUFFLE_PARTITIONS  # (spark-defaults.conf, --conf, PYSPARK_SUBMIT_ARGS)
+    )
+    if partitions is not None and not user_set:
+        session.conf.set(SHUFFLE_PARTITIONS, str(partitions))
+    return session

@@ -34,7 +34,12 @@ from clvflow.data.ingest import TX_COLUMNS
 from clvflow.models.btyd import BtydFit
 from clvflow.models.training import BtydAt
 from clvflow.spark.btyd import fit_btyd_spark
-from clvflow.spark.features import build_features_spark, customer_days
+from clvflow.spark.features import (
+    build_features_spark,
+    customer_days,
+    day_number_of,
+    features_from_days,
+)
 from clvflow.spark.ingest import ROW_COLUMN
 
 if TYPE_CHECKING:
@@ -114,12 +119,19 @@ def sample_customers_spark(
     Raises:
         ValueError: ``n_customers`` < 1.
     """
+    days, _ = customer_days(tx, cutoff)
+    return _sample_from_days(days, n_customers, seed)
+
+
+def _sample_from_days(
+    days: DataFrame, n_customers: int, seed: int
+) -> tuple[DataFrame, CustomerSample]:
+    """:func:`sample_customers_spark` from the customer-days before the cutoff."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if n_customers < 1:
         raise ValueError(f"the sample needs at least one customer, got {n_customers}")
-    days, _ = customer_days(tx, cutoff)
     customers = (
         days.groupBy("customer_id")
         .agg(F.sum("has_buy").alias("purchase_days"))
@@ -164,12 +176,21 @@ def collect_transactions(tx: DataFrame, customers: DataFrame | None = None) -> p
     )
 
 
-def full_data_btyd(tx: DataFrame) -> BtydAt:
+def full_data_btyd(
+    tx: DataFrame, days: DataFrame | None = None, days_before: int | None = None
+) -> BtydAt:
     """BG/NBD x Gamma-Gamma on every customer of ``tx`` as of a day (features and collapsed
-    histories by Spark; the fit on the driver, warm-started from ``init``)."""
+    histories by Spark; the fit on the driver, warm-started from ``init``). ``days``: the
+    customer-days of ``tx`` before day number ``days_before`` (:func:`customer_days`), kept by
+    the caller: fits as of that day or earlier start from them instead of from ``tx``."""
 
     def fit(day: pd.Timestamp, init: BtydFit | None) -> BtydFit:
-        features = build_features_spark(tx, to_day(day)).cache()  # (read twice by the fit)
+        as_of_day = day_number_of(day)
+        if days is not None and days_before is not None and as_of_day <= days_before:
+            features = features_from_days(days, as_of_day)
+        else:
+            features = build_features_spark(tx, to_day(day))
+        features = features.cache()  # (read twice by the fit)
         try:
             return fit_btyd_spark(features, init)
         finally:
@@ -183,11 +204,18 @@ def training_inputs_spark(
 ) -> tuple[pd.DataFrame, CustomerSample, BtydAt | None]:
     """What the single-machine training code needs from a Spark transactions table: the sampled
     customers' transactions on the driver, the sample, and the full-data BTYD fitter (None when
-    the sample covers every customer: the local fits are then the full data's)."""
-    ids, sample = sample_customers_spark(tx, cutoff, n_customers, seed)
+    the sample covers every customer: the local fits are then the full data's).
+
+    The customer-days before ``cutoff`` are built once and kept (cached: memory, then local
+    disk) for the sample and the fitter's full-data features at the cutoff and the internal
+    backtest's: one shuffle of the transactions instead of three."""
+    days, cutoff_day = customer_days(tx, cutoff)
+    days = days.cache()
+    ids, sample = _sample_from_days(days, n_customers, seed)
     if sample.covers_everyone:
         ids.unpersist()
+        days.unpersist()
         return collect_transactions(tx), sample, None
     local = collect_transactions(tx, ids)
     ids.unpersist()
-    return local, sample, full_data_btyd(tx)
+    return local, sample, full_data_btyd(tx, days, cutoff_day)
