@@ -219,8 +219,26 @@ def training_rows(tx: pd.DataFrame, settings: JobSettings) -> tuple[pd.DataFrame
     """
     cutoff = resolve_cutoff(tx, settings.cutoff)
     check_train_cutoff(tx, cutoff)
+    export_target(settings)  # a folder that is not ours is refused whatever the data
     check_history(tx, cutoff, settings.horizon_days, settings.snapshots)
     return rows_before(tx, cutoff), cutoff
+
+
+def export_target(settings: JobSettings) -> tuple[str, Path, dict[str, Any]]:
+    """(registered name, export folder, identity) of a train with ``settings``, after checking
+    that the folder is free or a bundle of the same data and horizon (fail before hours of
+    training, not after).
+
+    Raises:
+        ValueError: the export folder holds something else.
+    """
+    from clvflow.mlops import bundle, tracking
+
+    name = settings.register_as or default_model_name(settings.data_name, settings.horizon_days)
+    export_dir = Path(settings.export_dir or tracking.project_root() / "models" / name)
+    identity = {"data_name": settings.data_name, "horizon_days": settings.horizon_days}
+    bundle.check_export_dir(export_dir, identity)
+    return name, export_dir, identity
 
 
 def train(
@@ -252,13 +270,10 @@ def train_before(
     Raises:
         ValueError: a registered name / export folder that belongs to other data.
     """
-    from clvflow.mlops import bundle, tracking
+    from clvflow.mlops import tracking
 
     horizon = settings.horizon_days
-    name = settings.register_as or default_model_name(settings.data_name, horizon)
-    export_dir = settings.export_dir or tracking.project_root() / "models" / name
-    identity = {"data_name": settings.data_name, "horizon_days": horizon}
-    bundle.check_export_dir(export_dir, identity)  # fail before hours of training, not after
+    name, export_dir, identity = export_target(settings)
     tracking.configure_tracking()
     tracking.check_registered_model(name, identity)
     with tracking.tracked_run(
