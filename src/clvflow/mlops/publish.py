@@ -100,12 +100,10 @@ def level_metrics(model: ClvModel) -> dict[str, float]:
 
 
 def log_final_model_facts(model: ClvModel, features: pd.DataFrame, n_transactions: int) -> None:
-    import mlflow
-
     from clvflow.mlops import tracking
 
     # where n_trees_churn / n_trees_spend came from (clvflow.models.clv.TREES_*)
-    mlflow.log_param("n_trees_source", model.n_trees_source_)
+    tracking.log_params_once({"n_trees_source": model.n_trees_source_})
     tracking.log_metrics_finite(
         {
             "final_n_training_rows": getattr(model, "n_training_rows_", np.nan),
