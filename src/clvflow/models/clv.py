@@ -465,14 +465,13 @@ class ClvModel:
         cutoff_btyd: BtydFitter | None = None,
         *,
         n_trees: dict[str, int] | None = None,
-        n_trees_source: str = TREES_INTERNAL_BACKTEST,
         early_stopped: bool = False,
     ) -> ClvModel:
         """:meth:`fit` from the rows of :meth:`stack_inputs` (same arguments otherwise).
 
         How the boosters are fitted:
 
-        - ``n_trees`` given (churn and spend counts, from ``n_trees_source``): on all snapshots
+        - ``n_trees`` given (churn and spend counts: the internal backtest's): on all snapshots
           with those counts, no early stopping;
         - else, with more than one snapshot, early stopping on the latest snapshot (trained on
           the others), then, unless ``early_stopped``, refitted on all snapshots with the counts
@@ -486,8 +485,9 @@ class ClvModel:
         rows, latest_fit = stacked.rows, stacked.latest_fit
         snapshots = sorted(rows["snapshot_date"].unique())
         everything = slice(0, len(rows))
+        refit = True  # (the final boosters on all snapshots: all but the kept early-stopped ones)
         if n_trees is not None:
-            n_churn, n_spend, source = n_trees["churn"], n_trees["spend"], n_trees_source
+            n_churn, n_spend, source = n_trees["churn"], n_trees["spend"], TREES_INTERNAL_BACKTEST
         elif len(snapshots) > 1:
             # rows are in snapshot order: the latest snapshot (the holdout) is the last block
             first_latest = int(np.searchsorted(rows["snapshot_date"].to_numpy(), snapshots[-1]))
@@ -498,9 +498,10 @@ class ClvModel:
             if early_stopped:
                 # (XGBoost keeps the rounds after the best one; predictions would use them)
                 self.churn_booster_, self.spend_booster_ = churn[:n_churn], spend[:n_spend]
+                refit = False
         else:
             n_churn, n_spend, source = p.n_estimators, p.n_estimators, TREES_N_ESTIMATORS
-        if not (early_stopped and source == TREES_EARLY_STOPPING):
+        if refit:
             self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
             self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
         self.btyd_, why = fit_btyd_checked(

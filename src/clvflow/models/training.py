@@ -27,7 +27,6 @@ from clvflow.features.build import build_features
 from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.models.clv import (
     TREES_EARLY_STOPPING,
-    TREES_INTERNAL_BACKTEST,
     BacktestResult,
     ClvModel,
     ModelParams,
@@ -130,7 +129,6 @@ def fit_boosters(
         season,
         cutoff_btyd,
         n_trees=n_trees,
-        n_trees_source=TREES_INTERNAL_BACKTEST,
         early_stopped=early_stopped,
     )
     del stacked
