@@ -419,16 +419,22 @@ def _checked_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     """Actuals and predictions joined on customer_id, after :func:`evaluate_predictions`'
     checks (same errors)."""
     if _same_sorted_ids(actual, pred):
-        # (the usual case, labels and predictions both sorted by id: the outer join below would
+        # (the usual case, labels and predictions both sorted by id: the outer join would
         # give these very rows, in this order, after hashing every id three times)
         merged = actual[list(ACTUAL_COLUMNS)].reset_index(drop=True)
         for column in PRED_COLUMNS[1:]:
             merged[column] = pred[column].to_numpy()
-        _check_spend(
-            merged["spend"], merged["expected_spend"], "actual.spend", "pred.expected_spend"
-        )
-        _check_active(merged["active"], merged["p_active"], "actual.active", "pred.p_active")
-        return merged
+    else:
+        merged = _joined_pair(actual, pred)
+    # Check with the frames' column names so errors point at the right place.
+    _check_spend(merged["spend"], merged["expected_spend"], "actual.spend", "pred.expected_spend")
+    _check_active(merged["active"], merged["p_active"], "actual.active", "pred.p_active")
+    return merged
+
+
+def _joined_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    """Actuals and predictions joined on customer_id (outer), after the checks of the frames,
+    their id types and their customers."""
     _check_frame(actual, "actual", ACTUAL_COLUMNS)
     _check_frame(pred, "pred", PRED_COLUMNS)
     id_types = (actual[CUSTOMER_ID].dtype, pred[CUSTOMER_ID].dtype)
@@ -448,9 +454,6 @@ def _checked_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
             f"(first: {only_actual.head(5).tolist()}), {len(only_pred)} in `pred` only "
             f"(first: {only_pred.head(5).tolist()}); score exactly the customers in the actuals"
         )
-    # Check with the frames' column names so errors point at the right place.
-    _check_spend(merged["spend"], merged["expected_spend"], "actual.spend", "pred.expected_spend")
-    _check_active(merged["active"], merged["p_active"], "actual.active", "pred.p_active")
     return merged
 
 
