@@ -6,9 +6,10 @@ Ids of at most 8 bytes (numeric ids, ``'C0012345'``) are packed exactly into one
 their byte order; other ids go through pyarrow's dictionary encoder. Either way the codes are exact:
 no hashing, no collisions.
 
-Memo: the last packing and coding of a text column (and its coding of every row) is remembered for as long as the (immutable)
-pyarrow array behind it lives, so that ingest (data-quality counts) and features (grouping) code the
-same 20M ids once, not twice (at ~12 bytes a row kept alongside the frame). A filtered or rebuilt
+Memo: the last packing and coding of a text column (and its coding of every row) is remembered
+for as long as the (immutable) pyarrow array behind it lives, so that ingest (data-quality
+counts) and features (grouping) code the same 20M ids once, not twice (at ~12 bytes a row kept
+alongside the frame). A filtered or rebuilt
 column is a new array and is coded afresh, and a hit needs the same row selection, so the memo can
 only return what a fresh computation would.
 """
