@@ -16,6 +16,7 @@ from clvflow.evaluation.metrics import (
     gini_norm,
     top_decile_capture,
 )
+from tests.float_resampling import FloatRanking, gini_raw, roc_auc, top_share_capture
 
 
 def test_weighted_metrics_of_a_hand_made_resample() -> None:
@@ -24,23 +25,33 @@ def test_weighted_metrics_of_a_hand_made_resample() -> None:
     [0.9, 0.9, 0.1, 0.1]; the positives of P(active) [0.8, 0.8, 0.8, 0.2] are a, a, d."""
     spend = np.array([5.0, 1.0, 0.0, 3.0])
     pred = np.array([0.9, 0.9, 0.1, 0.1])
-    w = np.array([2.0, 0.0, 1.0, 1.0])
+    w = np.array([2, 0, 1, 1], dtype=np.uint8)
     rows = np.array([0, 0, 2, 3])
     by_pred = resampling.Ranking(pred)
     by_spend = resampling.Ranking(spend)
-    sums, sizes = by_pred.sums(w * spend), by_pred.sums(w)
-    assert list(sums) == [10.0, 3.0] and list(sizes) == [2.0, 2.0]  # tie groups 0.9 and 0.1
-    best = resampling.gini_raw(by_spend.sums(w * spend), by_spend.sums(w), 4)
-    gini = resampling.gini_raw(sums, sizes, 4) / best
+    groups = by_pred.spend_groups(w, by_pred.ranked(spend))
+    assert list(groups.sums) == [10.0, 3.0] and list(groups.sizes) == [2, 2]  # groups 0.9, 0.1
+    assert list(groups.cum_sizes) == [2, 4]
+    best = by_spend.spend_groups(w, by_spend.ranked(spend)).gini_raw(4)
+    gini = groups.gini_raw(4) / best
     assert gini == pytest.approx(gini_norm(spend[rows], pred[rows]), abs=1e-15)
     # top 10% of 4 rows = 0.4 of the first tie group (two 5s, mean 5): 2 / 13 of the spend
-    capture = resampling.top_share_capture(sums, sizes, 4, TOP_SHARE)
+    capture = groups.top_share_capture(4, TOP_SHARE)
     assert capture == pytest.approx(2.0 / 13.0, abs=1e-15)
     assert capture == pytest.approx(top_decile_capture(spend[rows], pred[rows]), abs=1e-15)
-    active = np.array([1, 0, 0, 1])
+    active = np.array([1, 0, 0, 1], dtype=np.uint8)
     by_p = resampling.Ranking(np.array([0.8, 0.8, 0.8, 0.2]))
     # positives a, a (0.8), d (0.2); negative c (0.8): pairs (a,c) tie twice, (d,c) lost: 1/3
-    assert resampling.roc_auc(by_p.sums(w * active), by_p.sums(w)) == pytest.approx(1.0 / 3.0)
+    assert by_p.roc_auc(w, by_p.ranked(active)) == pytest.approx(1.0 / 3.0, abs=1e-15)
+
+
+def test_resample_counts_take_one_byte_unless_a_count_exceeds_it() -> None:
+    """Issue 11 item 3: counts per customer are bytes (what a resample's gathers move), and a
+    customer drawn more than 255 times keeps its true count."""
+    counts = resampling.resample_counts(np.array([0, 0, 2, 3, 0]), 5)
+    assert counts.dtype == np.uint8 and list(counts) == [3, 0, 1, 1, 0]
+    many = resampling.resample_counts(np.r_[np.zeros(300, dtype=int), 1], 3)
+    assert list(many) == [300, 1, 0] and many.dtype != np.uint8
 
 
 def _old_draws(actual: pd.DataFrame, preds: dict, n_resamples: int, seed: int) -> dict:
@@ -133,13 +144,13 @@ def test_resample_loops_run_blas_on_one_thread(monkeypatch) -> None:
     from clvflow.models import selection
 
     seen: list[int] = []
-    gini_raw = resampling.gini_raw
+    gini_raw = resampling.SpendGroups.gini_raw
 
-    def recording(*args):
+    def recording(self, n):
         seen.append(max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
-        return gini_raw(*args)
+        return gini_raw(self, n)
 
-    monkeypatch.setattr(resampling, "gini_raw", recording)
+    monkeypatch.setattr(resampling.SpendGroups, "gini_raw", recording)
     rng = np.random.default_rng(5)
     n = 500
     active = (rng.random(n) < 0.4).astype(int)
@@ -155,19 +166,19 @@ def test_resample_loops_run_blas_on_one_thread(monkeypatch) -> None:
     assert set(seen) == {1}
 
 
-def _draws_with_two_gathers(actual: pd.DataFrame, preds: dict, n_resamples: int, seed: int):
-    """The count-based bootstrap loop as it was before the one-gather ranking (issue 11 item 3,
-    second round): every group sum gathered from the original order."""
+def _draws_in_floating_point(actual: pd.DataFrame, preds: dict, n_resamples: int, seed: int):
+    """The count-based bootstrap loop as it was before integer counts (and before the
+    one-gather ranking): every group sum a floating-point sum gathered from the original order."""
     active = actual["active"].to_numpy(dtype=int)
     spend = actual["spend"].to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
     n = len(actual)
-    by_spend = resampling.Ranking(spend)
+    by_spend = FloatRanking(spend)
     prepared = {}
     for name, pred in preds.items():
         p = pred["p_active"].to_numpy(dtype=float)
         s = pred["expected_spend"].to_numpy(dtype=float)
-        prepared[name] = (resampling.Ranking(p), resampling.Ranking(s), s, (s - spend) ** 2)
+        prepared[name] = (FloatRanking(p), FloatRanking(s), s, (s - spend) ** 2)
     rows: dict[str, list[list[float]]] = {name: [] for name in preds}
     for _ in range(n_resamples):
         w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
@@ -175,45 +186,54 @@ def _draws_with_two_gathers(actual: pd.DataFrame, preds: dict, n_resamples: int,
         if n_active in (0.0, float(n)) or total <= 0:
             continue
         w_spend, w_active = w * spend, w * active
-        best = resampling.gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
+        best = gini_raw(by_spend.sums(w_spend), by_spend.sums(w), n)
         for name, (by_p, by_s, s, err2) in prepared.items():
             sums, sizes = by_s.sums(w_spend), by_s.sums(w)
             rows[name].append(
                 [
-                    float(np.clip(resampling.gini_raw(sums, sizes, n) / best, -1.0, 1.0)),
-                    resampling.top_share_capture(sums, sizes, n, TOP_SHARE),
+                    float(np.clip(gini_raw(sums, sizes, n) / best, -1.0, 1.0)),
+                    top_share_capture(sums, sizes, n, TOP_SHARE),
                     float(np.sqrt(np.dot(w, err2) / n)),
                     float(np.dot(w, s) / total - 1.0),
-                    resampling.roc_auc(by_p.sums(w_active), by_p.sums(w)),
+                    roc_auc(by_p.sums(w_active), by_p.sums(w)),
                 ]
             )
     return {name: pd.DataFrame(r, columns=list(BOOTSTRAP_METRICS)) for name, r in rows.items()}
 
 
-def test_one_gather_group_sums_are_the_two_gather_ones_to_the_bit() -> None:
-    """Issue 11 item 3: ``weighted_sums(w, ranked(x))`` is ``(sums(w * x), sums(w))`` exactly,
-    with tied scores (groups summed) and with distinct ones (no group sums: ``distinct``)."""
+@pytest.mark.parametrize("ties", ["tied", "distinct"])
+def test_integer_count_metrics_are_the_floating_point_ones_to_the_bit(ties: str) -> None:
+    """Issue 11 item 3: group sizes, Gini, top-decile capture and ROC AUC from integer counts
+    equal, bit for bit, the floating-point group sums they replace, with tied scores (groups
+    summed) and distinct ones (no group sums)."""
     rng = np.random.default_rng(3)
-    x = rng.gamma(0.5, 40.0, 5000) * (rng.random(5000) < 0.3)
-    w = np.bincount(rng.integers(0, 5000, 5000), minlength=5000).astype("float64")
-    tied = resampling.Ranking(np.round(rng.random(5000), 2))  # about 100 tie groups
-    distinct = resampling.Ranking(rng.random(5000))
-    assert not tied.distinct and distinct.distinct
-    for ranking in (tied, distinct):
-        sums, sizes = ranking.weighted_sums(w, ranking.ranked(x))
-        assert np.array_equal(sums, ranking.sums(w * x))
-        assert np.array_equal(sizes, ranking.sums(w))
+    n = 5000
+    x = rng.gamma(0.5, 40.0, n) * (rng.random(n) < 0.3)
+    y = (rng.random(n) < 0.4).astype(np.uint8)
+    counts = resampling.resample_counts(rng.integers(0, n, n), n)
+    w = counts.astype("float64")
+    score = np.round(rng.random(n), 2) if ties == "tied" else rng.random(n)
+    ranking, reference = resampling.Ranking(score), FloatRanking(score)
+    assert ranking.distinct == (ties == "distinct")
+    groups = ranking.spend_groups(counts, ranking.ranked(x))
+    sums, sizes = reference.sums(w * x), reference.sums(w)
+    assert np.array_equal(groups.sums, sums) and np.array_equal(groups.sizes, sizes)
+    assert np.array_equal(groups.cum_sizes, np.cumsum(sizes))
+    assert groups.gini_raw(n) == gini_raw(sums, sizes, n)
+    for share in (0.0, TOP_SHARE, 0.5, 1.0):
+        assert groups.top_share_capture(n, share) == top_share_capture(sums, sizes, n, share)
+    auc = ranking.roc_auc(counts, ranking.ranked(y))
+    assert auc == roc_auc(reference.sums(w * y), sizes)
     # hand-made: scores (0.5, 0.5, 0.1), counts (2, 1, 0), x (1.5, 2, 7): groups 0.5 and 0.1
     small = resampling.Ranking(np.array([0.5, 0.5, 0.1]))
-    sums, sizes = small.weighted_sums(
-        np.array([2.0, 1.0, 0.0]), small.ranked(np.array([1.5, 2, 7]))
-    )
-    assert list(sums) == [5.0, 0.0] and list(sizes) == [3.0, 0.0]
+    few = small.spend_groups(np.array([2, 1, 0], dtype=np.uint8), np.array([1.5, 2.0, 7.0]))
+    assert list(few.sums) == [5.0, 0.0] and list(few.sizes) == [3, 0]
 
 
 def test_bootstrap_draws_are_unchanged_to_the_bit() -> None:
-    """Issue 11 item 3: the bootstrap draws with one gather per ranking equal, bit for bit, those
-    of the loop before it (tied and distinct scores, two methods)."""
+    """Issue 11 item 3: the bootstrap draws (one gather per ranking, integer counts) equal, bit
+    for bit, those of the floating-point loop before them (tied and distinct scores, two
+    methods)."""
     rng = np.random.default_rng(7)
     n = 3000
     ids = [f"c{i:05d}" for i in range(n)]
@@ -237,7 +257,7 @@ def test_bootstrap_draws_are_unchanged_to_the_bit() -> None:
         ),
     }
     _, draws = bootstrap_draws(actual, preds, n_resamples=40, seed=5)
-    before = _draws_with_two_gathers(actual, preds, 40, 5)
+    before = _draws_in_floating_point(actual, preds, 40, 5)
     for name in preds:
         assert len(draws[name]) == 40
         pd.testing.assert_frame_equal(draws[name], before[name], check_exact=True)

@@ -97,10 +97,11 @@ def test_a_window_without_both_outcomes_cannot_choose():
 
 
 def test_the_blend_choice_is_unchanged_to_the_bit() -> None:
-    """Issue 11 item 3: the per-draw gains behind the blend choice, with one gather per ranking,
-    equal those of the group sums gathered twice (the code before), bit for bit."""
-    from clvflow.evaluation import resampling
+    """Issue 11 item 3: the per-draw gains behind the blend choice, with one gather per ranking
+    and integer counts, equal those of floating-point group sums gathered twice (the code
+    before), bit for bit."""
     from clvflow.models import selection
+    from tests.float_resampling import FloatRanking, gini_raw, roc_auc
 
     rng = np.random.default_rng(11)
     n = 4000
@@ -114,17 +115,17 @@ def test_the_blend_choice_is_unchanged_to_the_bit() -> None:
         scores = [wt * b + (1 - wt) * g for wt in WEIGHT_GRID]
         metric = selection._auc if kind == "auc" else selection.gini_norm
         full = np.array([metric(truth, score) for score in scores])
-        rankings = [resampling.Ranking(score) for score in scores]
-        by_truth = resampling.Ranking(truth)
+        rankings = [FloatRanking(score) for score in scores]
+        by_truth = FloatRanking(truth)
         out = np.empty((len(draws), len(WEIGHT_GRID)))
         for d, i in enumerate(draws):
             w = np.bincount(i, minlength=n).astype("float64")
             w_truth, size = w * truth, float(len(i))
             if kind == "auc":
-                out[d] = [resampling.roc_auc(r.sums(w_truth), r.sums(w)) for r in rankings]
+                out[d] = [roc_auc(r.sums(w_truth), r.sums(w)) for r in rankings]
                 continue
-            best = resampling.gini_raw(by_truth.sums(w_truth), by_truth.sums(w), size)
-            raw = [resampling.gini_raw(r.sums(w_truth), r.sums(w), size) for r in rankings]
+            best = gini_raw(by_truth.sums(w_truth), by_truth.sums(w), size)
+            raw = [gini_raw(r.sums(w_truth), r.sums(w), size) for r in rankings]
             out[d] = np.clip(np.array(raw) / best, -1.0, 1.0)
         out -= out[:, [0]]
         return full - full[0], np.quantile(out, selection.GAIN_QUANTILE, axis=0)

@@ -515,29 +515,28 @@ def bootstrap_draws(
     prepared = {}
     for name, (p, s) in arrays.items():
         by_p, by_s = resampling.Ranking(p), resampling.Ranking(s)
-        ranked = (by_p.ranked(active.astype("float64")), by_s.ranked(spend))
+        ranked = (by_p.ranked(active.astype(np.uint8)), by_s.ranked(spend))
         prepared[name] = (by_p, by_s, ranked, s, (s - spend) ** 2)
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
         for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
-            w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
+            counts = resampling.resample_counts(rng.integers(0, n, n), n)
+            w = counts.astype("float64")
             n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
             if n_active in (0.0, float(n)) or total <= 0:
                 continue  # a degenerate resample (tiny samples only): metrics undefined
-            best = resampling.gini_raw(*by_spend.weighted_sums(w, spend_by_spend), n)
+            best = by_spend.spend_groups(counts, spend_by_spend).gini_raw(n)
             if best <= 0:
                 raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
             for name, (by_p, by_s, (active_by_p, spend_by_s), s, err2) in prepared.items():
-                sums, sizes = by_s.weighted_sums(w, spend_by_s)
-                gini = resampling.gini_raw(sums, sizes, n) / best
+                groups = by_s.spend_groups(counts, spend_by_s)
+                gini = groups.gini_raw(n) / best
                 draws[name].append(
                     {
                         "spend_gini_norm": float(np.clip(gini, -1.0, 1.0)),
-                        "spend_top_decile_capture": resampling.top_share_capture(
-                            sums, sizes, n, TOP_SHARE
-                        ),
+                        "spend_top_decile_capture": groups.top_share_capture(n, TOP_SHARE),
                         "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
                         "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
-                        "churn_roc_auc": resampling.roc_auc(*by_p.weighted_sums(w, active_by_p)),
+                        "churn_roc_auc": by_p.roc_auc(counts, active_by_p),
                     }
                 )
     full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}

@@ -118,26 +118,28 @@ def _gains(
     metric: Callable[[np.ndarray, np.ndarray], float] = _auc if kind == "auc" else gini_norm
     scores = [w * boosters + (1 - w) * bgnbd for w in WEIGHT_GRID]
     full = np.array([metric(truth, score) for score in scores])
-    truth = truth.astype("float64")
     # (the truth in each ranking's order: a draw then costs one gather per ranking)
-    rankings = [(r, r.ranked(truth)) for r in map(resampling.Ranking, scores)]
-    by_truth = resampling.Ranking(truth)
-    truth_by_truth = by_truth.ranked(truth)
+    if kind == "auc":
+        flags = truth.astype(np.uint8)
+        rankings = [(r, r.ranked(flags)) for r in map(resampling.Ranking, scores)]
+    else:
+        truth = truth.astype("float64")
+        rankings = [(r, r.ranked(truth)) for r in map(resampling.Ranking, scores)]
+        by_truth = resampling.Ranking(truth)
+        truth_by_truth = by_truth.ranked(truth)
     n = len(truth)
     by_draw = np.empty((len(draws), len(WEIGHT_GRID)))
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
         for d, i in enumerate(track(draws, "blend weights on resamples", len(draws))):
-            w = np.bincount(i, minlength=n).astype("float64")
-            size = float(len(i))
+            w = resampling.resample_counts(i, n)
+            size = len(i)
             if kind == "auc":
-                by_draw[d] = [resampling.roc_auc(*r.weighted_sums(w, x)) for r, x in rankings]
+                by_draw[d] = [r.roc_auc(w, x) for r, x in rankings]
                 continue
-            best = resampling.gini_raw(*by_truth.weighted_sums(w, truth_by_truth), size)
+            best = by_truth.spend_groups(w, truth_by_truth).gini_raw(size)
             if best <= 0:
                 raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-            raw = np.array(
-                [resampling.gini_raw(*r.weighted_sums(w, x), size) for r, x in rankings]
-            )
+            raw = np.array([r.spend_groups(w, x).gini_raw(size) for r, x in rankings])
             by_draw[d] = np.clip(raw / best, -1.0, 1.0)
     by_draw -= by_draw[:, [0]]
     return full - full[0], np.quantile(by_draw, GAIN_QUANTILE, axis=0)
