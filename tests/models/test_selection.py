@@ -100,6 +100,9 @@ def test_the_blend_choice_is_unchanged_to_the_bit() -> None:
     """Issue 11 item 3: the per-draw gains behind the blend choice, with one gather per ranking
     and integer counts, equal those of floating-point group sums gathered twice (the code
     before), bit for bit."""
+    from scipy.stats import rankdata
+
+    from clvflow.evaluation.metrics import gini_norm
     from clvflow.models import selection
     from tests.float_resampling import FloatRanking, gini_raw, roc_auc
 
@@ -111,9 +114,14 @@ def test_the_blend_choice_is_unchanged_to_the_bit() -> None:
     bgnbd = np.round(rng.random(n), 2)
     draws = selection._valid_draws(active, spend, 0)[:15]
 
+    def auc_by_ranks(y: np.ndarray, score: np.ndarray) -> float:  # (Mann-Whitney)
+        ranks = rankdata(score)
+        n1 = int(y.sum())
+        return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
+
     def gains_before(kind: str, truth: np.ndarray, b: np.ndarray, g: np.ndarray):
         scores = [wt * b + (1 - wt) * g for wt in WEIGHT_GRID]
-        metric = selection._auc if kind == "auc" else selection.gini_norm
+        metric = auc_by_ranks if kind == "auc" else gini_norm
         full = np.array([metric(truth, score) for score in scores])
         rankings = [FloatRanking(score) for score in scores]
         by_truth = FloatRanking(truth)

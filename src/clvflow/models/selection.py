@@ -20,14 +20,11 @@ the next window is what ``clvflow backtest`` measures.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
-from clvflow.evaluation.metrics import gini_norm
 from clvflow.core.cores import one_blas_thread
 from clvflow.core.progress import track
 from clvflow.evaluation import resampling
@@ -97,14 +94,6 @@ def _aligned(actuals: pd.DataFrame, pred: pd.DataFrame) -> tuple[np.ndarray, np.
     return p["p_active"].to_numpy(dtype=float), p["expected_spend"].to_numpy(dtype=float)
 
 
-def _auc(active: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC from average ranks (Mann-Whitney), ties counted half."""
-    ranks = rankdata(score)
-    n1 = int(active.sum())
-    n0 = len(active) - n1
-    return float((ranks[active == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def _gains(
     kind: str,
     truth: np.ndarray,
@@ -114,10 +103,9 @@ def _gains(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per weight: the gain over BG/NBD (``kind`` ``auc`` of P(active) or ``gini`` of spend) on
     all customers, and its quantile over the draws. Each blend is ranked once; a draw is a
-    count per customer (:mod:`clvflow.evaluation.resampling`)."""
-    metric: Callable[[np.ndarray, np.ndarray], float] = _auc if kind == "auc" else gini_norm
+    count per customer (:mod:`clvflow.evaluation.resampling`), and all customers are the draw
+    counting each once (the same numbers as ranking them anew, bit for bit)."""
     scores = [w * boosters + (1 - w) * bgnbd for w in WEIGHT_GRID]
-    full = np.array([metric(truth, score) for score in scores])
     # (the truth in each ranking's order: a draw then costs one gather per ranking)
     if kind == "auc":
         flags = truth.astype(np.uint8)
@@ -127,20 +115,23 @@ def _gains(
         rankings = [(r, r.ranked(truth)) for r in map(resampling.Ranking, scores)]
         by_truth = resampling.Ranking(truth)
         truth_by_truth = by_truth.ranked(truth)
+
+    def per_weight(w: np.ndarray, size: int) -> np.ndarray:
+        """Each blend's metric on the resample counting customer i ``w[i]`` times."""
+        if kind == "auc":
+            return np.array([r.roc_auc(w, x) for r, x in rankings])
+        best = by_truth.spend_groups(w, truth_by_truth).gini_raw(size)
+        if best <= 0:
+            raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
+        raw = np.array([r.spend_groups(w, x).gini_raw(size) for r, x in rankings])
+        return np.clip(raw / best, -1.0, 1.0)
+
     n = len(truth)
     by_draw = np.empty((len(draws), len(WEIGHT_GRID)))
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
+        full = per_weight(np.ones(n, dtype=np.uint8), n)
         for d, i in enumerate(track(draws, "blend weights on resamples", len(draws))):
-            w = resampling.resample_counts(i, n)
-            size = len(i)
-            if kind == "auc":
-                by_draw[d] = [r.roc_auc(w, x) for r, x in rankings]
-                continue
-            best = by_truth.spend_groups(w, truth_by_truth).gini_raw(size)
-            if best <= 0:
-                raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-            raw = np.array([r.spend_groups(w, x).gini_raw(size) for r, x in rankings])
-            by_draw[d] = np.clip(raw / best, -1.0, 1.0)
+            by_draw[d] = per_weight(resampling.resample_counts(i, n), len(i))
     by_draw -= by_draw[:, [0]]
     return full - full[0], np.quantile(by_draw, GAIN_QUANTILE, axis=0)
 
