@@ -57,7 +57,7 @@ class Ranking:
             return SpendGroups(products, running, w_ranked)
         at_ends = running[self.lasts]
         sums = np.add.reduceat(products, self.starts)
-        return SpendGroups(sums, at_ends, np.diff(at_ends, prepend=0))
+        return SpendGroups(sums, at_ends, _steps(at_ends))
 
     def roc_auc(self, w: np.ndarray, flags: np.ndarray) -> float:
         """ROC AUC of the resample counting customer i ``w[i]`` times (ties count one half, as
@@ -75,11 +75,17 @@ class Ranking:
             ahead = 2 * int(np.dot(pos.astype(np.int64), cum_neg.astype(np.int64)))
         else:
             neg_ends = cum_neg[self.lasts].astype(np.int64)
-            pos_groups = np.diff(np.cumsum(pos, dtype=self._int)[self.lasts], prepend=0)
-            ahead = int(
-                np.dot(pos_groups.astype(np.int64), 2 * neg_ends - np.diff(neg_ends, prepend=0))
-            )
+            pos_groups = _steps(np.cumsum(pos, dtype=self._int)[self.lasts]).astype(np.int64)
+            ahead = int(np.dot(pos_groups, 2 * neg_ends - _steps(neg_ends)))
         return (2 * n_pos * n_neg - ahead) / 2.0 / float(n_pos * n_neg)
+
+
+def _steps(running: np.ndarray) -> np.ndarray:
+    """The terms of a running sum (``np.diff`` with a 0 before, without copying it first)."""
+    terms = np.empty_like(running)
+    terms[0] = running[0]
+    np.subtract(running[1:], running[:-1], out=terms[1:])
+    return terms
 
 
 @dataclass(frozen=True)
