@@ -539,3 +539,27 @@ def test_fits_on_counted_histories_equal_the_fits_on_the_customers() -> None:
         np.testing.assert_allclose(list(vars(a).values()), list(vars(b).values()), rtol=1e-9)
     with pytest.raises(ValueError, match="counts must be whole numbers >= 1"):
         fit_bgnbd(ux, utx, uT, counts=n - 0.5)
+
+
+@pytest.mark.parametrize(
+    "kind", ["whole days", "fractions", "negative", "too wide to pack", "missing"]
+)
+def test_row_order_is_lexsorts_order(kind: str) -> None:
+    """Issue 11 item 2: the histories' sort order (packed into one integer key when the columns
+    are small whole numbers) is exactly ``np.lexsort``'s, ties kept in input order, and falls
+    back to lexsort on anything else."""
+    rng = np.random.default_rng(4)
+    n = 20_000
+    x = rng.integers(0, 12, n).astype(float)  # (many equal rows: the ties)
+    t_x = rng.integers(0, 40, n).astype(float)
+    T = rng.integers(0, 40, n).astype(float)
+    if kind == "fractions":
+        T = T + 0.5
+    elif kind == "negative":
+        t_x[7] = -1.0
+    elif kind == "too wide to pack":
+        T = T * 2.0**40
+    elif kind == "missing":
+        x[3] = np.nan
+    order = btyd._row_order((x, t_x, T))
+    assert np.array_equal(order, np.lexsort((T, t_x, x)))

@@ -211,7 +211,7 @@ def _collapse(
     A log-likelihood summed over customers equals the count-weighted sum over distinct histories.
     """
     n = columns[0].size
-    order = np.lexsort(columns[::-1])
+    order = _row_order(columns)
     ordered = [c[order] for c in columns]
     first = np.ones(n, dtype=bool)
     for c in ordered:
@@ -223,6 +223,23 @@ def _collapse(
         return [c[starts] for c in ordered], np.add.reduceat(weights[order], starts)
     counts = np.diff(np.append(starts, n)).astype(float)
     return [c[starts] for c in ordered], counts
+
+
+def _row_order(columns: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The stable lexicographic order of the rows of ``columns`` (``np.lexsort`` with the first
+    column as the primary key). Columns of small non-negative whole numbers (counts and days)
+    are packed into one integer key first: the same order, several times faster to sort."""
+    key = np.zeros(columns[0].size, dtype=np.int64)
+    room = 2**62
+    for c in columns:
+        if not c.size or c.min() < 0 or not np.array_equal(c, np.floor(c)):
+            return np.lexsort(columns[::-1])
+        span = int(c.max()) + 1
+        room //= span
+        if room == 0:
+            return np.lexsort(columns[::-1])
+        key = key * span + c.astype(np.int64)
+    return np.argsort(key, kind="stable")
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
