@@ -542,18 +542,20 @@ def test_fits_on_counted_histories_equal_the_fits_on_the_customers() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["whole days", "fractions", "negative", "too wide to pack", "missing"]
+    "kind", ["whole days", "weeks", "fractions", "negative", "too wide to pack", "missing"]
 )
 def test_row_order_is_lexsorts_order(kind: str) -> None:
     """Issue 11 item 2: the histories' sort order (packed into one integer key when the columns
-    are small whole numbers) is exactly ``np.lexsort``'s, ties kept in input order, and falls
+    are small whole numbers of days or weeks) is exactly ``np.lexsort``'s, ties kept in input order, and falls
     back to lexsort on anything else."""
     rng = np.random.default_rng(4)
     n = 20_000
     x = rng.integers(0, 12, n).astype(float)  # (many equal rows: the ties)
     t_x = rng.integers(0, 40, n).astype(float)
     T = rng.integers(0, 40, n).astype(float)
-    if kind == "fractions":
+    if kind == "weeks":
+        t_x, T = t_x / 7.0, T / 7.0  # (as the BG/NBD fits take them)
+    elif kind == "fractions":
         T = T + 0.5
     elif kind == "negative":
         t_x[7] = -1.0

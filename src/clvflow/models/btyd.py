@@ -227,19 +227,33 @@ def _collapse(
 
 def _row_order(columns: tuple[np.ndarray, ...]) -> np.ndarray:
     """The stable lexicographic order of the rows of ``columns`` (``np.lexsort`` with the first
-    column as the primary key). Columns of small non-negative whole numbers (counts and days)
-    are packed into one integer key first: the same order, several times faster to sort."""
+    column as the primary key). Columns of small non-negative whole numbers of days or weeks
+    (counts, ages in weeks) are packed into one integer key first: the same order, several times
+    faster to sort than lexsort's passes over float columns."""
     key = np.zeros(columns[0].size, dtype=np.int64)
     room = 2**62
     for c in columns:
-        if not c.size or c.min() < 0 or not np.array_equal(c, np.floor(c)):
+        whole = _as_whole(c)
+        if whole is None:
             return np.lexsort(columns[::-1])
-        span = int(c.max()) + 1
+        span = int(whole.max()) + 1
         room //= span
         if room == 0:
             return np.lexsort(columns[::-1])
-        key = key * span + c.astype(np.int64)
+        key = key * span + whole
     return np.argsort(key, kind="stable")
+
+
+def _as_whole(c: np.ndarray) -> np.ndarray | None:
+    """``c`` as non-negative whole numbers of its unit (1, or a day when ``c`` is in weeks), in
+    the same order, ties included; None when it is not one."""
+    if not c.size or not c.min() >= 0:  # (False on NaN as well)
+        return None
+    for per_unit in (1.0, DAYS_PER_WEEK):
+        whole = np.rint(c * per_unit)
+        if np.array_equal(whole / per_unit, c):  # exactly: equal wholes are equal values
+            return whole.astype(np.int64)
+    return None
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
