@@ -293,3 +293,23 @@ def test_stacked_inputs_from_snapshot_parts_equal_those_of_the_stacked_frame(log
     np.testing.assert_array_equal(from_parts.spend_base, from_frame.spend_base)
     assert from_parts.feature_types == from_frame.feature_types
     assert from_parts.rows["snapshot_date"].is_monotonic_increasing
+
+
+def test_snapshot_rows_fill_the_matrix_as_column_by_column_writes() -> None:
+    """Issue 11 item 4: the boosters' matrix, written a block of rows at a time, holds exactly the
+    float32 values of each column (floats, whole numbers, flags and Arrow floats with gaps), over
+    more rows than one block."""
+    from clvflow.models import clv
+
+    rng = np.random.default_rng(2)
+    n = clv._FILL_ROWS + 7
+    columns = [
+        pd.Series(rng.random(n) * 1e6),
+        pd.Series(rng.integers(0, 400, n)),
+        pd.Series(rng.random(n) < 0.5),
+        pd.Series(np.where(rng.random(n) < 0.1, np.nan, rng.random(n)), dtype="float64[pyarrow]"),
+    ]
+    out = np.full((n, len(columns)), -1.0, dtype="float32")
+    clv._fill_rows(out, columns)
+    for j, column in enumerate(columns):
+        np.testing.assert_array_equal(out[:, j], column.to_numpy(dtype="float32"))

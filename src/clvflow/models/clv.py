@@ -275,6 +275,29 @@ def _snapshot_blocks(training_set: pd.DataFrame) -> Iterator[tuple[Any, pd.DataF
             yield date, training_set.iloc[rows]
 
 
+#: Rows per block when a snapshot's columns are written into the (row-major) matrix.
+_FILL_ROWS = 1 << 16
+
+
+def _fill_rows(out: np.ndarray, columns: list[pd.Series]) -> None:
+    """Write ``columns`` (float32) into the columns of the row-major ``out``, a block of rows at
+    a time: each block is filled column by column in a small column-major buffer and copied
+    across once. (Writing each column straight into ``out`` strides over the whole matrix once
+    per column: 3x slower at a million rows.)"""
+    # (numpy columns as they are, without a copy; others converted, as float32, once)
+    arrays = [
+        c.to_numpy() if isinstance(c.dtype, np.dtype) else c.to_numpy(dtype="float32")
+        for c in columns
+    ]
+    block = np.empty((len(arrays), min(_FILL_ROWS, len(out))), dtype="float32")
+    for lo in range(0, len(out), _FILL_ROWS):
+        rows = slice(lo, min(lo + _FILL_ROWS, len(out)))
+        m = rows.stop - lo
+        for j, values in enumerate(arrays):
+            block[j, :m] = values[rows]
+        out[rows] = block[:, :m].T
+
+
 def _consumed(parts: list[pd.DataFrame]) -> Iterator[tuple[Any, pd.DataFrame]]:
     """(snapshot date, its rows) for each frame of one snapshot, oldest first, each taken out of
     ``parts`` as it is given."""
@@ -448,9 +471,10 @@ class ClvModel:
                 self.btyd_fallbacks_[day] = why
             btyd = _btyd_inputs(fit, snap, self.horizon_days)
             end = start + len(snap)
-            for j, column in enumerate(MODEL_INPUT_COLUMNS):
-                source = btyd if column in btyd.columns else snap
-                x[start:end, j] = source[column].to_numpy(dtype="float32")
+            columns = [
+                (btyd if column in btyd.columns else snap)[column] for column in MODEL_INPUT_COLUMNS
+            ]
+            _fill_rows(x[start:end], columns)
             parts.append(pd.concat([snap[_ROW_COLUMNS], btyd[_OFFSET_BTYD_COLUMNS]], axis=1))
             start = end
         rows = pd.concat(parts, ignore_index=True)
