@@ -497,16 +497,18 @@ def bootstrap_draws(
         raise ValueError(f"need n_resamples >= 10 (got {n_resamples})")
     for pred in preds.values():
         _checked_pair(actual, pred)  # same checks and messages as the point metrics
-    order = actual[CUSTOMER_ID].to_numpy()
-    a = actual.set_index(CUSTOMER_ID)
-    active = a["active"].to_numpy(dtype=int)
-    spend = a["spend"].to_numpy(dtype=float)
+    active = actual["active"].to_numpy(dtype=int)
+    spend = actual["spend"].to_numpy(dtype=float)
     arrays = {}
     for name, pred in preds.items():
-        aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
+        if _same_sorted_ids(actual, pred):  # (rows already aligned: no index on the ids)
+            aligned = pred[["p_active", "expected_spend"]]
+        else:
+            order = actual[CUSTOMER_ID].to_numpy()
+            aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
         arrays[name] = tuple(aligned[c].to_numpy(dtype=float) for c in aligned.columns)
     rng = np.random.default_rng(seed)
-    n = len(order)
+    n = len(actual)
     draws: dict[str, list[dict]] = {name: [] for name in preds}
     # Each score is sorted once; a resample is a count per customer (clvflow.evaluation.resampling).
     # (the actuals in each ranking's order: a resample then costs one gather per ranking)
