@@ -457,6 +457,19 @@ def _joined_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
+def prediction_arrays(actual: pd.DataFrame, pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``pred``'s p_active and expected_spend (float64) in the order of ``actual``'s customers
+    (``pred`` holds each of them once)."""
+    if _same_sorted_ids(actual, pred):  # (rows already aligned: no index on the ids)
+        aligned = pred[["p_active", "expected_spend"]]
+    else:
+        order = actual[CUSTOMER_ID].to_numpy()
+        aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
+    return aligned["p_active"].to_numpy(dtype=float), aligned["expected_spend"].to_numpy(
+        dtype=float
+    )
+
+
 # --- uncertainty ------------------------------------------------------------------------------
 
 #: Metrics given bootstrap intervals: the ones the backtest bar is stated in.
@@ -499,14 +512,7 @@ def bootstrap_draws(
         _checked_pair(actual, pred)  # same checks and messages as the point metrics
     active = actual["active"].to_numpy(dtype=int)
     spend = actual["spend"].to_numpy(dtype=float)
-    arrays = {}
-    for name, pred in preds.items():
-        if _same_sorted_ids(actual, pred):  # (rows already aligned: no index on the ids)
-            aligned = pred[["p_active", "expected_spend"]]
-        else:
-            order = actual[CUSTOMER_ID].to_numpy()
-            aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
-        arrays[name] = tuple(aligned[c].to_numpy(dtype=float) for c in aligned.columns)
+    arrays = {name: prediction_arrays(actual, pred) for name, pred in preds.items()}
     rng = np.random.default_rng(seed)
     n = len(actual)
     draws: dict[str, list[dict]] = {name: [] for name in preds}

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from clvflow.core.cores import one_blas_thread
+from clvflow.evaluation.metrics import prediction_arrays
 from clvflow.core.progress import track
 from clvflow.evaluation import resampling
 from clvflow.core.steptimes import timed_step
@@ -87,11 +88,6 @@ def blend_arrays(
 N_RESAMPLES, GAIN_QUANTILE = 100, 0.10
 #: Resamples draw at most this many customers (more would only cost time; fewer is more cautious).
 MAX_RESAMPLE_CUSTOMERS = 200_000
-
-
-def _aligned(actuals: pd.DataFrame, pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    p = pred.set_index("customer_id").loc[actuals["customer_id"]]
-    return p["p_active"].to_numpy(dtype=float), p["expected_spend"].to_numpy(dtype=float)
 
 
 def _gains(
@@ -171,8 +167,8 @@ def choose_blend(
     spend = actuals["spend"].to_numpy(dtype=float)
     if active.min() == active.max() or spend.sum() <= 0:
         raise ValueError("the selection window needs active and inactive customers and spend")
-    pb, sb = _aligned(actuals, boosters)
-    pg, sg = _aligned(actuals, bgnbd)
+    pb, sb = prediction_arrays(actuals, boosters)
+    pg, sg = prediction_arrays(actuals, bgnbd)
     draws = _valid_draws(active, spend, seed)
     auc_gain, auc_sure = _gains("auc", active, pb, pg, draws)
     gini_gain, gini_sure = _gains("gini", spend, sb, sg, draws)
