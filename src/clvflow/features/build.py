@@ -28,7 +28,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -109,13 +111,113 @@ def build_features(
     _check_used_rows(tx, before, amounts)
     ids = encode_ids(tx["customer_id"], before)  # code -1: row on/after as_of
     if ids.n_ids == 0:
-        return pd.DataFrame(columns=["customer_id", *FEATURE_COLUMNS]).astype(
-            {c: "float64" for c in FEATURE_COLUMNS} | {"customer_id": "str"}
-        )
+        return _no_features()
     as_of_day = int(_day_numbers(np.array([day.to_datetime64()]))[0])
     threads = threads or min(os.cpu_count() or 1, 4)
     agg = _aggregate(ids.codes, timestamps, amounts, ids.n_ids, as_of_day, threads)
     return _derive(ids.ids, agg, as_of_day)
+
+
+def _no_features() -> pd.DataFrame:
+    """The feature table of no customer."""
+    return pd.DataFrame(columns=["customer_id", *FEATURE_COLUMNS]).astype(
+        {c: "float64" for c in FEATURE_COLUMNS} | {"customer_id": "str"}
+    )
+
+
+@dataclass(frozen=True)
+class CustomerDays:
+    """Every customer-day of a log before ``end_day`` (see :func:`customer_days`), sorted by
+    (customer, day): what :func:`features_from_days` builds the features of any earlier date
+    from without sorting the rows again.
+
+    ``ids``: the distinct ids (ascending; code i is ``ids[i]``); ``cd``: arrays over the
+    customer-days, ``code`` and ``day`` (int32), ``buy`` / ``ret`` (money units bought /
+    returned, >= 0), ``has_buy`` / ``has_ret``; ``bad_amount_days`` / ``no_id_days``: day
+    numbers of the rows :func:`build_features` refuses (a non-finite amount, no id)."""
+
+    ids: pd.Index
+    cd: dict[str, np.ndarray]
+    end_day: int
+    bad_amount_days: np.ndarray
+    no_id_days: np.ndarray
+
+
+@timed_step("features and labels")
+def customer_days(tx: pd.DataFrame, end: DateLike, *, threads: int | None = None) -> CustomerDays:
+    """The customer-days of ``tx``'s rows dated before ``end``, for :func:`features_from_days`
+    at any date up to ``end``. (One sort of the rows instead of one per date: a training fit
+    builds the features of eight dates.)"""
+    missing = [c for c in ("customer_id", "timestamp", "amount") if c not in tx.columns]
+    if missing:
+        raise ValueError(f"transactions table lacks column(s) {missing}; has {list(tx.columns)}")
+    day = to_day(end)
+    timestamps = _timestamps(tx["timestamp"])
+    before = timestamps < np.datetime64(day.date(), "D")
+    amounts = tx["amount"].to_numpy("float64")
+    end_day = int(_day_numbers(np.array([day.to_datetime64()]))[0])
+
+    def refused_days(rows: np.ndarray) -> np.ndarray:
+        return _day_numbers(timestamps[rows & before])  # (a copy: the mask selects)
+
+    finite = np.isfinite(amounts)
+    bad_amount_days = refused_days(~finite)
+    if not finite.all():  # (refused from their day on: zero until then, never summed)
+        amounts = np.where(finite, amounts, 0.0)
+    no_id_days = refused_days(tx["customer_id"].isna().to_numpy())
+    ids = encode_ids(tx["customer_id"], before)
+    threads = threads or min(os.cpu_count() or 1, 4)
+    cd: dict[str, np.ndarray]
+    if ids.n_ids == 0:
+        cd = {
+            "code": np.zeros(0, dtype=np.int32),
+            "day": np.zeros(0, dtype=np.int32),
+            "buy": np.zeros(0, dtype=np.int64),
+            "ret": np.zeros(0, dtype=np.int64),
+            "has_buy": np.zeros(0, dtype=bool),
+            "has_ret": np.zeros(0, dtype=bool),
+        }
+    else:
+        cd = _by_blocks(ids.codes, ids.n_ids, threads, _block_days(ids.codes, timestamps, amounts))
+    return CustomerDays(ids.ids, cd, end_day, bad_amount_days, no_id_days)
+
+
+@timed_step("features and labels")
+def features_from_days(
+    days: CustomerDays, as_of: DateLike, *, threads: int | None = None
+) -> pd.DataFrame:
+    """:func:`build_features` of the log ``days`` was built from, as of ``as_of`` (at most its
+    ``end``): the same table, bit for bit, from the customer-days before ``as_of``."""
+    day = to_day(as_of)
+    as_of_day = int(_day_numbers(np.array([day.to_datetime64()]))[0])
+    if as_of_day > days.end_day:
+        raise ValueError(f"customer-days end before {day.date()}: build them to a later end")
+    for refused, what in ((days.bad_amount_days, "amount"), (days.no_id_days, "customer_id")):
+        n_bad = int((refused < as_of_day).sum())
+        if n_bad and what == "amount":
+            raise ValueError(
+                f"column 'amount' has {n_bad:,} missing or infinite value(s) before as_of"
+            )
+        if n_bad:
+            raise ValueError(f"column 'customer_id' is missing on {n_bad:,} row(s)")
+    used = days.cd["day"] < as_of_day
+    cd = {name: values[used] for name, values in days.cd.items()}
+    present = np.zeros(len(days.ids), dtype=bool)
+    present[cd["code"]] = True
+    n_customers = int(present.sum())
+    if n_customers == 0:
+        return _no_features()
+    dense = (np.cumsum(present, dtype=np.int32) - 1).astype(np.int32)
+    cd["code"] = dense[cd["code"]]  # (codes of the customers known then, in the same id order)
+    threads = threads or min(os.cpu_count() or 1, 4)
+
+    def aggregate_block(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
+        block = {name: values[rows] for name, values in cd.items()}
+        block["code"] = block["code"] - lo
+        return _aggregate_block(block, n, as_of_day)
+
+    agg = _by_blocks(cd["code"], n_customers, threads, aggregate_block, sorted_codes=True)
+    return _derive(days.ids[present], agg, as_of_day)
 
 
 def _timestamps(values: pd.Series) -> np.ndarray:
@@ -219,10 +321,6 @@ def _aggregate(
 ) -> dict[str, np.ndarray]:
     """Per-customer aggregates (money in units, days as day numbers) of the rows with a code.
 
-    Computed block by block of customers (about ``_BLOCK_ROWS`` rows each): every temporary then
-    stays small enough (< 32 MB) for malloc to recycle it instead of returning it to the OS, and
-    on 20M rows fresh memory pages cost as much as the arithmetic.
-
     Args:
         codes: customer code per row (0 .. n_customers - 1; -1: row not used).
         timestamps: naive datetime64 per row.
@@ -231,25 +329,71 @@ def _aggregate(
         as_of_day: day number of as_of.
         threads: blocks processed at once.
     """
+
+    def aggregate_block(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
+        cd = _customer_days(codes[rows] - lo, _day_numbers(timestamps[rows]), amounts[rows])
+        return _aggregate_block(cd, n, as_of_day)
+
+    return _by_blocks(codes, n_customers, threads, aggregate_block)
+
+
+def _block_days(
+    codes: np.ndarray, timestamps: np.ndarray, amounts: np.ndarray
+) -> Callable[[np.ndarray | slice, int, int], dict[str, np.ndarray]]:
+    """The work of one block for :func:`_by_blocks`: its customer-days, with the log's codes."""
+
+    def block_days(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
+        cd = _customer_days(codes[rows] - lo, _day_numbers(timestamps[rows]), amounts[rows])
+        cd["code"] += lo
+        return cd
+
+    return block_days
+
+
+def _by_blocks(
+    codes: np.ndarray,
+    n_customers: int,
+    threads: int,
+    work: Callable[[np.ndarray | slice, int, int], dict[str, np.ndarray]],
+    *,
+    sorted_codes: bool = False,
+) -> dict[str, np.ndarray]:
+    """``work(rows, lo, n)`` for each block of the consecutive customers ``lo .. lo + n - 1``
+    (``rows``: theirs, in order), the results concatenated in block order.
+
+    Blocks hold about ``_BLOCK_ROWS`` rows each: every temporary then stays small enough
+    (< 32 MB) for malloc to recycle it instead of returning it to the OS, and on 20M rows fresh
+    memory pages cost as much as the arithmetic. Blocks are independent: they run on ``threads``.
+    ``sorted_codes`` (ascending, none missing: customer-days): each block's rows are a slice,
+    a view, not a copy (the row path needs copies: it computes in place).
+    """
     customer_block = _customer_blocks(count_codes(codes, n_customers))
     n_blocks = int(customer_block[-1]) + 1
-    row_block = np.empty(len(codes), dtype=np.uint16)  # block of each row; n_blocks: unused row
-    for rows in _row_slices(len(codes)):
-        chunk = codes[rows]
-        row_block[rows] = np.where(chunk >= 0, customer_block[chunk], n_blocks)
     first_customer = np.searchsorted(customer_block, np.arange(n_blocks + 1))
+    if sorted_codes:
+        edges = np.searchsorted(codes, first_customer)
 
-    def aggregate_block(block: int) -> dict[str, np.ndarray]:
-        rows = np.flatnonzero(row_block == block)
-        lo, hi = first_customer[block], first_customer[block + 1]
-        cd = _customer_days(codes[rows] - lo, _day_numbers(timestamps[rows]), amounts[rows])
-        return _aggregate_block(cd, int(hi - lo), as_of_day)
+        def rows_of(block: int) -> np.ndarray | slice:
+            return slice(int(edges[block]), int(edges[block + 1]))
+
+    else:
+        row_block = np.empty(len(codes), dtype=np.uint16)  # n_blocks: unused row
+        for rows in _row_slices(len(codes)):
+            chunk = codes[rows]
+            row_block[rows] = np.where(chunk >= 0, customer_block[chunk], n_blocks)
+
+        def rows_of(block: int) -> np.ndarray | slice:
+            return np.flatnonzero(row_block == block)
+
+    def one(block: int) -> dict[str, np.ndarray]:
+        lo, hi = int(first_customer[block]), int(first_customer[block + 1])
+        return work(rows_of(block), lo, hi - lo)
 
     if threads > 1 and n_blocks > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            parts = list(pool.map(aggregate_block, range(n_blocks)))
+            parts = list(pool.map(one, range(n_blocks)))
     else:
-        parts = [aggregate_block(block) for block in range(n_blocks)]
+        parts = [one(block) for block in range(n_blocks)]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 

@@ -20,7 +20,7 @@ from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.core.idcodes import encode_ids
 from clvflow.core.progress import track
 from clvflow.core.steptimes import timed_step
-from clvflow.features.build import build_features
+from clvflow.features.build import CustomerDays, build_features, features_from_days
 from clvflow.features.labels import LABEL_COLUMNS, build_labels, validate_horizon
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,15 @@ def shortest_history_days(horizon_days: int, rule: SnapshotRule) -> int:
     return horizon_days + rule.min_history_days
 
 
-def snapshot_rows(past: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+def snapshot_rows(
+    past: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int, days: CustomerDays | None = None
+) -> pd.DataFrame:
     """One snapshot: ``snapshot_date``, ``customer_id``, features as of ``as_of`` and the labels of
     ``[as_of, as_of + horizon_days)``, computed from ``past`` (only its rows dated before the
-    window's end are read, so a log not cut at the cutoff gives the same rows)."""
-    features = build_features(past, as_of)
+    window's end are read, so a log not cut at the cutoff gives the same rows). ``days``:
+    ``past``'s customer-days (:func:`clvflow.features.build.customer_days`), to build the
+    features from (the same ones, without sorting the rows again)."""
+    features = build_features(past, as_of) if days is None else features_from_days(days, as_of)
     labels = build_labels(past, as_of, horizon_days)
     if features["customer_id"].array.equals(labels["customer_id"].array):
         # (the usual case: both list the customers known at as_of in id order; a join by text
@@ -217,6 +221,7 @@ def snapshot_parts(
     n_snapshots: int = 4,
     spacing_days: int = 30,
     rule: SnapshotRule | None = None,
+    days: CustomerDays | None = None,
 ) -> tuple[list[pd.DataFrame], list[SnapshotCheck]]:
     """The feature/label rows of each usable snapshot whose label window ends by ``cutoff``
     (one frame per snapshot, latest first), and the check of every candidate (logged). What
@@ -230,6 +235,8 @@ def snapshot_parts(
         n_snapshots: number of candidate snapshot dates.
         spacing_days: days between consecutive snapshot dates.
         rule: what makes a snapshot usable (default :class:`SnapshotRule`).
+        days: ``tx``'s customer-days up to the cutoff, to build the features from
+            (:func:`snapshot_rows`).
 
     Returns:
         (parts, checks): each part has ``snapshot_date``, ``customer_id``, features,
@@ -247,7 +254,7 @@ def snapshot_parts(
     # Every used snapshot's label window ends by the cutoff, so its rows read only transactions
     # before it: ``tx`` itself serves, without a copy cut at the cutoff (GBs at 1M customers).
     parts = [
-        snapshot_rows(tx, day, horizon_days)
+        snapshot_rows(tx, day, horizon_days, days)
         for day in track(used, "training snapshots (features, labels)", len(used))
     ]
     return parts, checks
@@ -289,7 +296,7 @@ def build_training_set(
 
 @timed_step("features and labels")
 def same_season_snapshot(
-    tx: pd.DataFrame, cutoff: DateLike, horizon_days: int
+    tx: pd.DataFrame, cutoff: DateLike, horizon_days: int, days: CustomerDays | None = None
 ) -> pd.DataFrame | None:
     """Features as of ``cutoff - 52 weeks`` and labels over the horizon after it, or None.
 
@@ -297,6 +304,9 @@ def same_season_snapshot(
     year earlier; it must end by the cutoff, so ``horizon_days <= 364``. None (logged) when the
     horizon is longer, or when fewer than ``MIN_SEASON_BUYERS`` customers bought before that date
     or fewer than ``MIN_SEASON_ACTIVE`` bought in its window (too thin to estimate a level).
+
+    ``days``: ``tx``'s customer-days up to the cutoff, to build the features from
+    (:func:`snapshot_rows`).
 
     Returns:
         DataFrame like :func:`build_training_set`'s (one snapshot), or None.
@@ -311,7 +321,7 @@ def same_season_snapshot(
     if not (tx["timestamp"] < as_of).any():
         log.info("no same-season snapshot: no transaction before %s", as_of.date())
         return None
-    rows = snapshot_rows(tx, as_of, horizon_days)
+    rows = snapshot_rows(tx, as_of, horizon_days, days)
     buyers = int((rows["n_purchase_days"] > 0).sum())
     active = int(rows["active"].sum())
     if buyers < MIN_SEASON_BUYERS or active < MIN_SEASON_ACTIVE:

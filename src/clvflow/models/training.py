@@ -23,7 +23,7 @@ import pandas as pd
 
 from clvflow.models.btyd import BtydFit, bgnbd_gamma_gamma_baseline, historical_baseline
 from clvflow.evaluation.metrics import evaluate_predictions
-from clvflow.features.build import build_features
+from clvflow.features.build import build_features, customer_days, features_from_days
 from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.models.clv import (
     TREES_EARLY_STOPPING,
@@ -105,6 +105,10 @@ def fit_boosters(
     snapshots = snapshots or SnapshotSettings()
     # No copy of the rows before the cutoff is kept here: each step below reads only those rows
     # of ``tx`` (a copy would live through the boosters: GBs at a million customers).
+    # The customer-days before the cutoff, sorted once: the features of every date below come
+    # from them (8 dates: one sort of the rows instead of 8; about 0.35 GB at 1M customers,
+    # dropped before the boosters' matrix is built).
+    days = customer_days(tx, cutoff_day)
     parts, checks = snapshot_parts(
         tx,
         cutoff_day,
@@ -112,13 +116,15 @@ def fit_boosters(
         n_snapshots=snapshots.n_snapshots,
         spacing_days=snapshots.spacing_days,
         rule=snapshots.rule,
+        days=days,
     )
     release_free_memory()  # (the snapshots' temporaries: GBs at 1M customers, as below)
-    features = build_features(tx, cutoff_day)
+    features = features_from_days(days, cutoff_day)
     model = ClvModel(horizon_days, params)
     season = None
     if model.params.anchor_to_btyd and model.params.seasonal_level:
-        season = same_season_snapshot(tx, cutoff_day, horizon_days)
+        season = same_season_snapshot(tx, cutoff_day, horizon_days, days)
+    del days
     n_rows = sum(len(part) for part in parts)
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
     release_free_memory()
