@@ -181,6 +181,22 @@ def test_a_blended_model_mixes_boosters_and_bgnbd_exactly(log):
     )
 
 
+def test_a_blend_from_the_boosters_own_predictions_is_the_full_prediction_to_the_bit(log):
+    """Issue 11 item 3: given the boosters' own predictions of the same features (the internal
+    backtest judged them just before), a blended model's predictions are those of running the
+    trees again, bit for bit; predictions of other rows are refused."""
+    from clvflow.models.selection import Blend
+
+    model, features = _fit(log, seasonal_level=False)
+    boosters = model.predict(features)
+    model.blend_ = Blend(0.3, 0.6)
+    pd.testing.assert_frame_equal(
+        model.predict(features, boosters=boosters), model.predict(features), check_exact=True
+    )
+    with pytest.raises(ValueError, match="predictions of these very features"):
+        model.predict(features, boosters=boosters.iloc[1:])
+
+
 def test_snapshot_fits_start_from_the_previous_snapshots(log, monkeypatch):
     """Issue 11 item 2: each snapshot's BTYD fit is warm-started from the previous snapshot's,
     and the cutoff's from the latest snapshot's."""

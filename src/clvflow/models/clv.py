@@ -674,11 +674,16 @@ class ClvModel:
             raise NotFittedError("ClvModel is not fitted yet: call fit() or load a saved model")
 
     @timed_step("predict")
-    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+    def predict(
+        self, features: pd.DataFrame, *, boosters: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """P(active) and expected spend in the horizon for each row of a feature table.
 
         Args:
             features: ``customer_id`` + ``FEATURE_COLUMNS`` (as of the scoring date).
+            boosters: this model's predictions of ``features`` with the boosters alone (a blend of
+                weight 1, e.g. from judging them), in the same row order: the trees are not run
+                again, only the blend is applied (the same numbers, bit for bit).
 
         Returns:
             DataFrame with ``PREDICTION_COLUMNS``, rows in input order.
@@ -693,12 +698,20 @@ class ClvModel:
                 f"feature table lacks the model's feature column(s) {missing}; build it with "
                 "clvflow.features.build.build_features (same clvflow version as the model)"
             )
-        x, margin, spend_if_active = self._raw(features)
-        p_active = _sigmoid(margin + self.level_["churn_logit_shift"])
-        spend_if_active = spend_if_active * self.level_["spend_factor"]
-        no_purchase = x["n_purchase_days"].to_numpy() <= 0
-        p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
-        expected_spend = p_active * spend_if_active
+        if boosters is None:
+            x, margin, spend_if_active = self._raw(features)
+            p_active = _sigmoid(margin + self.level_["churn_logit_shift"])
+            spend_if_active = spend_if_active * self.level_["spend_factor"]
+            no_purchase = x["n_purchase_days"].to_numpy() <= 0
+            p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
+            expected_spend = p_active * spend_if_active
+        else:
+            if len(boosters) != len(features):
+                raise ValueError("`boosters` must hold the predictions of these very features")
+            x = self._with_btyd(features)
+            p_active = boosters["p_active"].to_numpy(dtype="float64")
+            spend_if_active = boosters["expected_spend_if_active"].to_numpy(dtype="float64")
+            expected_spend = boosters["expected_spend"].to_numpy(dtype="float64")
         blend = getattr(self, "blend_", Blend())
         if blend.method != "boosters" and self.btyd_ is not None:
             p_active, expected_spend = blend_arrays(
@@ -740,11 +753,15 @@ class ClvModel:
         """What the boosters see for each row of a feature table: the features with the BTYD
         predictions, the float32 input matrix (``model_input_columns_``), and the base margins
         the boosters start from (churn log-odds, log E[spend | active])."""
-        btyd = _btyd_inputs(self.btyd_, features, self.horizon_days)
-        x = pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
+        x = self._with_btyd(features)
         inputs = x[self.model_input_columns_].to_numpy(dtype="float32")
         churn_base, spend_base = _btyd_bases(x)
         return x, inputs, churn_base, spend_base
+
+    def _with_btyd(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The features with the BTYD predictions the boosters start from."""
+        btyd = _btyd_inputs(self.btyd_, features, self.horizon_days)
+        return pd.concat([features.reset_index(drop=True), btyd.reset_index(drop=True)], axis=1)
 
     def _raw(self, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """Model inputs, churn margin and E[spend | active] before level anchoring."""

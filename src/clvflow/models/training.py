@@ -194,8 +194,10 @@ def _predictions(
     """The model's, the boosters' (if different) and the baselines' predictions at one cutoff;
     ``boosters``: a judgement of the same boosters at the same cutoff whose boosters' and
     baselines' predictions are reused."""
-    preds = {"model": model.predict(features)}
-    if boosters is not None:
+    if boosters is None:
+        preds = {"model": model.predict(features)}
+    else:  # (the same boosters on the same features: their trees' predictions serve the blend)
+        preds = {"model": model.predict(features, boosters=boosters.predictions["model"])}
         if model.blend_.method != "boosters":
             preds["boosters"] = boosters.predictions["model"]
         preds.update(
