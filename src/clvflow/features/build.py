@@ -178,7 +178,13 @@ def customer_days(tx: pd.DataFrame, end: DateLike, *, threads: int | None = None
             "has_ret": np.zeros(0, dtype=bool),
         }
     else:
-        cd = _by_blocks(ids.codes, ids.n_ids, threads, _block_days(ids.codes, timestamps, amounts))
+
+        def block_days(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
+            cd = _rows_to_days(ids.codes, timestamps, amounts, rows, lo)
+            cd["code"] += lo  # (the log's codes)
+            return cd
+
+        cd = _by_blocks(ids.codes, ids.n_ids, threads, block_days)
     return CustomerDays(ids.ids, cd, end_day, bad_amount_days, no_id_days)
 
 
@@ -192,14 +198,8 @@ def features_from_days(
     as_of_day = int(_day_numbers(np.array([day.to_datetime64()]))[0])
     if as_of_day > days.end_day:
         raise ValueError(f"customer-days end before {day.date()}: build them to a later end")
-    for refused, what in ((days.bad_amount_days, "amount"), (days.no_id_days, "customer_id")):
-        n_bad = int((refused < as_of_day).sum())
-        if n_bad and what == "amount":
-            raise ValueError(
-                f"column 'amount' has {n_bad:,} missing or infinite value(s) before as_of"
-            )
-        if n_bad:
-            raise ValueError(f"column 'customer_id' is missing on {n_bad:,} row(s)")
+    _refuse(int((days.bad_amount_days < as_of_day).sum()), "amount")
+    _refuse(int((days.no_id_days < as_of_day).sum()), "customer_id")
     used = days.cd["day"] < as_of_day
     cd = {name: values[used] for name, values in days.cd.items()}
     present = np.zeros(len(days.ids), dtype=bool)
@@ -242,13 +242,18 @@ def _day_numbers(timestamps: np.ndarray) -> np.ndarray:
 
 
 def _check_used_rows(tx: pd.DataFrame, before: np.ndarray, amounts: np.ndarray) -> None:
-    bad = ~np.isfinite(amounts) & before
-    if bad.any():
-        n_bad = int(bad.sum())
-        raise ValueError(f"column 'amount' has {n_bad:,} missing or infinite value(s) before as_of")
-    no_id = tx["customer_id"].isna().to_numpy() & before
-    if no_id.any():
-        raise ValueError(f"column 'customer_id' is missing on {int(no_id.sum()):,} row(s)")
+    _refuse(int((~np.isfinite(amounts) & before).sum()), "amount")
+    _refuse(int((tx["customer_id"].isna().to_numpy() & before).sum()), "customer_id")
+
+
+def _refuse(n_rows: int, column: str) -> None:
+    """Raise when ``n_rows`` rows the features would use lack a usable ``column`` value."""
+    if n_rows and column == "amount":
+        raise ValueError(
+            f"column 'amount' has {n_rows:,} missing or infinite value(s) before as_of"
+        )
+    if n_rows:
+        raise ValueError(f"column '{column}' is missing on {n_rows:,} row(s)")
 
 
 def to_money_units(amounts: np.ndarray) -> np.ndarray:
@@ -331,23 +336,20 @@ def _aggregate(
     """
 
     def aggregate_block(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
-        cd = _customer_days(codes[rows] - lo, _day_numbers(timestamps[rows]), amounts[rows])
-        return _aggregate_block(cd, n, as_of_day)
+        return _aggregate_block(_rows_to_days(codes, timestamps, amounts, rows, lo), n, as_of_day)
 
     return _by_blocks(codes, n_customers, threads, aggregate_block)
 
 
-def _block_days(
-    codes: np.ndarray, timestamps: np.ndarray, amounts: np.ndarray
-) -> Callable[[np.ndarray | slice, int, int], dict[str, np.ndarray]]:
-    """The work of one block for :func:`_by_blocks`: its customer-days, with the log's codes."""
-
-    def block_days(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
-        cd = _customer_days(codes[rows] - lo, _day_numbers(timestamps[rows]), amounts[rows])
-        cd["code"] += lo
-        return cd
-
-    return block_days
+def _rows_to_days(
+    codes: np.ndarray,
+    timestamps: np.ndarray,
+    amounts: np.ndarray,
+    rows: np.ndarray | slice,
+    lo: int,
+) -> dict[str, np.ndarray]:
+    """The customer-days of the ``rows`` of one block of customers, coded from ``lo`` = 0."""
+    return _customer_days(codes[rows] - lo, _day_numbers(timestamps[rows]), amounts[rows])
 
 
 def _by_blocks(
