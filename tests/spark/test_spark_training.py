@@ -120,7 +120,7 @@ def test_one_customer_days_table_serves_the_cutoff_and_the_earlier_btyd_fits(
     # they are another customer's alone, yet the fits are the whole log's
     other = tx.where(tx.customer_id == got.customer_id.iloc[0])
     kept, whole, few = (
-        full_data_btyd(other, days, cutoff_day),
+        full_data_btyd(other, (days, cutoff_day)),
         full_data_btyd(tx),
         full_data_btyd(other),
     )

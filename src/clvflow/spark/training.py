@@ -176,18 +176,16 @@ def collect_transactions(tx: DataFrame, customers: DataFrame | None = None) -> p
     )
 
 
-def full_data_btyd(
-    tx: DataFrame, days: DataFrame | None = None, days_before: int | None = None
-) -> BtydAt:
+def full_data_btyd(tx: DataFrame, days: tuple[DataFrame, int] | None = None) -> BtydAt:
     """BG/NBD x Gamma-Gamma on every customer of ``tx`` as of a day (features and collapsed
     histories by Spark; the fit on the driver, warm-started from ``init``). ``days``: the
-    customer-days of ``tx`` before day number ``days_before`` (:func:`customer_days`), kept by
+    customer-days of ``tx`` (:func:`customer_days`) and the day number they end before, kept by
     the caller: fits as of that day or earlier start from them instead of from ``tx``."""
 
     def fit(day: pd.Timestamp, init: BtydFit | None) -> BtydFit:
         as_of_day = day_number_of(day)
-        if days is not None and days_before is not None and as_of_day <= days_before:
-            features = features_from_days(days, as_of_day)
+        if days is not None and as_of_day <= days[1]:
+            features = features_from_days(days[0], as_of_day)
         else:
             features = build_features_spark(tx, to_day(day))
         features = features.cache()  # (read twice by the fit)
@@ -218,4 +216,4 @@ def training_inputs_spark(
         return collect_transactions(tx), sample, None
     local = collect_transactions(tx, ids)
     ids.unpersist()
-    return local, sample, full_data_btyd(tx, days, cutoff_day)
+    return local, sample, full_data_btyd(tx, (days, cutoff_day))
