@@ -360,7 +360,8 @@ def run_bench(
                 try:
                     result, _ = run_child(sys.executable, job, _WORKER_SCRIPT)
                 except RuntimeError as err:
-                    row.note = f"failed: {str(err).strip().splitlines()[-1][:120]}"
+                    row.note = f"failed: {_failure(str(err))}"
+                    log(f"[bench-spark] {n:,} customers: {step} on {engine} failed:\n{err}")
                 else:
                     row.wall, row.cpu, row.peak_gb = (
                         result["wall"],
@@ -371,6 +372,18 @@ def run_bench(
                 log(f"[bench-spark] {n:,} customers: {step} on {engine}: {row}")
         _notes(rows[first:])
     return rows
+
+
+def _failure(output: str) -> str:
+    """The line of a failed child's output that says what failed: the last exception or error
+    message (a Java or Python one), not the last line of its stack trace."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    causes = [
+        line
+        for line in lines
+        if not line.startswith(("at ", "File ")) and ("Error" in line or "Exception" in line)
+    ]
+    return (causes[-1] if causes else lines[-1] if lines else "no output")[:160]
 
 
 def _notes(rows: list[Row]) -> None:

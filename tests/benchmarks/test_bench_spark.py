@@ -78,3 +78,20 @@ def test_notes_and_table_compare_the_engines_per_step() -> None:
     assert set(STEPS) == {"features", "train", "score"} and all(
         set(engines) == {"local", "spark"} for engines in STEPS.values()
     )
+
+
+def test_a_failed_step_is_noted_by_its_error_not_its_last_stack_line() -> None:
+    """Issue 12: a Spark step that fails is noted by the exception's message (the 5M score's
+    note once read only "at org.apache.spark.util.SparkErrorUtils...")."""
+    from benchmarks.bench_spark import _failure
+
+    output = (
+        "bench step score failed:\n"
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o123.parquet.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 failed\n"
+        "\tat org.apache.spark.scheduler.DAGScheduler.failJobAndIndependentStages(DAG.scala:1)\n"
+        "Caused by: java.lang.OutOfMemoryError: Java heap space\n"
+        "\tat org.apache.spark.util.SparkErrorUtils.tryWithSafeFinally$(SparkErrorUtils.scala:83)\n"
+    )
+    assert _failure(output) == "Caused by: java.lang.OutOfMemoryError: Java heap space"
+    assert _failure("killed\n") == "killed"
