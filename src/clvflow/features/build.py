@@ -101,13 +101,7 @@ def build_features(
         ValueError: a required column is missing, or a used row has no customer id, no timestamp
             or a non-finite amount.
     """
-    missing = [c for c in ("customer_id", "timestamp", "amount") if c not in tx.columns]
-    if missing:
-        raise ValueError(f"transactions table lacks column(s) {missing}; has {list(tx.columns)}")
-    day = to_day(as_of)
-    timestamps = _timestamps(tx["timestamp"])
-    before = timestamps < np.datetime64(day.date(), "D")
-    amounts = tx["amount"].to_numpy("float64")
+    day, timestamps, before, amounts = _rows_before(tx, as_of)
     _check_used_rows(tx, before, amounts)
     ids = encode_ids(tx["customer_id"], before)  # code -1: row on/after as_of
     if ids.n_ids == 0:
@@ -116,6 +110,20 @@ def build_features(
     threads = threads or min(os.cpu_count() or 1, 4)
     agg = _aggregate(ids.codes, timestamps, amounts, ids.n_ids, as_of_day, threads)
     return _derive(ids.ids, agg, as_of_day)
+
+
+def _rows_before(
+    tx: pd.DataFrame, date: DateLike
+) -> tuple[pd.Timestamp, np.ndarray, np.ndarray, np.ndarray]:
+    """(the day, the timestamps, the mask of rows dated before it, the amounts) of ``tx``,
+    after checking its columns."""
+    missing = [c for c in ("customer_id", "timestamp", "amount") if c not in tx.columns]
+    if missing:
+        raise ValueError(f"transactions table lacks column(s) {missing}; has {list(tx.columns)}")
+    day = to_day(date)
+    timestamps = _timestamps(tx["timestamp"])
+    before = timestamps < np.datetime64(day.date(), "D")
+    return day, timestamps, before, tx["amount"].to_numpy("float64")
 
 
 def _no_features() -> pd.DataFrame:
@@ -148,13 +156,7 @@ def customer_days(tx: pd.DataFrame, end: DateLike, *, threads: int | None = None
     """The customer-days of ``tx``'s rows dated before ``end``, for :func:`features_from_days`
     at any date up to ``end``. (One sort of the rows instead of one per date: a training fit
     builds the features of eight dates.)"""
-    missing = [c for c in ("customer_id", "timestamp", "amount") if c not in tx.columns]
-    if missing:
-        raise ValueError(f"transactions table lacks column(s) {missing}; has {list(tx.columns)}")
-    day = to_day(end)
-    timestamps = _timestamps(tx["timestamp"])
-    before = timestamps < np.datetime64(day.date(), "D")
-    amounts = tx["amount"].to_numpy("float64")
+    day, timestamps, before, amounts = _rows_before(tx, end)
     end_day = int(_day_numbers(np.array([day.to_datetime64()]))[0])
 
     def refused_days(rows: np.ndarray) -> np.ndarray:
