@@ -251,8 +251,8 @@ def add_segments_spark(scores: DataFrame, n: int) -> DataFrame:
         )
     )
     # (cached: the compact ranks are computed once, though writing sorted output reads the
-    # join twice, once to sample its ranges)
-    segments = ranked.select("customer_id", *SEGMENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    # join twice, once to sample its ranges; on disk only, see score_spark)
+    segments = ranked.select("customer_id", *SEGMENT_COLUMNS).persist(StorageLevel.DISK_ONLY)
     return scores.join(segments, "customer_id", "inner")
 
 
@@ -300,13 +300,15 @@ def score_spark(
     from pyspark.sql import functions as F
 
     day = resolve_as_of_spark(tx, as_of)
-    features = build_features_spark(tx, day).persist(StorageLevel.MEMORY_AND_DISK)
+    features = build_features_spark(tx, day)
     run = _predict(model_files(model), day, margin, annual_discount_rate, with_reasons)
+    # Cached on disk only: a cache kept in memory is unrolled in the task that computes it,
+    # beside the feature aggregation's hash maps, and at 5M customers on a 2g local driver
+    # that aggregation could no longer get memory to spill. (The features are read once.)
     predictions = features.mapInPandas(run, _predictions_schema(with_reasons)).persist(
-        StorageLevel.MEMORY_AND_DISK
+        StorageLevel.DISK_ONLY
     )
     sums = _check_and_sum(predictions)
-    features.unpersist()
     n = int(sums["n"])
     log.info("predicted %d-day activity and spend for %d customers", model.horizon_days, n)
     scored = (
