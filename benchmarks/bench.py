@@ -228,11 +228,25 @@ def run_child(
             child.returncode = os.waitstatus_to_exitcode(status)
             if child.returncode != 0 or not out.exists():
                 log.seek(0)
-                raise RuntimeError(f"bench step {job['step']} failed:\n{log.read()[-3000:]}")
+                raise RuntimeError(f"bench step {job['step']} failed:\n{_failure_text(log.read())}")
         # ru_maxrss is in KiB on Linux (bytes on macOS)
         rss_bytes = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
         cpu = usage.ru_utime + usage.ru_stime
         return json.loads(out.read_text()), {"rss_gb": rss_bytes / 1e9, "cpu": cpu}
+
+
+def _failure_text(output: str, tail: int = 3000) -> str:
+    """What to show of a failed child's output: its error lines (exceptions and errors, not stack
+    frames: a long Java stack trace would push the JVM's message out of the tail), then the last
+    ``tail`` characters."""
+    errors = [
+        line.strip()
+        for line in output.splitlines()
+        if ("Error" in line or "Exception" in line)
+        and not line.strip().startswith(("at ", "File "))
+    ]
+    head = "\n".join(dict.fromkeys(errors[:20]))  # (first ones, each once)
+    return (f"{head}\n...\n" if head else "") + output[-tail:]
 
 
 def _worker(job: dict) -> int:

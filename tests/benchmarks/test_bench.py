@@ -69,3 +69,25 @@ def test_recorded_lifetimes_figure_is_shown_without_an_interpreter(monkeypatch):
     assert row.note.startswith("recorded 20")
     unmeasured = bench._lifetimes_row(7, {"rows": 10, "parquet": "unused", "as_of": "2024-01-01"})
     assert unmeasured.seconds is None and "CLVFLOW_LIFETIMES_PYTHON" in unmeasured.note
+
+
+def test_a_failed_childs_error_line_survives_a_long_stack_trace() -> None:
+    """Issue 12: a child's error message is kept even when its stack trace is longer than the
+    tail shown (the 5M Spark score's Java message was cut off that way)."""
+    from benchmarks.bench import _failure_text
+
+    output = (
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o9.count.\n"
+        "Caused by: org.apache.spark.memory.SparkOutOfMemoryError: Unable to acquire memory\n"
+        + "\tat org.apache.spark.util.SparkErrorUtils.tryWithSafeFinally(X.scala:86)\n"
+        * 200
+    )
+    text = _failure_text(output, tail=300)
+    assert text.splitlines()[:2] == [
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o9.count.",
+        "Caused by: org.apache.spark.memory.SparkOutOfMemoryError: Unable to acquire memory",
+    ]
+    assert text.endswith(output[-300:]) and "SparkErrorUtils" not in text.splitlines()[0]
+    assert _failure_text("plain failure\n") == "plain failure\n"
