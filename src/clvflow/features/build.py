@@ -107,7 +107,7 @@ def build_features(
     if ids.n_ids == 0:
         return _no_features()
     as_of_day = int(_day_numbers(np.array([day.to_datetime64()]))[0])
-    threads = threads or min(os.cpu_count() or 1, 4)
+    threads = _threads(threads)
     agg = _aggregate(ids.codes, timestamps, amounts, ids.n_ids, as_of_day, threads)
     return _derive(ids.ids, agg, as_of_day)
 
@@ -124,6 +124,11 @@ def _rows_before(
     timestamps = _timestamps(tx["timestamp"])
     before = timestamps < np.datetime64(day.date(), "D")
     return day, timestamps, before, tx["amount"].to_numpy("float64")
+
+
+def _threads(threads: int | None) -> int:
+    """Worker threads for the blocks of customers: as given, else the cores, at most 4."""
+    return threads or min(os.cpu_count() or 1, 4)
 
 
 def _no_features() -> pd.DataFrame:
@@ -168,7 +173,7 @@ def customer_days(tx: pd.DataFrame, end: DateLike, *, threads: int | None = None
         amounts = np.where(finite, amounts, 0.0)
     no_id_days = refused_days(tx["customer_id"].isna().to_numpy())
     ids = encode_ids(tx["customer_id"], before)
-    threads = threads or min(os.cpu_count() or 1, 4)
+    threads = _threads(threads)
     cd: dict[str, np.ndarray]
     if ids.n_ids == 0:
         cd = {
@@ -211,7 +216,7 @@ def features_from_days(
         return _no_features()
     dense = (np.cumsum(present, dtype=np.int32) - 1).astype(np.int32)
     cd["code"] = dense[cd["code"]]  # (codes of the customers known then, in the same id order)
-    threads = threads or min(os.cpu_count() or 1, 4)
+    threads = _threads(threads)
 
     def aggregate_block(rows: np.ndarray | slice, lo: int, n: int) -> dict[str, np.ndarray]:
         block = {name: values[rows] for name, values in cd.items()}
