@@ -57,3 +57,30 @@ def test_decorated_function_is_timed_even_when_it_raises(clock) -> None:
     assert steptimes.totals() == {"work": {"wall": 3.0, "cpu": 2.0, "calls": 2}}
     steptimes.reset()
     assert steptimes.totals() == {}
+
+
+def test_steps_on_two_threads_each_nest_on_their_own(clock) -> None:
+    """Issue 11 (the refit's inputs built beside the internal backtest's bootstrap): a step on
+    another thread neither pauses nor is paused by the steps of this one; each thread's nesting
+    is its own, and both are counted."""
+    import threading
+
+    with steptimes.timed("outer"):
+        _advance(clock, 1.0, 1.0)
+
+        def other() -> None:
+            with steptimes.timed("beside"):
+                _advance(clock, 2.0, 2.0)
+                with steptimes.timed("inner"):
+                    _advance(clock, 4.0, 4.0)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        _advance(clock, 1.0, 1.0)
+    # (the other thread's 6 s ran inside "outer": both threads count them)
+    assert steptimes.totals() == {
+        "outer": {"wall": 8.0, "cpu": 8.0, "calls": 1},
+        "beside": {"wall": 2.0, "cpu": 2.0, "calls": 1},
+        "inner": {"wall": 4.0, "cpu": 4.0, "calls": 1},
+    }

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def available_cores() -> int:
@@ -23,3 +30,49 @@ def one_blas_thread() -> AbstractContextManager:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def map_in_order(
+    fn: Callable[[T], R], items: Iterable[T], threads: int | None = None
+) -> Iterator[R]:
+    """``map(fn, items)`` on ``threads`` threads (default: :func:`available_cores`), results in
+    the order of ``items``. ``items`` is read in this thread, lazily, so a generator of random
+    draws gives the same draws as a plain loop; at most two items per thread are in flight (a
+    draw of a million customers is megabytes). For work that releases the GIL (NumPy over large
+    arrays): the results are those of the plain loop, whatever the threads."""
+    threads = available_cores() if threads is None else max(int(threads), 1)
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # (an error or an abandoned loop: nothing left running behind it)
+            for future in pending:
+                future.cancel()
+
+
+class _AtOnce(Executor):
+    """An executor that runs each task when it is submitted, on the calling thread."""
+
+    def submit(self, fn: Callable[..., R], /, *args: object, **kwargs: object) -> Future[R]:
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # (given to whoever reads the result, as a thread would)
+            future.set_exception(err)
+        return future
+
+
+def beside(threads: int) -> Executor:
+    """An executor for one task run beside the calling thread's work: a second thread when
+    ``threads`` > 1, else the task runs at once on the calling thread (one core: no overlap)."""
+    if threads > 1:
+        return ThreadPoolExecutor(1, thread_name_prefix="clvflow-beside")
+    return _AtOnce()
