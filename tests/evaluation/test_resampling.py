@@ -101,6 +101,29 @@ def test_bootstrap_draws_equal_the_expanded_resamples(n: int) -> None:
         pd.testing.assert_frame_equal(new[name], old[name], rtol=1e-12, atol=1e-12)
 
 
+def test_bootstrap_draws_do_not_depend_on_the_threads() -> None:
+    """Issue 11: the resamples are judged on several threads at once; the draws, the skipped
+    degenerate resamples and every number are those of one thread, bit for bit."""
+    rng = np.random.default_rng(8)
+    n = 12
+    active = (rng.random(n) < 0.2).astype(int)
+    actual = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "active": active})
+    actual["spend"] = np.where(active == 1, np.round(rng.gamma(2.0, 20.0, n)), 0.0)
+    preds = {
+        name: actual[["customer_id"]].assign(
+            p_active=np.round(rng.random(n), 1), expected_spend=np.round(rng.random(n) * 50)
+        )
+        for name in ("model", "bgnbd")
+    }
+    one = bootstrap_draws(actual, preds, n_resamples=200, seed=1, threads=1)
+    for threads in (2, 3):
+        many = bootstrap_draws(actual, preds, n_resamples=200, seed=1, threads=threads)
+        assert many[0] == one[0]
+        for name in preds:
+            assert 0 < len(one[1][name]) < 200  # (some resamples had no active customer)
+            pd.testing.assert_frame_equal(many[1][name], one[1][name], check_exact=True)
+
+
 @pytest.mark.parametrize("kind", ["auc", "gini"])
 def test_blend_gains_equal_the_expanded_resamples(kind: str) -> None:
     """Issue 11 item 3: choose_blend's gain per weight on each resample, from counts, equals

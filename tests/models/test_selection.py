@@ -73,6 +73,15 @@ def test_the_choice_is_deterministic():
     assert choose_blend(*args) == choose_blend(*args)
 
 
+def test_the_choice_does_not_depend_on_the_threads():
+    """Issue 11: the resamples are judged on several threads at once: the same weights and the
+    same reason (its gains printed to 4 decimals) as on one thread."""
+    actuals, method = _population(n=3000)
+    args = (actuals, method(1.0, 1), method(1.1, 2))
+    one = choose_blend(*args, threads=1)
+    assert choose_blend(*args, threads=2) == one == choose_blend(*args, threads=3)
+
+
 def test_blend_arrays_mix_probabilities_and_money():
     blend = Blend(0.25, 0.5)
     p, s = blend_arrays(

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from clvflow.core.cores import one_blas_thread
+from clvflow.core.cores import map_in_order, one_blas_thread
 from clvflow.core.progress import track
 from clvflow.evaluation import resampling
 from clvflow.features.labels import LABEL_COLUMNS
@@ -499,9 +499,11 @@ def bootstrap_draws(
     *,
     n_resamples: int = 200,
     seed: int = 0,
+    threads: int | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
     """Each method's :data:`BOOTSTRAP_METRICS` on all customers and on the same bootstrap
-    resamples of the customers (see :func:`paired_bootstrap`).
+    resamples of the customers (see :func:`paired_bootstrap`). ``threads``: resamples judged at
+    once (default: the cores available); the draws and the numbers do not depend on it.
 
     Returns:
         (estimates: method -> metric -> value, draws: method -> frame of one row per resample).
@@ -513,9 +515,7 @@ def bootstrap_draws(
     active = actual["active"].to_numpy(dtype=int)
     spend = actual["spend"].to_numpy(dtype=float)
     arrays = {name: prediction_arrays(actual, pred) for name, pred in preds.items()}
-    rng = np.random.default_rng(seed)
     n = len(actual)
-    draws: dict[str, list[dict]] = {name: [] for name in preds}
     # Each score is sorted once; a resample is a count per customer (clvflow.evaluation.resampling).
     # (the actuals in each ranking's order: a resample then costs one gather per ranking)
     by_spend = resampling.Ranking(spend)
@@ -525,28 +525,40 @@ def bootstrap_draws(
         by_p, by_s = resampling.Ranking(p), resampling.Ranking(s)
         ranked = (by_p.ranked(active.astype(np.uint8)), by_s.ranked(spend))
         prepared[name] = (by_p, by_s, ranked, s, (s - spend) ** 2)
+
+    def judged(draw: np.ndarray) -> dict[str, dict[str, float]] | None:
+        """Every method's metrics on one resample; None when they are undefined there (a
+        degenerate resample: tiny samples only)."""
+        counts = resampling.resample_counts(draw, n)
+        w = counts.astype("float64")
+        n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
+        if n_active in (0.0, float(n)) or total <= 0:
+            return None
+        best = by_spend.spend_groups(counts, spend_by_spend).gini_raw(n)
+        if best <= 0:
+            raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
+        metrics = {}
+        for name, (by_p, by_s, (active_by_p, spend_by_s), s, err2) in prepared.items():
+            groups = by_s.spend_groups(counts, spend_by_s)
+            gini = groups.gini_raw(n) / best
+            metrics[name] = {
+                "spend_gini_norm": float(np.clip(gini, -1.0, 1.0)),
+                "spend_top_decile_capture": groups.top_share_capture(n, TOP_SHARE),
+                "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
+                "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
+                "churn_roc_auc": by_p.roc_auc(counts, active_by_p),
+            }
+        return metrics
+
+    rng = np.random.default_rng(seed)
+    # (drawn here, in order, whatever the threads: the same resamples on every machine)
+    resamples = (rng.integers(0, n, n) for _ in range(n_resamples))
+    draws: dict[str, list[dict]] = {name: [] for name in preds}
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
-        for _ in track(range(n_resamples), "bootstrap resamples", n_resamples):
-            counts = resampling.resample_counts(rng.integers(0, n, n), n)
-            w = counts.astype("float64")
-            n_active, total = float(np.dot(w, active)), float(np.dot(w, spend))
-            if n_active in (0.0, float(n)) or total <= 0:
-                continue  # a degenerate resample (tiny samples only): metrics undefined
-            best = by_spend.spend_groups(counts, spend_by_spend).gini_raw(n)
-            if best <= 0:
-                raise ValueError("all `actual` values are equal: a normalized Gini is undefined")
-            for name, (by_p, by_s, (active_by_p, spend_by_s), s, err2) in prepared.items():
-                groups = by_s.spend_groups(counts, spend_by_s)
-                gini = groups.gini_raw(n) / best
-                draws[name].append(
-                    {
-                        "spend_gini_norm": float(np.clip(gini, -1.0, 1.0)),
-                        "spend_top_decile_capture": groups.top_share_capture(n, TOP_SHARE),
-                        "spend_rmse": float(np.sqrt(np.dot(w, err2) / n)),
-                        "spend_agg_bias": float(np.dot(w, s) / total - 1.0),
-                        "churn_roc_auc": by_p.roc_auc(counts, active_by_p),
-                    }
-                )
+        judgements = map_in_order(judged, resamples, threads)
+        for metrics in track(judgements, "bootstrap resamples", n_resamples):
+            for name, row in (metrics or {}).items():
+                draws[name].append(row)
     full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
     frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
     return full, frames

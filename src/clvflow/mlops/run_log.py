@@ -67,7 +67,10 @@ def backtest_intervals(
     """
     keys: list[str] = [k for k in ("model", "bgnbd") if k in result.predictions]
     preds = {key: result.predictions[key] for key in keys}
-    estimates, draws = bootstrap_draws(result.actuals, preds, n_resamples=n_resamples)
+    threads = result.model.params.n_jobs
+    estimates, draws = bootstrap_draws(
+        result.actuals, preds, n_resamples=n_resamples, threads=threads
+    )
     intervals = intervals_from_draws(estimates, draws, reference=keys[-1])
     if "bgnbd" not in preds:
         return intervals, None

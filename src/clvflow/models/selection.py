@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from clvflow.core.cores import one_blas_thread
+from clvflow.core.cores import map_in_order, one_blas_thread
 from clvflow.evaluation.metrics import prediction_arrays
 from clvflow.core.progress import track
 from clvflow.evaluation import resampling
@@ -96,9 +96,10 @@ def _gains(
     boosters: np.ndarray,
     bgnbd: np.ndarray,
     draws: list[np.ndarray],
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per weight: the gain over BG/NBD (``kind`` ``auc`` of P(active) or ``gini`` of spend) on
-    all customers, and its quantile over the draws. Each blend is ranked once; a draw is a
+    all customers, and its quantile over the draws (judged ``threads`` at once). Each blend is ranked once; a draw is a
     count per customer (:mod:`clvflow.evaluation.resampling`), and all customers are the draw
     counting each once (the same numbers as ranking them anew, bit for bit)."""
     scores = [w * boosters + (1 - w) * bgnbd for w in WEIGHT_GRID]
@@ -126,8 +127,11 @@ def _gains(
     by_draw = np.empty((len(draws), len(WEIGHT_GRID)))
     with one_blas_thread():  # (many n-sized dot products: BLAS threads only spin)
         full = per_weight(np.ones(n, dtype=np.uint8), n)
-        for d, i in enumerate(track(draws, "blend weights on resamples", len(draws))):
-            by_draw[d] = per_weight(resampling.resample_counts(i, n), len(i))
+        on_draws = map_in_order(
+            lambda i: per_weight(resampling.resample_counts(i, n), len(i)), draws, threads
+        )
+        for d, gains in enumerate(track(on_draws, "blend weights on resamples", len(draws))):
+            by_draw[d] = gains
     by_draw -= by_draw[:, [0]]
     return full - full[0], np.quantile(by_draw, GAIN_QUANTILE, axis=0)
 
@@ -151,7 +155,12 @@ def _surest(gain: np.ndarray, sure: np.ndarray) -> int:
 
 @timed_step("evaluation")
 def choose_blend(
-    actuals: pd.DataFrame, boosters: pd.DataFrame, bgnbd: pd.DataFrame, *, seed: int = 0
+    actuals: pd.DataFrame,
+    boosters: pd.DataFrame,
+    bgnbd: pd.DataFrame,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
 ) -> Blend:
     """The weights with the surest gain over BG/NBD on the window (module docstring).
 
@@ -159,6 +168,8 @@ def choose_blend(
         actuals: customer_id, active (0/1), spend over the window.
         boosters, bgnbd: customer_id, p_active, expected_spend of the same customers.
         seed: of the bootstrap resamples (same inputs and seed, same choice).
+        threads: resamples judged at once (default: the cores available); the choice does not
+            depend on it.
 
     Raises:
         ValueError: the window has only one outcome or no spend (nothing to rank).
@@ -170,8 +181,8 @@ def choose_blend(
     pb, sb = prediction_arrays(actuals, boosters)
     pg, sg = prediction_arrays(actuals, bgnbd)
     draws = _valid_draws(active, spend, seed)
-    auc_gain, auc_sure = _gains("auc", active, pb, pg, draws)
-    gini_gain, gini_sure = _gains("gini", spend, sb, sg, draws)
+    auc_gain, auc_sure = _gains("auc", active, pb, pg, draws, threads)
+    gini_gain, gini_sure = _gains("gini", spend, sb, sg, draws, threads)
     ia, ispend = _surest(auc_gain, auc_sure), _surest(gini_gain, gini_sure)
     wa, ws = WEIGHT_GRID[ia], WEIGHT_GRID[ispend]
     reason = (
