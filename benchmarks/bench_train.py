@@ -332,7 +332,11 @@ def _rows(n: int, train: dict, floor: dict, btyd: dict, ref: dict | None) -> lis
             )
     other_wall = wall - sum(t["wall"] for t in split.values())
     other_cpu = train["cpu"] - sum(t["cpu"] for t in split.values())
-    rows.append(Row(n, "  other", other_wall, other_cpu, share=f"{other_wall / wall:.0%}"))
+    # (steps on two threads at once both count the time: then the kinds can add up to more)
+    overlap = "below 0: steps ran on two threads at once" if other_wall < 0 else ""
+    rows.append(
+        Row(n, "  other", other_wall, other_cpu, share=f"{other_wall / wall:.0%}", note=overlap)
+    )
     same = "byte-identical to the exported boosters" if floor["identical"] else "NOT identical"
     trees = train["trees"]
     note = (

@@ -83,3 +83,45 @@ def test_boosters_fitted_on_the_whole_log_equal_those_fitted_on_the_log_cut_at_t
     np.testing.assert_array_equal(
         whole.predict(want_features).to_numpy(), want.predict(want_features).to_numpy()
     )
+
+
+def test_boosters_fitted_on_inputs_built_on_another_thread_are_the_same():
+    """Issue 11: ``clvflow train`` builds the refit's inputs (:func:`booster_inputs`) on a second
+    thread beside the internal backtest's bootstrap. Fitted on them, the boosters, BTYD fits,
+    level and snapshot checks are byte for byte those ``fit_boosters`` builds itself; the
+    inputs give up their matrix to the fit, and a second fit on them is refused."""
+    import threading
+
+    from clvflow.data.simulate import simulate
+    from clvflow.models.clv import ModelParams
+    from clvflow.models.training import booster_inputs, fit_boosters
+
+    tx = simulate(1200, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=5)
+    tx = tx.transactions
+    cutoff = pd.Timestamp("2023-01-01")
+    params = ModelParams(n_estimators=15, seed=0, n_jobs=1)
+    snapshots = SnapshotSettings(n_snapshots=3, spacing_days=30)
+    built: list = []
+    thread = threading.Thread(
+        target=lambda: built.append(
+            booster_inputs(tx, cutoff, 90, params=params, snapshots=snapshots)
+        )
+    )
+    thread.start()
+    thread.join()
+    inputs = built[0]
+    got, got_features = fit_boosters(
+        tx, cutoff, 90, params=params, snapshots=snapshots, inputs=inputs
+    )
+    want, want_features = fit_boosters(tx, cutoff, 90, params=params, snapshots=snapshots)
+    for booster in ("churn_booster_", "spend_booster_"):
+        assert bytes(getattr(got, booster).save_raw("ubj")) == bytes(
+            getattr(want, booster).save_raw("ubj")
+        )
+    assert got.n_trees_ == want.n_trees_ and got.level_ == want.level_ and got.btyd_ == want.btyd_
+    assert got.n_training_rows_ == want.n_training_rows_
+    assert got.snapshot_checks_ == want.snapshot_checks_
+    pd.testing.assert_frame_equal(got_features, want_features)
+    assert inputs.stacked is None
+    with pytest.raises(ValueError, match="fitted already"):
+        fit_boosters(tx, cutoff, 90, params=params, snapshots=snapshots, inputs=inputs)

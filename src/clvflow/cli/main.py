@@ -179,8 +179,10 @@ def _add_job_args(p: argparse.ArgumentParser, *, cutoff_help: str) -> None:
         "--n-jobs",
         type=NON_NEGATIVE_INT,
         default=0,
-        help="XGBoost threads (default 0: the cores this process may use, here "
-        f"{mp.n_jobs}; threads wait passively, so a busy machine does not slow them down)",
+        help="threads for XGBoost, the bootstrap and the blend choice, and for building the "
+        "refit's inputs beside the internal backtest (default 0: the cores this process may "
+        f"use, here {mp.n_jobs}; XGBoost's threads wait passively, so a busy machine does not "
+        "slow them down; 1: one thread throughout)",
     )
     h.add_argument(
         "--seasonal-level",

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from clvflow.core.cores import beside
 from clvflow.core.dates import rows_before, to_day
 from clvflow.core.memory import release_free_memory
 from clvflow.data.ingest import DataQualityReport
@@ -57,7 +58,7 @@ from clvflow.models.tables import (
     evaluation_table,
     summary_metrics,
 )
-from clvflow.models.training import BtydAt, refit, select_method
+from clvflow.models.training import BtydAt, booster_inputs, refit, select_method
 from clvflow.models.training import backtest as run_backtest_computation
 
 log = logging.getLogger(__name__)
@@ -304,13 +305,26 @@ def train_before(
         )
         metrics: dict[str, float] = {}
         intervals = None
-        if selection.backtest is not None:
-            intervals, _ = backtest_intervals(selection.backtest)
-            metrics = log_backtest(selection.backtest, intervals)
-            log_snapshots(selection.backtest.model, "backtest_snapshots")
-        log_selection(selection)
-        release_free_memory()
         log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
+        # The refit's snapshots, features and BTYD fits do not depend on the internal backtest:
+        # with threads to spare they are built on a second one while this one bootstraps and
+        # logs the backtest (the same inputs as built after it; the boosters wait for both).
+        with beside(settings.params.n_jobs) as pool:
+            refit_inputs = pool.submit(
+                booster_inputs,
+                past,
+                cutoff,
+                horizon,
+                params=settings.params,
+                snapshots=settings.snapshots,
+            )
+            if selection.backtest is not None:
+                intervals, _ = backtest_intervals(selection.backtest)
+                metrics = log_backtest(selection.backtest, intervals)
+                log_snapshots(selection.backtest.model, "backtest_snapshots")
+            log_selection(selection)
+            inputs = refit_inputs.result()
+        release_free_memory()
         model, features = refit(
             past,
             cutoff,
@@ -319,7 +333,9 @@ def train_before(
             params=settings.params,
             snapshots=settings.snapshots,
             btyd_at=btyd_at,
+            inputs=inputs,
         )
+        del inputs
         log_snapshots(model, "snapshots")
         log_final_model_facts(model, features, len(past))
         log.info("step 3/3: log, register and export the model (%s)", selection.blend.describe())

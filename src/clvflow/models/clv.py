@@ -133,7 +133,9 @@ class ModelParams:
     anchor_to_btyd: bool = True  # scored totals = BG/NBD totals (mean p_active, sum of spend)
     seasonal_level: bool = True  # ... corrected by BG/NBD's error in the same season a year ago
     seed: int = 0
-    n_jobs: int = field(default_factory=available_cores)  # XGBoost threads
+    # Threads: XGBoost's, the bootstrap's and the blend choice's, and a second one that builds the
+    # refit's inputs beside the internal backtest's bootstrap (1: one thread throughout)
+    n_jobs: int = field(default_factory=available_cores)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def xgb_params(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from clvflow.models.clv import (
     ClvModel,
     ModelParams,
     Selection,
+    StackedInputs,
 )
 from clvflow.models.selection import Blend, choose_blend
 from clvflow.core.dates import DateLike, rows_before, to_day
@@ -77,25 +78,33 @@ class SnapshotSettings:
     rule: SnapshotRule = field(default_factory=SnapshotRule)
 
 
-def fit_boosters(
+@dataclass
+class BoosterInputs:
+    """What the boosters of one cutoff are fitted on (:func:`booster_inputs`): the stacked
+    snapshots with their BTYD inputs, held by the unfitted model that stacked them.
+    :func:`fit_boosters` takes the matrix out (``stacked`` None after), so that whatever still
+    holds these inputs does not keep GBs alive through the boosters' fit."""
+
+    model: ClvModel
+    stacked: StackedInputs | None
+    features: pd.DataFrame  # as of the cutoff
+    season: pd.DataFrame | None  # the same season a year before (None: not used or none)
+    n_rows: int
+    checks: list[SnapshotCheck]
+
+
+def booster_inputs(
     tx: pd.DataFrame,
     cutoff: DateLike,
     horizon_days: int,
     *,
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
-    btyd_at: BtydAt | None = None,
-    n_trees: dict[str, int] | None = None,
-    early_stopped: bool = False,
-) -> tuple[ClvModel, pd.DataFrame]:
-    """Fit the boosters using only transactions dated before ``cutoff`` (``btyd_at``: the
-    cutoff's BTYD fit on the whole population, when ``tx`` is a sample's). ``n_trees``: the
-    internal backtest's tree counts (no early stopping); ``early_stopped``: keep the
-    early-stopped boosters (see :meth:`ClvModel.fit_stacked`).
-
-    Returns:
-        (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
-        are in ``model.snapshot_checks_``.
+) -> BoosterInputs:
+    """The inputs of :func:`fit_boosters` at ``cutoff`` from transactions dated before it: the
+    usable snapshots, stacked with the BTYD fit of each, and the features as of the cutoff.
+    They depend on the data and settings only (not on any internal backtest), so ``clvflow
+    train`` builds the refit's beside the internal backtest's bootstrap.
 
     Raises:
         ValueError: no usable training snapshot (the message says what history would do).
@@ -128,19 +137,54 @@ def fit_boosters(
     n_rows = sum(len(part) for part in parts)
     stacked = model.stack_inputs(parts)  # (consumes the parts: at 1M customers they are GBs)
     release_free_memory()
+    return BoosterInputs(model, stacked, features, season, n_rows, checks)
+
+
+def fit_boosters(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    params: ModelParams | None = None,
+    snapshots: SnapshotSettings | None = None,
+    btyd_at: BtydAt | None = None,
+    n_trees: dict[str, int] | None = None,
+    early_stopped: bool = False,
+    inputs: BoosterInputs | None = None,
+) -> tuple[ClvModel, pd.DataFrame]:
+    """Fit the boosters using only transactions dated before ``cutoff`` (``btyd_at``: the
+    cutoff's BTYD fit on the whole population, when ``tx`` is a sample's). ``n_trees``: the
+    internal backtest's tree counts (no early stopping); ``early_stopped``: keep the
+    early-stopped boosters (see :meth:`ClvModel.fit_stacked`); ``inputs``: those of
+    :func:`booster_inputs` with the same data and settings, built already (this consumes them).
+
+    Returns:
+        (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
+        are in ``model.snapshot_checks_``.
+
+    Raises:
+        ValueError: no usable training snapshot (the message says what history would do).
+    """
+    if inputs is None:
+        inputs = booster_inputs(tx, cutoff, horizon_days, params=params, snapshots=snapshots)
+    model, stacked, features = inputs.model, inputs.stacked, inputs.features
+    if stacked is None:
+        raise ValueError("these booster inputs were fitted already: build them anew")
+    inputs.stacked = None  # (the matrix goes once the boosters are fitted: GBs at 1M customers)
+    cutoff_day = to_day(cutoff, "cutoff")
     cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
     model.fit_stacked(
         stacked,
         features,
-        season,
+        inputs.season,
         cutoff_btyd,
         n_trees=n_trees,
         early_stopped=early_stopped,
     )
     del stacked
     release_free_memory()
-    model.n_training_rows_ = n_rows
-    model.snapshot_checks_ = checks
+    model.n_training_rows_ = inputs.n_rows
+    model.snapshot_checks_ = inputs.checks
     return model, features
 
 
@@ -341,7 +385,10 @@ def select_method(
         return Selection(FORCED.get(method, Blend(reason=why)), boosters, why)
     if method == "auto":
         blend = choose_blend(
-            boosters.actuals, boosters.predictions["model"], boosters.predictions["bgnbd"]
+            boosters.actuals,
+            boosters.predictions["model"],
+            boosters.predictions["bgnbd"],
+            threads=model.params.n_jobs,
         )
     else:
         blend = FORCED[method]
@@ -401,10 +448,13 @@ def refit(
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
     btyd_at: BtydAt | None = None,
+    inputs: BoosterInputs | None = None,
 ) -> tuple[ClvModel, pd.DataFrame]:
     """The boosters fitted on everything before ``cutoff``, exporting ``selection``'s blend
     (kept in ``model.selection_``), with the tree counts of the internal backtest's early
     stopping when it had one (:func:`backtest_trees`), else with their own early stopping.
+    ``inputs``: :func:`booster_inputs` at ``cutoff`` with the same data and settings, when
+    built already.
 
     Returns:
         (fitted model, features as of the cutoff).
@@ -417,6 +467,7 @@ def refit(
         snapshots=snapshots,
         btyd_at=btyd_at,
         n_trees=backtest_trees(selection),
+        inputs=inputs,
     )
     model.blend_ = selection.blend
     model.selection_ = selection
