@@ -125,3 +125,39 @@ def test_boosters_fitted_on_inputs_built_on_another_thread_are_the_same():
     assert inputs.stacked is None
     with pytest.raises(ValueError, match="fitted already"):
         fit_boosters(tx, cutoff, 90, params=params, snapshots=snapshots, inputs=inputs)
+
+
+def test_judging_a_blend_reuses_the_boosters_judgement_and_equals_a_fresh_one():
+    """Issue 11: judging the exported blend on the internal backtest's window takes the
+    boosters' and the baselines' metrics from the boosters' judgement just made (the same
+    predictions of the same customers); every one equals the metric computed afresh."""
+    import numpy as np
+
+    from clvflow.data.simulate import simulate
+    from clvflow.evaluation.metrics import METRIC_NAMES, evaluate_predictions
+    from clvflow.models.clv import ModelParams
+    from clvflow.models.selection import Blend
+    from clvflow.models.training import BASELINE_PREFIXES, fit_boosters, judge
+
+    tx = simulate(1200, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=6)
+    tx = tx.transactions
+    start = pd.Timestamp("2022-10-03")
+    model, features = fit_boosters(
+        tx,
+        start,
+        90,
+        params=ModelParams(n_estimators=15, seed=0, n_jobs=1),
+        snapshots=SnapshotSettings(n_snapshots=3, spacing_days=30),
+        early_stopped=True,
+    )
+    first = judge(model, features, tx, start)
+    model.blend_ = Blend(0.5, 0.3, "test")
+    blended = judge(model, features, tx, start, boosters=first)
+    assert set(blended.predictions) == {"model", "boosters", "bgnbd", "historical"}
+    expected = {}
+    for name, pred in blended.predictions.items():
+        prefix = BASELINE_PREFIXES.get(name, "")
+        fresh = evaluate_predictions(blended.actuals, pred)
+        expected.update({f"{prefix}{key}": fresh[key] for key in METRIC_NAMES})
+    np.testing.assert_equal(blended.metrics, expected)  # (bit for bit; NaN where undefined)
+    assert blended.metrics["spend_rmse"] != blended.metrics["boosters_spend_rmse"]

@@ -22,7 +22,7 @@ from functools import partial
 import pandas as pd
 
 from clvflow.models.btyd import BtydFit, bgnbd_gamma_gamma_baseline, historical_baseline
-from clvflow.evaluation.metrics import evaluate_predictions
+from clvflow.evaluation.metrics import METRIC_NAMES, evaluate_predictions
 from clvflow.features.build import build_features, customer_days, features_from_days
 from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.models.clv import (
@@ -283,6 +283,14 @@ def judge(
     metrics: dict[str, float] = {}
     for name, pred in predictions.items():
         prefix = BASELINE_PREFIXES.get(name, "")
+        if boosters is not None and name != "model":
+            # (the same predictions of the same actuals as in ``boosters``: its metrics, where
+            # the boosters were the model, unprefixed)
+            known = "" if name == "boosters" else prefix
+            metrics.update(
+                {f"{prefix}{key}": boosters.metrics[known + key] for key in METRIC_NAMES}
+            )
+            continue
         for key, value in evaluate_predictions(actuals, pred).items():
             metrics[f"{prefix}{key}"] = value
     metrics.update(_interval_metrics(model, predictions["model"], actuals))
