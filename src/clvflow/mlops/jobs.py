@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,13 @@ from clvflow.models.tables import (
     evaluation_table,
     summary_metrics,
 )
-from clvflow.models.training import BtydAt, booster_inputs, refit, select_method
+from clvflow.models.training import (
+    BoosterInputs,
+    BtydAt,
+    booster_inputs,
+    refit,
+    select_method,
+)
 from clvflow.models.training import backtest as run_backtest_computation
 
 log = logging.getLogger(__name__)
@@ -294,36 +301,47 @@ def train_before(
             )
         )
         log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
-        selection = select_method(
-            past,
-            cutoff,
-            horizon,
-            params=settings.params,
-            snapshots=settings.snapshots,
-            method=settings.method,
-            btyd_at=btyd_at,
-        )
-        metrics: dict[str, float] = {}
-        intervals = None
-        log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
         # The refit's snapshots, features and BTYD fits do not depend on the internal backtest:
-        # with threads to spare they are built on a second one while this one bootstraps and
-        # logs the backtest (the same inputs as built after it; the boosters wait for both).
+        # with threads to spare they are built on a second thread from the moment the backtest's
+        # boosters are fitted, while this one judges and bootstraps them (the same inputs as
+        # built after it; the refit's boosters wait for both).
         with beside(settings.params.n_jobs) as pool:
-            refit_inputs = pool.submit(
-                booster_inputs,
+            refit_inputs: list[Future[BoosterInputs]] = []
+
+            def build_refit_inputs() -> None:
+                log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
+                refit_inputs.append(
+                    pool.submit(
+                        booster_inputs,
+                        past,
+                        cutoff,
+                        horizon,
+                        params=settings.params,
+                        snapshots=settings.snapshots,
+                    )
+                )
+
+            selection = select_method(
                 past,
                 cutoff,
                 horizon,
                 params=settings.params,
                 snapshots=settings.snapshots,
+                method=settings.method,
+                btyd_at=btyd_at,
+                after_fit=build_refit_inputs,
             )
+            metrics: dict[str, float] = {}
+            intervals = None
             if selection.backtest is not None:
                 intervals, _ = backtest_intervals(selection.backtest)
                 metrics = log_backtest(selection.backtest, intervals)
                 log_snapshots(selection.backtest.model, "backtest_snapshots")
             log_selection(selection)
-            inputs = refit_inputs.result()
+            log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
+            if not refit_inputs:  # (no internal backtest's boosters: nothing to build beside)
+                build_refit_inputs()
+            inputs = refit_inputs[0].result()
         release_free_memory()
         model, features = refit(
             past,

@@ -350,11 +350,14 @@ def select_method(
     snapshots: SnapshotSettings | None = None,
     method: str = "auto",
     btyd_at: BtydAt | None = None,
+    after_fit: Callable[[], object] | None = None,
 ) -> Selection:
     """The internal backtest at ``cutoff - horizon_days`` and the method it chooses.
 
     Only transactions dated before ``cutoff`` are used. ``method`` ``boosters`` or ``bgnbd``
-    forces that method (the backtest still runs and is reported).
+    forces that method (the backtest still runs and is reported). ``after_fit`` is called once
+    the backtest's boosters are fitted, before they are judged (``clvflow train`` starts the
+    refit's inputs there, on a second thread; not called without an internal backtest).
 
     Returns:
         A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
@@ -387,6 +390,8 @@ def select_method(
         btyd_at=btyd_at,
         early_stopped=True,
     )
+    if after_fit is not None:
+        after_fit()
     boosters = judge(model, features, past, start)
     if "bgnbd" not in boosters.predictions:
         why = "BG/NBD x Gamma-Gamma could not be fitted at the internal backtest's cutoff"
