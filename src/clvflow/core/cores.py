@@ -33,23 +33,30 @@ def one_blas_thread() -> AbstractContextManager:
 
 
 def map_in_order(
-    fn: Callable[[T], R], items: Iterable[T], threads: int | None = None
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    threads: int | None = None,
+    *,
+    in_flight: int | None = None,
 ) -> Iterator[R]:
     """``map(fn, items)`` on ``threads`` threads (default: :func:`available_cores`), results in
     the order of ``items``. ``items`` is read in this thread, lazily, so a generator of random
-    draws gives the same draws as a plain loop; at most two items per thread are in flight (a
-    draw of a million customers is megabytes). For work that releases the GIL (NumPy over large
-    arrays): the results are those of the plain loop, whatever the threads."""
+    draws gives the same draws as a plain loop; at most ``in_flight`` items (default two per
+    thread) are computed or waiting to be read (a draw of a million customers is megabytes, a
+    snapshot's rows hundreds). One thread: the plain loop, each result computed when it is
+    read. For work that releases the GIL (NumPy over large arrays): the results are those of
+    the plain loop, whatever the threads."""
     threads = available_cores() if threads is None else max(int(threads), 1)
     if threads == 1:
         yield from map(fn, items)
         return
+    limit = 2 * threads if in_flight is None else max(int(in_flight), 1)
     with ThreadPoolExecutor(threads) as pool:
         pending: deque[Future[R]] = deque()
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * threads:
+                if len(pending) >= limit:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

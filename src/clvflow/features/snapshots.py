@@ -11,11 +11,13 @@ covers the same season (and weekday mix) as the window being predicted, a year e
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from clvflow.core.cores import map_in_order
 from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.core.idcodes import encode_ids
 from clvflow.core.progress import track
@@ -212,6 +214,53 @@ def _no_snapshot_message(
     )
 
 
+@dataclass
+class SnapshotStream:
+    """The rows of each usable snapshot (:func:`snapshot_rows`), oldest first, each built when
+    the one before it is taken (on other threads when :func:`snapshot_stream` was given them):
+    a consumer that stacks them one at a time (:meth:`clvflow.models.clv.ClvModel.stack_inputs`)
+    never holds them all (GBs at a million customers) and works beside their building."""
+
+    frames: Iterator[pd.DataFrame]
+    n_snapshots: int
+    #: At most this many rows in all (every snapshot lists at most the customers of the days).
+    max_rows: int
+
+
+@timed_step("features and labels")
+def snapshot_stream(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    days: CustomerDays,
+    *,
+    n_snapshots: int = 4,
+    spacing_days: int = 30,
+    rule: SnapshotRule | None = None,
+    threads: int = 1,
+) -> tuple[SnapshotStream, list[SnapshotCheck]]:
+    """The usable snapshots whose label window ends by ``cutoff`` as a :class:`SnapshotStream`
+    (features from ``days``: ``tx``'s customer-days up to the cutoff), and the check of every
+    candidate (logged). ``threads`` > 1: the next snapshots are built on that many threads
+    while the current one is consumed (two at most ahead); the rows are the same.
+
+    Raises:
+        ValueError: no transaction before the cutoff, or no usable snapshot (the message gives
+            each candidate's reason and the shortest history that would work).
+    """
+    rule = rule or SnapshotRule()
+    checks = usable_snapshots(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
+    for check in checks:
+        log.info("snapshot %s", check.describe())
+    used = sorted(c.snapshot_date for c in checks if c.used)
+    # Every used snapshot's label window ends by the cutoff, so its rows read only transactions
+    # before it: ``tx`` itself serves, without a copy cut at the cutoff (GBs at 1M customers).
+    frames = map_in_order(
+        lambda day: snapshot_rows(tx, day, horizon_days, days), used, threads, in_flight=2
+    )
+    return SnapshotStream(frames, len(used), len(used) * len(days.ids)), checks
+
+
 @timed_step("features and labels")
 def snapshot_parts(
     tx: pd.DataFrame,
@@ -225,8 +274,7 @@ def snapshot_parts(
 ) -> tuple[list[pd.DataFrame], list[SnapshotCheck]]:
     """The feature/label rows of each usable snapshot whose label window ends by ``cutoff``
     (one frame per snapshot, latest first), and the check of every candidate (logged). What
-    :func:`stack_snapshots` stacks, for a consumer that takes one snapshot at a time (one copy
-    of the rows fewer than stacking them: GBs at a million customers).
+    :func:`stack_snapshots` stacks.
 
     Args:
         tx: transactions table.
@@ -251,8 +299,7 @@ def snapshot_parts(
     for check in checks:
         log.info("snapshot %s", check.describe())
     used = [c.snapshot_date for c in checks if c.used]
-    # Every used snapshot's label window ends by the cutoff, so its rows read only transactions
-    # before it: ``tx`` itself serves, without a copy cut at the cutoff (GBs at 1M customers).
+    # (as in snapshot_stream: ``tx`` itself serves, without a copy cut at the cutoff)
     parts = [
         snapshot_rows(tx, day, horizon_days, days)
         for day in track(used, "training snapshots (features, labels)", len(used))

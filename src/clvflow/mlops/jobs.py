@@ -318,6 +318,7 @@ def train_before(
                         horizon,
                         params=settings.params,
                         snapshots=settings.snapshots,
+                        threads=1,  # (already beside this thread's work)
                     )
                 )
 

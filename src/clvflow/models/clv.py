@@ -72,7 +72,7 @@ from clvflow.features.build import FEATURE_COLUMNS
 from clvflow.features.labels import validate_horizon
 from clvflow.core.progress import BoostingProgress, track
 from clvflow.models.selection import Blend, blend_arrays
-from clvflow.features.snapshots import SEASON_LAG_DAYS, SnapshotCheck
+from clvflow.features.snapshots import SEASON_LAG_DAYS, SnapshotCheck, SnapshotStream
 from clvflow.models.lifetime import MbgNbdParams, fit_long_run, long_run_p_alive
 from clvflow.core.steptimes import timed_step
 
@@ -309,6 +309,16 @@ def _consumed(parts: list[pd.DataFrame]) -> Iterator[tuple[Any, pd.DataFrame]]:
         yield part["snapshot_date"].iloc[0], part
 
 
+def _first_rows_kept(
+    frames: Iterator[pd.DataFrame], heads: list[pd.DataFrame]
+) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """(snapshot date, its rows) for each frame of a stream, keeping each one's first row in
+    ``heads`` (the dtypes of the stacked frame, known once all have passed)."""
+    for frame in frames:
+        heads.append(frame.iloc[:1].copy())
+        yield frame["snapshot_date"].iloc[0], frame
+
+
 def _feature_types(training_set: pd.DataFrame) -> list[str]:
     """XGBoost's feature types of the model inputs, as it infers them from a pandas frame of the
     stacked rows (the features' dtypes; the BTYD predictions are floats)."""
@@ -434,7 +444,9 @@ class ClvModel:
             self.stack_inputs(training_set), cutoff_features, season_reference, cutoff_btyd
         )
 
-    def stack_inputs(self, training_set: pd.DataFrame | list[pd.DataFrame]) -> StackedInputs:
+    def stack_inputs(
+        self, training_set: pd.DataFrame | list[pd.DataFrame] | SnapshotStream
+    ) -> StackedInputs:
         """The boosters' training rows (:class:`StackedInputs`) from stacked snapshots, with
         BTYD predictions fitted on each snapshot's own history. A snapshot where the fit is
         degenerate keeps its rows with the BTYD inputs missing (logged, and recorded in
@@ -443,12 +455,21 @@ class ClvModel:
         ``training_set``: the stacked rows (:func:`clvflow.features.snapshots.stack_snapshots`),
         or one frame per snapshot (:func:`clvflow.features.snapshots.snapshot_parts`), a list
         this consumes: each frame leaves it once its rows are in the matrix, so its memory can
-        go at once. Nothing returned refers to either.
+        go at once; or a :class:`~clvflow.features.snapshots.SnapshotStream`, whose frames are
+        built while the previous ones are fitted (the same rows, never all held at once).
+        Nothing returned refers to any of them.
         """
+        heads: list[pd.DataFrame] = []  # (a stream's first rows: the stacked frame's dtypes)
+        types: list[str] = []
         if isinstance(training_set, pd.DataFrame):
             n_rows, n_snapshots = len(training_set), training_set["snapshot_date"].nunique()
             types = _feature_types(training_set)
-            blocks = _snapshot_blocks(training_set)
+            blocks: Iterator[tuple[Any, pd.DataFrame]] = _snapshot_blocks(training_set)
+        elif isinstance(training_set, SnapshotStream):
+            # (room for the most rows the snapshots can have; the pages past the rows stacked
+            # are never written, so they take no memory, and the matrix returned ends there)
+            n_rows, n_snapshots = training_set.max_rows, training_set.n_snapshots
+            blocks = _first_rows_kept(training_set.frames, heads)
         else:
             n_rows, n_snapshots = sum(len(part) for part in training_set), len(training_set)
             # (the dtypes the stacked frame would have)
@@ -480,6 +501,8 @@ class ClvModel:
             parts.append(pd.concat([snap[_ROW_COLUMNS], btyd[_OFFSET_BTYD_COLUMNS]], axis=1))
             start = end
         rows = pd.concat(parts, ignore_index=True)
+        if isinstance(training_set, SnapshotStream):
+            x, types = x[:start], _feature_types(pd.concat(heads))
         churn_base, spend_base = _snapshot_offsets(rows, self.params.snapshot_levels)
         return StackedInputs(x, types, rows, churn_base, spend_base, latest)
 
