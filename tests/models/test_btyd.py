@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clvflow.features.build import build_features
 from clvflow.models import btyd
 from clvflow.models.btyd import (
     BASELINE_COLUMNS,
@@ -26,7 +27,6 @@ from clvflow.models.btyd import (
     gamma_gamma_expected_spend,
     historical_baseline,
 )
-from clvflow.features.build import build_features
 
 # CI keeps a copy of shared/ beside the repository clone.
 # The 1/10 CDNOW sample of the BG/NBD paper (shared/datasets/cdnow, gzipped beside the tests).
@@ -354,8 +354,8 @@ def test_checked_fit_rejects_cdnow_after_three_days(monkeypatch) -> None:
     """CDNOW's first snapshot of a one-year backtest had 3 days of history: 9 repeat buyers, and
     fitted anyway BG/NBD runs off (r and alpha in the tens of thousands) and its expected
     purchases are not finite (hyp2f1 fails)."""
-    from clvflow.models import btyd
     from clvflow.data.ingest import load_cdnow
+    from clvflow.models import btyd
 
     features = build_features(load_cdnow(), "1997-01-04")
     fit, why = fit_btyd_checked(features, 181)

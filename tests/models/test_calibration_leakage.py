@@ -6,7 +6,6 @@ import pandas as pd
 
 from clvflow.models.clv import ModelParams
 from clvflow.models.training import SnapshotSettings, fit_model
-
 from tests.model_fixture import small_log
 
 CUTOFF = pd.Timestamp("2023-07-01")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clvflow.models.btyd import DAYS_PER_WEEK, BgNbdParams
 from clvflow.core.dates import DateLike, to_day
+from clvflow.models.btyd import DAYS_PER_WEEK, BgNbdParams
 
 #: P(active) at or above which a next purchase date is given.
 NEXT_PURCHASE_MIN_P = 0.5

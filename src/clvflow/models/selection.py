@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from clvflow.core.cores import map_in_order, one_blas_thread
-from clvflow.evaluation.metrics import prediction_arrays
 from clvflow.core.progress import track
-from clvflow.evaluation import resampling
 from clvflow.core.steptimes import timed_step
+from clvflow.evaluation import resampling
+from clvflow.evaluation.metrics import prediction_arrays
 
 #: Boosters' weights tried (0 = BG/NBD only, 1 = boosters only).
 WEIGHT_GRID = tuple(float(round(w, 1)) for w in np.linspace(0.0, 1.0, 11))

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvflow.models.training import BASELINE_PREFIXES
 from clvflow.features.snapshots import SnapshotCheck
+from clvflow.models.training import BASELINE_PREFIXES
 
 #: Table column -> metric name (the columns of the evaluation table).
 TABLE_METRICS = {
