@@ -408,3 +408,49 @@ def test_training_rows_are_the_rows_before_the_cutoff_checked_on_the_whole_log()
         training_rows(tx, JobSettings(HORIZON, cutoff=pd.Timestamp("1998-08-01")))
     with pytest.raises(ValueError, match="on or before the first transaction"):
         training_rows(tx, JobSettings(HORIZON, cutoff=pd.Timestamp("1997-01-01")))
+
+
+def test_inputs_built_on_a_second_thread_give_the_model_built_in_line(trained, tmp_path):
+    """Issue 11: with two threads ``clvflow train`` builds the internal backtest's and the
+    refit's inputs on a second thread, beside the run's setup and the backtest's judging and
+    bootstrap. The exported boosters, every logged metric and the bootstrap intervals are
+    those of a train that builds everything in line on one thread, bit for bit."""
+    import threading
+
+    from clvflow.core import cores
+    from clvflow.mlops import jobs
+
+    build = jobs.booster_inputs
+    built_on: dict[str, list[str]] = {}
+    results = {}
+    for mode in ("second thread", "in line"):
+        names = built_on.setdefault(mode, [])
+
+        def recording(*args, _names=names, **kwargs):
+            _names.append(threading.current_thread().name)
+            return build(*args, **kwargs)
+
+        store = tmp_path / mode.replace(" ", "-")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(jobs, "booster_inputs", recording)
+            if mode == "in line":
+                mp.setattr(jobs, "beside", lambda threads: cores.beside(1))
+            mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+            mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+            argv = ["train", "--transactions", str(trained["path"]), *FAST, "--seed", "0"]
+            argv += ["--n-jobs", "2", "--export-dir", str(store / "bundle")]
+            argv += ["--register-as", NAME, "--experiment-name", NAME]
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(argv) == 0
+            client = mlflow.MlflowClient()
+            (run,) = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
+        results[mode] = (
+            run.data.metrics,
+            {f.name: f.read_bytes() for f in (store / "bundle").glob("*_booster.ubj")},
+        )
+    assert len(built_on["second thread"]) == 2  # the backtest's and the refit's
+    assert all(name.startswith("clvflow-beside") for name in built_on["second thread"])
+    assert built_on["in line"] == ["MainThread", "MainThread"]
+    (metrics, boosters), (want_metrics, want_boosters) = results.values()
+    assert len(boosters) == 2 and boosters == want_boosters
+    assert any(key.endswith("_ci95_low") for key in metrics) and metrics == want_metrics

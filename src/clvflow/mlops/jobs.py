@@ -63,6 +63,7 @@ from clvflow.models.training import (
     BoosterInputs,
     BtydAt,
     booster_inputs,
+    internal_backtest_possible,
     refit,
     select_method,
 )
@@ -281,12 +282,31 @@ def train_before(
     from clvflow.mlops import tracking
 
     horizon = settings.horizon_days
+    threads = settings.params.n_jobs
     name, export_dir, identity = export_target(settings)
     tracking.configure_tracking()
     tracking.check_registered_model(name, identity)
-    with tracking.tracked_run(
-        settings.experiment_name, _run_name("train", settings, cutoff)
-    ) as run:
+    # Inputs that do not depend on the steps before them are built beside those steps on a
+    # second thread when there are threads to spare (else in line, at once): the internal
+    # backtest's snapshots, features and BTYD fits while the run is set up and the input is
+    # hashed; the refit's from the moment the backtest's boosters are fitted, while they are
+    # judged and bootstrapped. The same inputs either way; each fit waits for its own.
+    with (
+        beside(threads) as pool,
+        tracking.tracked_run(settings.experiment_name, _run_name("train", settings, cutoff)) as run,
+    ):
+        backtest_inputs: Future[BoosterInputs] | None = None
+        if internal_backtest_possible(past, cutoff, horizon, settings.snapshots)[0]:
+            backtest_inputs = pool.submit(
+                booster_inputs,
+                past,
+                cutoff - pd.Timedelta(days=horizon),
+                horizon,
+                params=settings.params,
+                snapshots=settings.snapshots,
+                btyd_at=btyd_at,
+                threads=threads,
+            )
         sha = log_inputs(past, report, settings.data_name)
         release_free_memory()  # (the hashing's copies of the log)
         tracking.log_params_once(
@@ -301,48 +321,46 @@ def train_before(
             )
         )
         log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
-        # The refit's snapshots, features and BTYD fits do not depend on the internal backtest:
-        # with threads to spare they are built on a second thread from the moment the backtest's
-        # boosters are fitted, while this one judges and bootstraps them (the same inputs as
-        # built after it; the refit's boosters wait for both).
-        with beside(settings.params.n_jobs) as pool:
-            refit_inputs: list[Future[BoosterInputs]] = []
+        refit_inputs: list[Future[BoosterInputs]] = []
 
-            def build_refit_inputs() -> None:
-                log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
-                refit_inputs.append(
-                    pool.submit(
-                        booster_inputs,
-                        past,
-                        cutoff,
-                        horizon,
-                        params=settings.params,
-                        snapshots=settings.snapshots,
-                        threads=1,  # (already beside this thread's work)
-                    )
+        def build_refit_inputs() -> None:
+            log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
+            refit_inputs.append(
+                pool.submit(
+                    booster_inputs,
+                    past,
+                    cutoff,
+                    horizon,
+                    params=settings.params,
+                    snapshots=settings.snapshots,
+                    btyd_at=btyd_at,
+                    threads=1,  # (already beside this thread's work)
                 )
-
-            selection = select_method(
-                past,
-                cutoff,
-                horizon,
-                params=settings.params,
-                snapshots=settings.snapshots,
-                method=settings.method,
-                btyd_at=btyd_at,
-                after_fit=build_refit_inputs,
             )
-            metrics: dict[str, float] = {}
-            intervals = None
-            if selection.backtest is not None:
-                intervals, _ = backtest_intervals(selection.backtest)
-                metrics = log_backtest(selection.backtest, intervals)
-                log_snapshots(selection.backtest.model, "backtest_snapshots")
-            log_selection(selection)
-            log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
-            if not refit_inputs:  # (no internal backtest's boosters: nothing to build beside)
-                build_refit_inputs()
-            inputs = refit_inputs[0].result()
+
+        selection = select_method(
+            past,
+            cutoff,
+            horizon,
+            params=settings.params,
+            snapshots=settings.snapshots,
+            method=settings.method,
+            btyd_at=btyd_at,
+            inputs=None if backtest_inputs is None else backtest_inputs.result,
+            after_fit=build_refit_inputs,
+        )
+        del backtest_inputs  # (its matrix went with the backtest's fit; the rest goes now)
+        metrics: dict[str, float] = {}
+        intervals = None
+        if selection.backtest is not None:
+            intervals, _ = backtest_intervals(selection.backtest)
+            metrics = log_backtest(selection.backtest, intervals)
+            log_snapshots(selection.backtest.model, "backtest_snapshots")
+        log_selection(selection)
+        log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
+        if not refit_inputs:  # (no internal backtest's boosters: nothing to build beside)
+            build_refit_inputs()
+        inputs = refit_inputs.pop().result()
         release_free_memory()
         model, features = refit(
             past,

@@ -50,16 +50,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 from scipy.optimize import brentq
 
+from clvflow.core.cores import available_cores
+from clvflow.core.progress import BoostingProgress, track
+from clvflow.core.steptimes import timed_step
+from clvflow.features.build import FEATURE_COLUMNS
+from clvflow.features.labels import validate_horizon
+from clvflow.features.snapshots import SEASON_LAG_DAYS, SnapshotCheck, SnapshotStream
 from clvflow.models.btyd import (
     BTYD_PREDICTION_COLUMNS,
     BtydFit,
@@ -67,15 +73,8 @@ from clvflow.models.btyd import (
     btyd_predictions,
     fit_btyd_checked,
 )
-from clvflow.core.cores import available_cores
-from clvflow.features.build import FEATURE_COLUMNS
-from clvflow.features.labels import validate_horizon
-from clvflow.core.progress import BoostingProgress, track
-from clvflow.models.selection import Blend, blend_arrays
-from clvflow.features.snapshots import SEASON_LAG_DAYS, SnapshotCheck, SnapshotStream
 from clvflow.models.lifetime import MbgNbdParams, fit_long_run, long_run_p_alive
-from clvflow.core.steptimes import timed_step
-
+from clvflow.models.selection import Blend, blend_arrays
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +404,50 @@ class Selection:
     reason: str = ""
 
 
+@dataclass
+class CutoffFits:
+    """The fits at the cutoff that do not need the boosters (:func:`fit_cutoff`)."""
+
+    btyd: BtydFit | None  # BG/NBD x Gamma-Gamma on the cutoff's features: the scoring inputs
+    btyd_why: str  # why ``btyd`` is None ("" when fitted)
+    long_run: MbgNbdParams | None  # MBG/NBD (the long run), or None when unusable
+    season: dict | None  # the same-season correction of the level, when one applies
+
+
+def fit_cutoff(
+    features: pd.DataFrame,
+    horizon_days: int,
+    params: ModelParams,
+    latest_fit: BtydFit | None = None,
+    cutoff_btyd: BtydFitter | None = None,
+    season_reference: pd.DataFrame | None = None,
+) -> CutoffFits:
+    """BG/NBD x Gamma-Gamma on the cutoff's ``features`` (warm-started from the latest
+    snapshot's ``latest_fit``; ``cutoff_btyd``: fits instead, e.g. on the whole population),
+    MBG/NBD from it, and BTYD's error on the same season a year before (``season_reference``,
+    when the level is anchored to BTYD with ``seasonal_level``). None of them depends on the
+    boosters, so they can be made before (beside) the boosters' fit."""
+    btyd, why = fit_btyd_checked(features, horizon_days, latest_fit, cutoff_btyd)
+    if btyd is None:
+        log.warning(
+            "BG/NBD x Gamma-Gamma is unusable at the cutoff (%s): the model scores without "
+            "BTYD inputs, at the latest training snapshot's level",
+            why,
+        )
+    long_run, long_why = fit_long_run(features, None if btyd is None else btyd.bgnbd)
+    if long_run is None:
+        log.warning("no long-run model (MBG/NBD unusable at the cutoff: %s)", long_why)
+    season = None
+    if (
+        btyd is not None
+        and params.anchor_to_btyd
+        and params.seasonal_level
+        and season_reference is not None
+    ):
+        season = _season_correction(season_reference, horizon_days, btyd)
+    return CutoffFits(btyd, why, long_run, season)
+
+
 class ClvModel:
     """Churn + spend model for one horizon. Hyperparameters in ``__init__``, fitted state in
     attributes ending in ``_``; ``fit`` returns ``self``."""
@@ -515,8 +558,11 @@ class ClvModel:
         *,
         n_trees: dict[str, int] | None = None,
         early_stopped: bool = False,
+        cutoff: CutoffFits | None = None,
     ) -> ClvModel:
         """:meth:`fit` from the rows of :meth:`stack_inputs` (same arguments otherwise).
+        ``cutoff``: :func:`fit_cutoff` of the same arguments, when made already (the fits that
+        do not need the boosters); else they are made here.
 
         How the boosters are fitted:
 
@@ -553,21 +599,18 @@ class ClvModel:
         if refit:
             self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
             self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
-        self.btyd_, why = fit_btyd_checked(
-            cutoff_features, self.horizon_days, latest_fit, cutoff_btyd
-        )
-        if self.btyd_ is None:
-            log.warning(
-                "BG/NBD x Gamma-Gamma is unusable at the cutoff (%s): the model scores without "
-                "BTYD inputs, at the latest training snapshot's level",
-                why,
+        if cutoff is None:
+            cutoff = fit_cutoff(
+                cutoff_features,
+                self.horizon_days,
+                p,
+                latest_fit,
+                cutoff_btyd,
+                season_reference,
             )
-            self.btyd_fallbacks_["cutoff"] = why
-        self.long_run_, why = fit_long_run(
-            cutoff_features, None if self.btyd_ is None else self.btyd_.bgnbd
-        )
-        if self.long_run_ is None:
-            log.warning("no long-run model (MBG/NBD unusable at the cutoff: %s)", why)
+        self.btyd_, self.long_run_ = cutoff.btyd, cutoff.long_run
+        if self.btyd_ is None:
+            self.btyd_fallbacks_["cutoff"] = cutoff.btyd_why
         self.blend_ = Blend()
         self.n_trees_ = {"churn": n_churn, "spend": n_spend}
         self.n_trees_source_ = source
@@ -579,10 +622,7 @@ class ClvModel:
         if self.btyd_ is None:
             self.level_ = _latest_level(rows)
         elif p.anchor_to_btyd:
-            season = None
-            if p.seasonal_level and season_reference is not None:
-                season = _season_correction(season_reference, self.horizon_days, self.btyd_)
-            self.level_ = self._anchor(cutoff_features, season)
+            self.level_ = self._anchor(cutoff_features, cutoff.season)
         log.info(
             "fitted on %d rows from %d snapshots%s; trees churn=%d spend=%d (from %s); level %s",
             len(rows),

@@ -21,21 +21,12 @@ from functools import partial
 
 import pandas as pd
 
-from clvflow.models.btyd import BtydFit, bgnbd_gamma_gamma_baseline, historical_baseline
+from clvflow.core.dates import DateLike, rows_before, to_day
+from clvflow.core.memory import release_free_memory
+from clvflow.core.steptimes import timed_step
 from clvflow.evaluation.metrics import METRIC_NAMES, evaluate_predictions
 from clvflow.features.build import build_features, customer_days, features_from_days
 from clvflow.features.labels import build_labels, validate_horizon
-from clvflow.models.clv import (
-    TREES_EARLY_STOPPING,
-    BacktestResult,
-    ClvModel,
-    ModelParams,
-    Selection,
-    StackedInputs,
-)
-from clvflow.models.selection import Blend, choose_blend
-from clvflow.core.dates import DateLike, rows_before, to_day
-from clvflow.core.memory import release_free_memory
 from clvflow.features.snapshots import (
     SnapshotCheck,
     SnapshotRule,
@@ -44,8 +35,19 @@ from clvflow.features.snapshots import (
     snapshot_stream,
     usable_snapshots,
 )
+from clvflow.models.btyd import BtydFit, bgnbd_gamma_gamma_baseline, historical_baseline
+from clvflow.models.clv import (
+    TREES_EARLY_STOPPING,
+    BacktestResult,
+    ClvModel,
+    CutoffFits,
+    ModelParams,
+    Selection,
+    StackedInputs,
+    fit_cutoff,
+)
+from clvflow.models.selection import Blend, choose_blend
 from clvflow.models.uncertainty import SpendCalibration, calibrate_spend, interval_coverage
-from clvflow.core.steptimes import timed_step
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class BoosterInputs:
     model: ClvModel
     stacked: StackedInputs | None
     features: pd.DataFrame  # as of the cutoff
-    season: pd.DataFrame | None  # the same season a year before (None: not used or none)
+    cutoff: CutoffFits  # BTYD, MBG/NBD and the seasonal correction at the cutoff
     n_rows: int
     checks: list[SnapshotCheck]
 
@@ -100,14 +102,16 @@ def booster_inputs(
     *,
     params: ModelParams | None = None,
     snapshots: SnapshotSettings | None = None,
+    btyd_at: BtydAt | None = None,
     threads: int = 1,
 ) -> BoosterInputs:
     """The inputs of :func:`fit_boosters` at ``cutoff`` from transactions dated before it: the
-    usable snapshots, stacked with the BTYD fit of each, and the features as of the cutoff.
-    They depend on the data and settings only (not on any internal backtest), so ``clvflow
-    train`` builds the refit's beside the internal backtest's judging. ``threads`` > 1: the
-    next snapshots are built on threads while the BTYD fits stack the current one (the same
-    inputs).
+    usable snapshots, stacked with the BTYD fit of each, the features as of the cutoff and the
+    fits there that do not need the boosters (:func:`clvflow.models.clv.fit_cutoff`; ``btyd_at``
+    as in :func:`fit_boosters`). They depend on the data and settings only (not on any internal
+    backtest), so ``clvflow train`` builds the refit's beside the internal backtest's judging.
+    ``threads`` > 1: the next snapshots are built on threads while the BTYD fits stack the
+    current one (the same inputs).
 
     Raises:
         ValueError: no usable training snapshot (the message says what history would do).
@@ -140,7 +144,9 @@ def booster_inputs(
         season = same_season_snapshot(tx, cutoff_day, horizon_days, days)
     del days
     release_free_memory()  # (the snapshots' temporaries: GBs at 1M customers)
-    return BoosterInputs(model, stacked, features, season, len(stacked.rows), checks)
+    cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
+    fits = fit_cutoff(features, horizon_days, model.params, stacked.latest_fit, cutoff_btyd, season)
+    return BoosterInputs(model, stacked, features, fits, len(stacked.rows), checks)
 
 
 def fit_boosters(
@@ -159,7 +165,8 @@ def fit_boosters(
     cutoff's BTYD fit on the whole population, when ``tx`` is a sample's). ``n_trees``: the
     internal backtest's tree counts (no early stopping); ``early_stopped``: keep the
     early-stopped boosters (see :meth:`ClvModel.fit_stacked`); ``inputs``: those of
-    :func:`booster_inputs` with the same data and settings, built already (this consumes them).
+    :func:`booster_inputs` with the same data and settings (``btyd_at`` included), built
+    already (this consumes them).
 
     Returns:
         (fitted model exporting the boosters, features as of the cutoff). The snapshot checks
@@ -169,23 +176,25 @@ def fit_boosters(
         ValueError: no usable training snapshot (the message says what history would do).
     """
     if inputs is None:
-        threads = (params or ModelParams()).n_jobs
         inputs = booster_inputs(
-            tx, cutoff, horizon_days, params=params, snapshots=snapshots, threads=threads
+            tx,
+            cutoff,
+            horizon_days,
+            params=params,
+            snapshots=snapshots,
+            btyd_at=btyd_at,
+            threads=(params or ModelParams()).n_jobs,
         )
     model, stacked, features = inputs.model, inputs.stacked, inputs.features
     if stacked is None:
         raise ValueError("these booster inputs were fitted already: build them anew")
     inputs.stacked = None  # (the matrix goes once the boosters are fitted: GBs at 1M customers)
-    cutoff_day = to_day(cutoff, "cutoff")
-    cutoff_btyd = None if btyd_at is None else partial(btyd_at, cutoff_day)
     model.fit_stacked(
         stacked,
         features,
-        inputs.season,
-        cutoff_btyd,
         n_trees=n_trees,
         early_stopped=early_stopped,
+        cutoff=inputs.cutoff,
     )
     del stacked
     release_free_memory()
@@ -356,14 +365,18 @@ def select_method(
     snapshots: SnapshotSettings | None = None,
     method: str = "auto",
     btyd_at: BtydAt | None = None,
+    inputs: Callable[[], BoosterInputs] | None = None,
     after_fit: Callable[[], object] | None = None,
 ) -> Selection:
     """The internal backtest at ``cutoff - horizon_days`` and the method it chooses.
 
     Only transactions dated before ``cutoff`` are used. ``method`` ``boosters`` or ``bgnbd``
-    forces that method (the backtest still runs and is reported). ``after_fit`` is called once
-    the backtest's boosters are fitted, before they are judged (``clvflow train`` starts the
-    refit's inputs there, on a second thread; not called without an internal backtest).
+    forces that method (the backtest still runs and is reported). ``inputs``: gives the
+    backtest boosters' inputs (:func:`booster_inputs` at ``cutoff - horizon_days``, same data
+    and settings) when they are built already or being built (``clvflow train`` starts them
+    on a second thread while it sets up the run). ``after_fit`` is called once the backtest's
+    boosters are fitted, before they are judged (``clvflow train`` starts the refit's inputs
+    there). Neither is called without an internal backtest.
 
     Returns:
         A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
@@ -395,6 +408,7 @@ def select_method(
         snapshots=snapshots,
         btyd_at=btyd_at,
         early_stopped=True,
+        inputs=None if inputs is None else inputs(),
     )
     if after_fit is not None:
         after_fit()
