@@ -233,3 +233,32 @@ def test_fit_boosters_equals_the_plain_fit_of_the_stacked_snapshots():
     np.testing.assert_array_equal(
         got.predict(features).to_numpy(), want.predict(features).to_numpy()
     )
+
+
+def test_inputs_from_customer_days_built_to_a_later_cutoff_are_the_same():
+    """Issue 11: ``clvflow train`` sorts the customer-days once, to its cutoff, and builds the
+    internal backtest's inputs (a horizon earlier) from them too: the same stacked matrix,
+    rows, features, checks and cutoff fits as from customer-days built to the backtest's own
+    cutoff."""
+    import numpy as np
+
+    from clvflow.data.simulate import simulate
+    from clvflow.features.build import customer_days
+    from clvflow.models.clv import ModelParams
+    from clvflow.models.training import booster_inputs
+
+    tx = simulate(1200, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=10)
+    tx = tx.transactions
+    cutoff, start = pd.Timestamp("2023-01-01"), pd.Timestamp("2022-10-03")
+    past = tx.loc[tx["timestamp"] < cutoff]
+    settings = {
+        "params": ModelParams(n_estimators=5, n_jobs=1),
+        "snapshots": SnapshotSettings(n_snapshots=3, spacing_days=30),
+    }
+    got = booster_inputs(past, start, 90, days=customer_days(past, cutoff), **settings)
+    want = booster_inputs(past, start, 90, **settings)
+    np.testing.assert_array_equal(got.stacked.x, want.stacked.x)
+    pd.testing.assert_frame_equal(got.stacked.rows, want.stacked.rows)
+    pd.testing.assert_frame_equal(got.features, want.features)
+    assert got.checks == want.checks and got.n_rows == want.n_rows
+    assert got.cutoff == want.cutoff

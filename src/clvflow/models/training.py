@@ -25,7 +25,12 @@ from clvflow.core.dates import DateLike, rows_before, to_day
 from clvflow.core.memory import release_free_memory
 from clvflow.core.steptimes import timed_step
 from clvflow.evaluation.metrics import METRIC_NAMES, evaluate_predictions
-from clvflow.features.build import build_features, customer_days, features_from_days
+from clvflow.features.build import (
+    CustomerDays,
+    build_features,
+    customer_days,
+    features_from_days,
+)
 from clvflow.features.labels import build_labels, validate_horizon
 from clvflow.features.snapshots import (
     SnapshotCheck,
@@ -104,6 +109,7 @@ def booster_inputs(
     snapshots: SnapshotSettings | None = None,
     btyd_at: BtydAt | None = None,
     threads: int = 1,
+    days: CustomerDays | None = None,
 ) -> BoosterInputs:
     """The inputs of :func:`fit_boosters` at ``cutoff`` from transactions dated before it: the
     usable snapshots, stacked with the BTYD fit of each, the features as of the cutoff and the
@@ -111,7 +117,10 @@ def booster_inputs(
     as in :func:`fit_boosters`). They depend on the data and settings only (not on any internal
     backtest), so ``clvflow train`` builds the refit's beside the internal backtest's judging.
     ``threads`` > 1: the next snapshots are built on threads while the BTYD fits stack the
-    current one (the same inputs).
+    current one (the same inputs). ``days``: ``tx``'s customer-days up to the cutoff or later,
+    built already (``clvflow train`` builds them once, to its cutoff, for the internal
+    backtest's inputs and the refit's; the features of a date depend only on the days before
+    it, so they are the same).
 
     Raises:
         ValueError: no usable training snapshot (the message says what history would do).
@@ -124,7 +133,8 @@ def booster_inputs(
     # The customer-days before the cutoff, sorted once: the features of every date below come
     # from them (8 dates: one sort of the rows instead of 8; about 0.35 GB at 1M customers,
     # dropped before the boosters' matrix is fitted).
-    days = customer_days(tx, cutoff_day)
+    if days is None:
+        days = customer_days(tx, cutoff_day)
     stream, checks = snapshot_stream(
         tx,
         cutoff_day,
