@@ -2,12 +2,16 @@
 
 On a terminal a line on stderr that updates in place; otherwise (a log file, CI, `mlflow run`
 output) log lines: at least every ``LOG_EVERY_S`` seconds while the step runs, and when it ends.
+Only the main thread draws the line in place: a step on another thread (``clvflow train``
+builds the refit's inputs beside the backtest's bootstrap) logs lines, so two bars never
+overwrite each other.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -27,7 +31,7 @@ class Progress:
     def __init__(self, what: str, total: int, *, every_s: float = LOG_EVERY_S) -> None:
         self.what, self.total, self.done = what, total, 0
         self.every_s = every_s
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() and threading.current_thread() is threading.main_thread()
         self.start = self.last = time.perf_counter()
 
     def step(self, n: int = 1) -> None:
