@@ -32,28 +32,11 @@ def test_track_logs_the_end_of_a_step_once_when_it_is_quick(caplog):
 
 def test_a_terminal_gets_one_line_updated_in_place():
     """Issue 9 item 13: on a TTY the count is rewritten with carriage returns, no log lines."""
-    leader, follower = pty.openpty()
-    code = (
+    text = _stderr_on_a_terminal(
         "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from clvflow.core.progress import track\n"
         "for _ in track(range(3), 'rounds', 3): pass\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], stderr=follower, stdout=subprocess.DEVNULL, timeout=120
-    )
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    assert done.returncode == 0
-    text = out.decode()
     assert [part.split(" (")[0] for part in text.strip().split("\r")] == [
         "rounds: 1/3",
         "rounds: 2/3",
@@ -66,14 +49,24 @@ def test_on_a_terminal_only_the_main_thread_draws_in_place():
     """Issue 11: ``clvflow train`` builds the refit's inputs on a second thread while the main
     one bootstraps; on a terminal the second thread's step logs lines instead of drawing, so
     the two never overwrite each other's line."""
-    leader, follower = pty.openpty()
-    code = (
+    text = _stderr_on_a_terminal(
         "import logging, threading; logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
         "from clvflow.core.progress import track\n"
         "t = threading.Thread(target=lambda: list(track(range(2), 'beside', 2)))\n"
         "t.start(); t.join()\n"
         "for _ in track(range(2), 'main', 2): pass\n"
-    )
+    ).replace("\r\n", "\n")
+    assert text.startswith("beside: 2/2 done (")  # a log line, not drawn
+    drawn = text.split("\n", 1)[1]
+    assert [part.split(" (")[0] for part in drawn.strip().split("\r")] == [
+        "main: 1/2",
+        "main: 2/2",
+    ]
+
+
+def _stderr_on_a_terminal(code: str) -> str:
+    """What a Python child running ``code`` writes to stderr when stderr is a terminal."""
+    leader, follower = pty.openpty()
     done = subprocess.run(
         [sys.executable, "-c", code], stderr=follower, stdout=subprocess.DEVNULL, timeout=120
     )
@@ -89,10 +82,4 @@ def test_on_a_terminal_only_the_main_thread_draws_in_place():
         out += chunk
     os.close(leader)
     assert done.returncode == 0
-    text = out.decode().replace("\r\n", "\n")
-    assert text.startswith("beside: 2/2 done (")  # a log line, not drawn
-    drawn = text.split("\n", 1)[1]
-    assert [part.split(" (")[0] for part in drawn.strip().split("\r")] == [
-        "main: 1/2",
-        "main: 2/2",
-    ]
+    return out.decode()

@@ -248,11 +248,7 @@ def snapshot_stream(
         ValueError: no transaction before the cutoff, or no usable snapshot (the message gives
             each candidate's reason and the shortest history that would work).
     """
-    rule = rule or SnapshotRule()
-    checks = usable_snapshots(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
-    for check in checks:
-        log.info("snapshot %s", check.describe())
-    used = sorted(c.snapshot_date for c in checks if c.used)
+    used, checks = _used_dates(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
     # Every used snapshot's label window ends by the cutoff, so its rows read only transactions
     # before it: ``tx`` itself serves, without a copy cut at the cutoff (GBs at 1M customers).
     frames = map_in_order(
@@ -294,17 +290,29 @@ def snapshot_parts(
         ValueError: no transaction before the cutoff, or no usable snapshot (the message gives
             each candidate's reason and the shortest history that would work).
     """
+    used, checks = _used_dates(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
+    # (as in snapshot_stream: ``tx`` itself serves, without a copy cut at the cutoff)
+    parts = [
+        snapshot_rows(tx, day, horizon_days, days)
+        for day in track(used[::-1], "training snapshots (features, labels)", len(used))
+    ]
+    return parts, checks
+
+
+def _used_dates(
+    tx: pd.DataFrame,
+    cutoff: DateLike,
+    horizon_days: int,
+    n_snapshots: int,
+    spacing_days: int,
+    rule: SnapshotRule | None,
+) -> tuple[list[pd.Timestamp], list[SnapshotCheck]]:
+    """(the usable snapshot dates, oldest first; every candidate's check, logged)."""
     rule = rule or SnapshotRule()
     checks = usable_snapshots(tx, cutoff, horizon_days, n_snapshots, spacing_days, rule)
     for check in checks:
         log.info("snapshot %s", check.describe())
-    used = [c.snapshot_date for c in checks if c.used]
-    # (as in snapshot_stream: ``tx`` itself serves, without a copy cut at the cutoff)
-    parts = [
-        snapshot_rows(tx, day, horizon_days, days)
-        for day in track(used, "training snapshots (features, labels)", len(used))
-    ]
-    return parts, checks
+    return sorted(c.snapshot_date for c in checks if c.used), checks
 
 
 @timed_step("features and labels")
