@@ -71,11 +71,10 @@ def test_mlflow_run_logs_the_cutoff_it_used(project_run):
 
 def test_training_logs_progress_of_every_long_step(project_run):
     """Issue 9 item 13: a training run whose output is not a terminal logs each long step's
-    progress (snapshots, BTYD fits, boosting rounds, blend and bootstrap resamples)."""
+    progress (snapshots with their BTYD fits, boosting rounds, blend and bootstrap resamples)."""
     stderr = project_run["done"].stderr
     for step in (
-        "training snapshots (features, labels): 2/2 done",
-        "BTYD fits per snapshot: 2/2 done",
+        "training snapshots (features, labels, BTYD fits): 2/2 done",
         "churn booster rounds: ",
         "spend booster rounds: ",
         "blend weights on resamples: ",

@@ -523,7 +523,10 @@ class ClvModel:
         self.btyd_fallbacks_: dict[str, str] = {}
         latest: BtydFit | None = None
         start = 0
-        for date, snap in track(blocks, "BTYD fits per snapshot", n_snapshots):
+        what = "BTYD fits per snapshot"
+        if isinstance(training_set, SnapshotStream):  # (built as they are stacked: one bar)
+            what = "training snapshots (features, labels, BTYD fits)"
+        for date, snap in track(blocks, what, n_snapshots):
             fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
             latest = fit or latest
             if fit is None:
