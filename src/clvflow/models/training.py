@@ -130,9 +130,9 @@ def booster_inputs(
     snapshots = snapshots or SnapshotSettings()
     # No copy of the rows before the cutoff is kept here: each step below reads only those rows
     # of ``tx`` (a copy would live through the boosters: GBs at a million customers).
-    # The customer-days before the cutoff, sorted once: the features of every date below come
-    # from them (8 dates: one sort of the rows instead of 8; about 0.35 GB at 1M customers,
-    # dropped before the boosters' matrix is fitted).
+    # The customer-days before the cutoff, sorted once (unless given): the features of every
+    # date below come from them (8 dates: one sort of the rows instead of 8; about 0.35 GB at 1M
+    # customers, not held here once the inputs are built).
     if days is None:
         days = customer_days(tx, cutoff_day)
     stream, checks = snapshot_stream(
