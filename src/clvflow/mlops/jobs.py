@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -299,19 +300,19 @@ def train_before(
         # (the customer-days sorted once, to the cutoff: both inputs' features come from them;
         # dropped once the refit's are built)
         days = [pool.submit(customer_days, past, cutoff)]
+        inputs_at = partial(
+            booster_inputs,
+            past,
+            horizon_days=horizon,
+            params=settings.params,
+            snapshots=settings.snapshots,
+            btyd_at=btyd_at,
+        )
         backtest_inputs: Future[BoosterInputs] | None = None
         if internal_backtest_possible(past, cutoff, horizon, settings.snapshots)[0]:
+            start = cutoff - pd.Timedelta(days=horizon)
             backtest_inputs = pool.submit(
-                lambda: booster_inputs(
-                    past,
-                    cutoff - pd.Timedelta(days=horizon),
-                    horizon,
-                    params=settings.params,
-                    snapshots=settings.snapshots,
-                    btyd_at=btyd_at,
-                    threads=threads,
-                    days=days[0].result(),
-                )
+                lambda: inputs_at(start, threads=threads, days=days[0].result())
             )
         sha = log_inputs(past, report, settings.data_name)
         release_free_memory()  # (the hashing's copies of the log)
@@ -331,19 +332,8 @@ def train_before(
 
         def build_refit_inputs() -> None:
             log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
-            refit_inputs.append(
-                pool.submit(
-                    booster_inputs,
-                    past,
-                    cutoff,
-                    horizon,
-                    params=settings.params,
-                    snapshots=settings.snapshots,
-                    btyd_at=btyd_at,
-                    threads=1,  # (already beside this thread's work)
-                    days=days[0].result(),
-                )
-            )
+            # (threads=1: already beside this thread's work)
+            refit_inputs.append(pool.submit(inputs_at, cutoff, threads=1, days=days[0].result()))
 
         selection = select_method(
             past,

@@ -504,6 +504,7 @@ class ClvModel:
         """
         heads: list[pd.DataFrame] = []  # (a stream's first rows: the stacked frame's dtypes)
         types: list[str] = []
+        what = "BTYD fits per snapshot"
         if isinstance(training_set, pd.DataFrame):
             n_rows, n_snapshots = len(training_set), training_set["snapshot_date"].nunique()
             types = _feature_types(training_set)
@@ -513,6 +514,7 @@ class ClvModel:
             # are never written, so they take no memory, and the matrix returned ends there)
             n_rows, n_snapshots = training_set.max_rows, training_set.n_snapshots
             blocks = _first_rows_kept(training_set.frames, heads)
+            what = "training snapshots (features, labels, BTYD fits)"  # (built as stacked)
         else:
             n_rows, n_snapshots = sum(len(part) for part in training_set), len(training_set)
             # (the dtypes the stacked frame would have)
@@ -523,9 +525,6 @@ class ClvModel:
         self.btyd_fallbacks_: dict[str, str] = {}
         latest: BtydFit | None = None
         start = 0
-        what = "BTYD fits per snapshot"
-        if isinstance(training_set, SnapshotStream):  # (built as they are stacked: one bar)
-            what = "training snapshots (features, labels, BTYD fits)"
         for date, snap in track(blocks, what, n_snapshots):
             fit, why = fit_btyd_checked(snap, self.horizon_days, latest)
             latest = fit or latest

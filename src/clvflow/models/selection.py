@@ -99,9 +99,10 @@ def _gains(
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per weight: the gain over BG/NBD (``kind`` ``auc`` of P(active) or ``gini`` of spend) on
-    all customers, and its quantile over the draws (judged ``threads`` at once). Each blend is ranked once; a draw is a
-    count per customer (:mod:`clvflow.evaluation.resampling`), and all customers are the draw
-    counting each once (the same numbers as ranking them anew, bit for bit)."""
+    all customers, and its quantile over the draws (judged ``threads`` at once). Each blend is
+    ranked once; a draw is a count per customer (:mod:`clvflow.evaluation.resampling`), and all
+    customers are the draw counting each once (the same numbers as ranking them anew, bit for
+    bit)."""
     scores = [w * boosters + (1 - w) * bgnbd for w in WEIGHT_GRID]
     # (the truth in each ranking's order: a draw then costs one gather per ranking)
     if kind == "auc":
