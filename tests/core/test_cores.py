@@ -60,8 +60,8 @@ def test_an_error_in_a_thread_reaches_the_caller() -> None:
 
 
 def test_beside_runs_on_a_second_thread_only_with_threads_to_spare() -> None:
-    """Issue 11: with 2+ threads the task runs on another thread; with 1 it runs at once, on
-    the caller's thread (``--n-jobs 1``: one thread throughout)."""
+    """Issue 11: with 2+ threads the task runs on another thread; with 1 it runs on the
+    caller's thread (``--n-jobs 1``: one thread throughout)."""
     here = threading.get_ident()
     with beside(2) as pool:
         assert pool.submit(threading.get_ident).result() != here
@@ -78,3 +78,28 @@ def test_beside_gives_a_tasks_error_when_its_result_is_read(threads: int) -> Non
         future = pool.submit(fails)
         with pytest.raises(ValueError, match="no usable snapshot"):
             future.result()
+
+
+def test_beside_on_one_thread_runs_a_task_when_its_result_is_first_read() -> None:
+    """With one thread a task waits for its result to be asked for (the steps between keep
+    their order: e.g. a train's checks before the inputs they guard), and runs once."""
+    ran: list[str] = []
+    with beside(1) as pool:
+        future = pool.submit(lambda: ran.append("task") or len(ran))
+        ran.append("step before")
+        assert future.result() == 2 and future.result() == 2
+    assert ran == ["step before", "task"]
+
+
+def test_beside_leaves_at_once_on_an_error_without_waiting_for_the_task() -> None:
+    """An error in the caller's work is raised without waiting for the second thread's task
+    (a train that fails its setup reports it at once); the task still ends on its own."""
+    release = threading.Event()
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="setup failed"):
+        with beside(2) as pool:
+            task = pool.submit(release.wait, 30)
+            raise RuntimeError("setup failed")
+    assert time.perf_counter() - started < 5 and not task.done()
+    release.set()
+    assert task.result(timeout=5) is True

@@ -7,7 +7,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import TypeVar
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,21 +67,54 @@ def map_in_order(
                 future.cancel()
 
 
-class _AtOnce(Executor):
-    """An executor that runs each task when it is submitted, on the calling thread."""
+class _Later(Future):
+    """A task's future that runs the task when its result is first asked for, on the thread
+    that asks."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        super().__init__()
+        self._call: Callable[[], object] | None = call
+
+    def result(self, timeout: float | None = None) -> Any:
+        call, self._call = self._call, None
+        if call is not None:
+            try:
+                self.set_result(call())
+            except BaseException as err:  # (given to whoever reads the result, as a thread would)
+                self.set_exception(err)
+        return super().result(timeout)
+
+
+class _InLine(Executor):
+    """An executor whose tasks run on the calling thread when their results are first asked
+    for (not when submitted: the steps before that keep their order)."""
 
     def submit(self, fn: Callable[..., R], /, *args: object, **kwargs: object) -> Future[R]:
-        future: Future[R] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # (given to whoever reads the result, as a thread would)
-            future.set_exception(err)
-        return future
+        return _Later(partial(fn, *args, **kwargs))
+
+
+class _Beside(ThreadPoolExecutor):
+    """One worker thread; leaving its ``with`` block on an error does not wait for the task
+    running there (the error is reported at once; the task ends on its own) and drops those
+    not started."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is None:
+            return super().__exit__(exc_type, exc, tb)
+        self.shutdown(wait=False, cancel_futures=True)
+        return None
 
 
 def beside(threads: int) -> Executor:
     """An executor for one task run beside the calling thread's work: a second thread when
-    ``threads`` > 1, else the task runs at once on the calling thread (one core: no overlap)."""
+    ``threads`` > 1 (an error in the calling thread's work leaves at once, without waiting for
+    the task), else the task runs on the calling thread when its result is first asked for
+    (one core: no overlap, and the steps before that keep their order)."""
     if threads > 1:
-        return ThreadPoolExecutor(1, thread_name_prefix="clvflow-beside")
-    return _AtOnce()
+        return _Beside(1, thread_name_prefix="clvflow-beside")
+    return _InLine()

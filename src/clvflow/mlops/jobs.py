@@ -285,18 +285,13 @@ def train_before(
 
     horizon = settings.horizon_days
     threads = settings.params.n_jobs
-    name, export_dir, identity = export_target(settings)
-    tracking.configure_tracking()
-    tracking.check_registered_model(name, identity)
     # Inputs that do not depend on the steps before them are built beside those steps on a
     # second thread when there are threads to spare (else in line, at once): the internal
-    # backtest's snapshots, features and BTYD fits while the run is set up and the input is
-    # hashed; the refit's from the moment the backtest's boosters are fitted, while they are
-    # judged and bootstrapped. The same inputs either way; each fit waits for its own.
-    with (
-        beside(threads) as pool,
-        tracking.tracked_run(settings.experiment_name, _run_name("train", settings, cutoff)) as run,
-    ):
+    # backtest's snapshots, features and BTYD fits from the start, while the MLflow store and
+    # run are set up and the input is hashed; the refit's from the moment the backtest's
+    # boosters are fitted, while they are judged and bootstrapped. The same inputs either way;
+    # each fit waits for its own. (An error here leaves without waiting for them.)
+    with beside(threads) as pool:
         # (the customer-days sorted once, to the cutoff: both inputs' features come from them;
         # dropped once the refit's are built)
         days = [pool.submit(customer_days, past, cutoff)]
@@ -314,82 +309,91 @@ def train_before(
             backtest_inputs = pool.submit(
                 lambda: inputs_at(start, threads=threads, days=days[0].result())
             )
-        sha = log_inputs(past, report, settings.data_name)
-        release_free_memory()  # (the hashing's copies of the log)
-        tracking.log_params_once(
-            param_values(
-                settings,
-                cutoff=cutoff.date(),
-                backtest_cutoff=(cutoff - pd.Timedelta(days=horizon)).date(),
-                data_source=report.source,
-                data_sha256=sha,
-                export_dir=Path(export_dir).resolve(),
-                registered_model=name,
+        name, export_dir, identity = export_target(settings)
+        tracking.configure_tracking()
+        tracking.check_registered_model(name, identity)
+        run_name = _run_name("train", settings, cutoff)
+        with tracking.tracked_run(settings.experiment_name, run_name) as run:
+            sha = log_inputs(past, report, settings.data_name)
+            release_free_memory()  # (the hashing's copies of the log)
+            tracking.log_params_once(
+                param_values(
+                    settings,
+                    cutoff=cutoff.date(),
+                    backtest_cutoff=(cutoff - pd.Timedelta(days=horizon)).date(),
+                    data_source=report.source,
+                    data_sha256=sha,
+                    export_dir=Path(export_dir).resolve(),
+                    registered_model=name,
+                )
             )
-        )
-        log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
-        refit_inputs: list[Future[BoosterInputs]] = []
+            log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
+            refit_inputs: list[Future[BoosterInputs]] = []
 
-        def build_refit_inputs() -> None:
-            log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
-            # (threads=1: already beside this thread's work)
-            refit_inputs.append(pool.submit(inputs_at, cutoff, threads=1, days=days[0].result()))
+            def build_refit_inputs() -> None:
+                log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
+                # (threads=1: already beside this thread's work)
+                refit_inputs.append(
+                    pool.submit(inputs_at, cutoff, threads=1, days=days[0].result())
+                )
 
-        selection = select_method(
-            past,
-            cutoff,
-            horizon,
-            params=settings.params,
-            snapshots=settings.snapshots,
-            method=settings.method,
-            btyd_at=btyd_at,
-            inputs=None if backtest_inputs is None else backtest_inputs.result,
-            after_fit=build_refit_inputs,
-        )
-        del backtest_inputs  # (its matrix went with the backtest's fit; the rest goes now)
-        metrics: dict[str, float] = {}
-        intervals = None
-        if selection.backtest is not None:
-            intervals, _ = backtest_intervals(selection.backtest)
-            metrics = log_backtest(selection.backtest, intervals)
-            log_snapshots(selection.backtest.model, "backtest_snapshots")
-        log_selection(selection)
-        log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
-        if not refit_inputs:  # (no internal backtest's boosters: nothing to build beside)
-            build_refit_inputs()
-        inputs = refit_inputs.pop().result()
-        days.clear()  # (the refit's inputs were the last built from them: 0.35 GB at 1M)
-        release_free_memory()
-        model, features = refit(
-            past,
-            cutoff,
-            horizon,
-            selection,
-            params=settings.params,
-            snapshots=settings.snapshots,
-            btyd_at=btyd_at,
-            inputs=inputs,
-        )
-        del inputs
-        log_snapshots(model, "snapshots")
-        log_final_model_facts(model, features, len(past))
-        log.info("step 3/3: log, register and export the model (%s)", selection.blend.describe())
-        eligible, why_not = promotion_verdict(selection)
-        registration, model_uri, bundle_dir = publish(
-            model,
-            features,
-            settings,
-            cutoff,
-            sha,
-            run.info.run_id,
-            export_dir,
-            name=name,
-            score=metrics.get(tracking.PROMOTION_METRIC, float("nan")),
-            eligible=eligible,
-            why_not=why_not,
-            description=registry_description(settings, cutoff, selection, metrics, why_not),
-        )
-        metrics["promoted"] = float(registration.promoted)
+            selection = select_method(
+                past,
+                cutoff,
+                horizon,
+                params=settings.params,
+                snapshots=settings.snapshots,
+                method=settings.method,
+                btyd_at=btyd_at,
+                inputs=None if backtest_inputs is None else backtest_inputs.result,
+                after_fit=build_refit_inputs,
+            )
+            del backtest_inputs  # (its matrix went with the backtest's fit; the rest goes now)
+            metrics: dict[str, float] = {}
+            intervals = None
+            if selection.backtest is not None:
+                intervals, _ = backtest_intervals(selection.backtest)
+                metrics = log_backtest(selection.backtest, intervals)
+                log_snapshots(selection.backtest.model, "backtest_snapshots")
+            log_selection(selection)
+            log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
+            if not refit_inputs:  # (no internal backtest's boosters: nothing to build beside)
+                build_refit_inputs()
+            inputs = refit_inputs.pop().result()
+            days.clear()  # (the refit's inputs were the last built from them: 0.35 GB at 1M)
+            release_free_memory()
+            model, features = refit(
+                past,
+                cutoff,
+                horizon,
+                selection,
+                params=settings.params,
+                snapshots=settings.snapshots,
+                btyd_at=btyd_at,
+                inputs=inputs,
+            )
+            del inputs
+            log_snapshots(model, "snapshots")
+            log_final_model_facts(model, features, len(past))
+            log.info(
+                "step 3/3: log, register and export the model (%s)", selection.blend.describe()
+            )
+            eligible, why_not = promotion_verdict(selection)
+            registration, model_uri, bundle_dir = publish(
+                model,
+                features,
+                settings,
+                cutoff,
+                sha,
+                run.info.run_id,
+                export_dir,
+                name=name,
+                score=metrics.get(tracking.PROMOTION_METRIC, float("nan")),
+                eligible=eligible,
+                why_not=why_not,
+                description=registry_description(settings, cutoff, selection, metrics, why_not),
+            )
+            metrics["promoted"] = float(registration.promoted)
     return JobOutcome(
         run.info.run_id,
         cutoff,
