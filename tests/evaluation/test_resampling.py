@@ -13,6 +13,7 @@ from clvflow.evaluation.metrics import (
     TOP_SHARE,
     _bootstrap_point,
     bootstrap_draws,
+    evaluate_predictions,
     gini_norm,
     top_decile_capture,
 )
@@ -299,3 +300,39 @@ def test_bootstrap_draws_check_the_customers_as_the_point_metrics_do() -> None:
         ValueError, match=r"mismatched customers: 1 in `actual` only \(first: \['c'\]\)"
     ):
         bootstrap_draws(actual, {"model": pred}, n_resamples=10)
+
+
+def test_bootstrap_draws_take_the_judges_point_metrics_only_where_they_are_the_same() -> None:
+    """Issue 11: the point estimates on all customers are the judge's metrics
+    (evaluate_predictions of the same frames, ids in the same order), not computed again:
+    bit for bit the numbers computed here. Frames whose ids are not in that order (the judge
+    joins them) get their own; a value given here is then visibly not taken."""
+    rng = np.random.default_rng(3)
+    n = 300
+    active = (rng.random(n) < 0.5).astype(int)
+    actual = pd.DataFrame({"customer_id": [f"c{i:03d}" for i in range(n)], "active": active})
+    actual["spend"] = np.where(active == 1, np.round(rng.gamma(2.0, 20.0, n), 2), 0.0)
+    preds = {
+        name: actual[["customer_id"]].assign(
+            p_active=np.round(rng.random(n), 2), expected_spend=np.round(rng.random(n) * 50, 1)
+        )
+        for name in ("model", "bgnbd")
+    }
+    judged = {
+        name: {
+            k: v for k, v in evaluate_predictions(actual, pred).items() if k in BOOTSTRAP_METRICS
+        }
+        for name, pred in preds.items()
+    }
+    alone = bootstrap_draws(actual, preds, n_resamples=20, seed=2, threads=1)
+    taken = bootstrap_draws(actual, preds, n_resamples=20, seed=2, threads=1, known=judged)
+    assert taken[0] == alone[0]  # (exact: the same floats)
+    for name in preds:
+        pd.testing.assert_frame_equal(taken[1][name], alone[1][name], check_exact=True)
+    marked = {name: dict.fromkeys(BOOTSTRAP_METRICS, -7.0) for name in preds}
+    assert bootstrap_draws(actual, preds, n_resamples=20, seed=2, known=marked)[0] == {
+        name: dict.fromkeys(BOOTSTRAP_METRICS, -7.0) for name in preds
+    }  # (the same id order: taken as given)
+    shuffled = {name: pred.sample(frac=1.0, random_state=0) for name, pred in preds.items()}
+    own = bootstrap_draws(actual, shuffled, n_resamples=20, seed=2, known=marked)[0]
+    assert own == alone[0]  # (another order: computed here, the marked values ignored)

@@ -7,6 +7,7 @@ expectation over random tie-breaking, so a constant prediction carries no rankin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -493,6 +494,23 @@ def _bootstrap_point(active: np.ndarray, spend: np.ndarray, p: np.ndarray, s: np
     }
 
 
+def _known_point(
+    known: Mapping[str, Mapping[str, float]] | None,
+    name: str,
+    actual: pd.DataFrame,
+    pred: pd.DataFrame,
+) -> dict[str, float] | None:
+    """``known[name]``'s :data:`BOOTSTRAP_METRICS` when :func:`evaluate_predictions` computed
+    them on the arrays :func:`_bootstrap_point` gets (the frames' ids in the same order), else
+    None."""
+    metrics = (known or {}).get(name)
+    if metrics is None or any(k not in metrics for k in BOOTSTRAP_METRICS):
+        return None
+    if not _same_sorted_ids(actual, pred):
+        return None
+    return {k: float(metrics[k]) for k in BOOTSTRAP_METRICS}
+
+
 def bootstrap_draws(
     actual: pd.DataFrame,
     preds: dict[str, pd.DataFrame],
@@ -500,10 +518,14 @@ def bootstrap_draws(
     n_resamples: int = 200,
     seed: int = 0,
     threads: int | None = None,
+    known: Mapping[str, Mapping[str, float]] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
     """Each method's :data:`BOOTSTRAP_METRICS` on all customers and on the same bootstrap
     resamples of the customers (see :func:`paired_bootstrap`). ``threads``: resamples judged at
     once (default: the cores available); the draws and the numbers do not depend on it.
+    ``known``: methods' metrics on all customers from :func:`evaluate_predictions` of the same
+    frames, taken as they are where that computed them on the very arrays used here (actuals
+    and predictions in the same id order): the same numbers, not computed again.
 
     Returns:
         (estimates: method -> metric -> value, draws: method -> frame of one row per resample).
@@ -559,7 +581,11 @@ def bootstrap_draws(
         for metrics in track(judgements, "bootstrap resamples", n_resamples):
             for name, row in (metrics or {}).items():
                 draws[name].append(row)
-    full = {name: _bootstrap_point(active, spend, p, s) for name, (p, s) in arrays.items()}
+    full = {
+        name: _known_point(known, name, actual, preds[name])
+        or _bootstrap_point(active, spend, p, s)
+        for name, (p, s) in arrays.items()
+    }
     frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
     return full, frames
 

@@ -10,9 +10,11 @@ import pandas as pd
 from clvflow.core.steptimes import timed_step
 from clvflow.data.ingest import DataQualityReport
 from clvflow.evaluation.metrics import (
+    BOOTSTRAP_METRICS,
     bootstrap_draws,
     decile_table,
     intervals_from_draws,
+    prediction_arrays,
 )
 from clvflow.mlops.settings import N_RESAMPLES, JobSettings
 from clvflow.models.clv import BacktestResult, ClvModel, Selection
@@ -24,6 +26,7 @@ from clvflow.models.tables import (
     interval_metrics,
     snapshot_table,
 )
+from clvflow.models.training import BASELINE_PREFIXES
 
 
 def param_values(settings: JobSettings, **resolved: Any) -> dict[str, Any]:
@@ -47,9 +50,9 @@ def param_values(settings: JobSettings, **resolved: Any) -> dict[str, Any]:
 
 
 def _aligned(result: BacktestResult, key: str) -> pd.DataFrame:
-    """Actuals joined with one method's predictions (same customers, same order)."""
-    pred = result.predictions[key][["customer_id", "p_active", "expected_spend"]]
-    return result.actuals.merge(pred, on="customer_id", how="left", validate="one_to_one")
+    """Actuals with one method's predictions (same customers, the actuals' order)."""
+    p_active, expected_spend = prediction_arrays(result.actuals, result.predictions[key])
+    return result.actuals.assign(p_active=p_active, expected_spend=expected_spend)
 
 
 @timed_step("bootstrap")
@@ -68,8 +71,15 @@ def backtest_intervals(
     keys: list[str] = [k for k in ("model", "bgnbd") if k in result.predictions]
     preds = {key: result.predictions[key] for key in keys}
     threads = result.model.params.n_jobs
+    # (the judge's metrics of all customers: the point estimates, where they are the same)
+    known = {}
+    for key in keys:
+        prefix = BASELINE_PREFIXES.get(key, "")
+        known[key] = {
+            m: result.metrics[prefix + m] for m in BOOTSTRAP_METRICS if prefix + m in result.metrics
+        }
     estimates, draws = bootstrap_draws(
-        result.actuals, preds, n_resamples=n_resamples, threads=threads
+        result.actuals, preds, n_resamples=n_resamples, threads=threads, known=known
     )
     intervals = intervals_from_draws(estimates, draws, reference=keys[-1])
     if "bgnbd" not in preds:
