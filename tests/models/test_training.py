@@ -262,3 +262,36 @@ def test_inputs_from_customer_days_built_to_a_later_cutoff_are_the_same():
     pd.testing.assert_frame_equal(got.features, want.features)
     assert got.checks == want.checks and got.n_rows == want.n_rows
     assert got.cutoff == want.cutoff
+
+
+def test_predicting_the_frame_fitted_on_takes_the_fits_predictions_bit_for_bit():
+    """Issue 11: the fit predicts its cutoff population anyway (to anchor the level); judging
+    and profiling that very frame take those predictions instead of running the trees again.
+    They equal a fresh prediction of a copy to the bit, blended or not; another frame (the
+    copy) gets its own."""
+    import numpy as np
+
+    from clvflow.data.simulate import simulate
+    from clvflow.models.clv import ModelParams
+    from clvflow.models.selection import Blend
+    from clvflow.models.training import fit_boosters
+
+    tx = simulate(1000, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=6)
+    cutoff = pd.Timestamp("2023-01-01")
+    model, features = fit_boosters(
+        tx.transactions,
+        cutoff,
+        90,
+        params=ModelParams(n_estimators=12, seed=0, n_jobs=1),
+        snapshots=SnapshotSettings(n_snapshots=3, spacing_days=30),
+    )
+    fresh = features.copy()
+    calls: list[int] = []
+    run_trees = model._raw
+    model._raw = lambda f: calls.append(len(f)) or run_trees(f)  # type: ignore[method-assign]
+    for blend in (Blend(), Blend(0.4, 0.7, "test")):
+        model.blend_ = blend
+        taken, computed = model.predict(features), model.predict(fresh)
+        pd.testing.assert_frame_equal(taken, computed, check_exact=True)
+    assert calls == [len(fresh), len(fresh)]  # (the trees ran for the copy only)
+    assert np.isfinite(taken[["p_active", "expected_spend"]].to_numpy()).all()

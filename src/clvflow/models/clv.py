@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -579,6 +580,7 @@ class ClvModel:
         if n_trees is not None and early_stopped:
             raise ValueError("early_stopped needs the model's own early stopping: give no n_trees")
         p = self.params
+        self._fitted_trees = None
         rows, latest_fit = stacked.rows, stacked.latest_fit
         snapshots = sorted(rows["snapshot_date"].unique())
         everything = slice(0, len(rows))
@@ -624,7 +626,11 @@ class ClvModel:
         if self.btyd_ is None:
             self.level_ = _latest_level(rows)
         elif p.anchor_to_btyd:
-            self.level_ = self._anchor(cutoff_features, cutoff.season)
+            raw = self._raw(cutoff_features)
+            self.level_ = self._anchor(raw, cutoff.season)
+            # (the trees' predictions of the cutoff population, made here anyway: predict()
+            # of that very frame takes them instead of running the trees again)
+            self._fitted_trees = (weakref.ref(cutoff_features), self._boosters_alone(*raw))
         log.info(
             "fitted on %d rows from %d snapshots%s; trees churn=%d spend=%d (from %s); level %s",
             len(rows),
@@ -637,10 +643,13 @@ class ClvModel:
         )
         return self
 
-    def _anchor(self, features: pd.DataFrame, season: dict | None) -> dict:
-        """Constants that give the cutoff population BG/NBD's mean P(active) and total spend,
-        corrected by ``season`` (BG/NBD's error in the same season a year ago) when given."""
-        x, margin, spend_if_active = self._raw(features)
+    def _anchor(
+        self, raw: tuple[pd.DataFrame, np.ndarray, np.ndarray], season: dict | None
+    ) -> dict:
+        """Constants that give the cutoff population (its :meth:`_raw` predictions) BG/NBD's
+        mean P(active) and total spend, corrected by ``season`` (BG/NBD's error in the same
+        season a year ago) when given."""
+        x, margin, spend_if_active = raw
         buyers = x["n_purchase_days"].to_numpy() > 0
         level: dict = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
         if not buyers.any():
@@ -750,7 +759,9 @@ class ClvModel:
             features: ``customer_id`` + ``FEATURE_COLUMNS`` (as of the scoring date).
             boosters: this model's predictions of ``features`` with the boosters alone (a blend of
                 weight 1, e.g. from judging them), in the same row order: the trees are not run
-                again, only the blend is applied (the same numbers, bit for bit).
+                again, only the blend is applied (the same numbers, bit for bit). Without it,
+                the very frame the model was fitted on as of its cutoff (the same object, not
+                changed since) takes the fit's predictions the same way.
 
         Returns:
             DataFrame with ``PREDICTION_COLUMNS``, rows in input order.
@@ -765,13 +776,15 @@ class ClvModel:
                 f"feature table lacks the model's feature column(s) {missing}; build it with "
                 "clvflow.features.build.build_features (same clvflow version as the model)"
             )
+        fitted = getattr(self, "_fitted_trees", None)
+        if boosters is None and fitted is not None and fitted[0]() is features:
+            boosters = fitted[1]
         if boosters is None:
             x, margin, spend_if_active = self._raw(features)
-            p_active = _sigmoid(margin + self.level_["churn_logit_shift"])
-            spend_if_active = spend_if_active * self.level_["spend_factor"]
-            no_purchase = x["n_purchase_days"].to_numpy() <= 0
-            p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
-            expected_spend = p_active * spend_if_active
+            trees = self._boosters_alone(x, margin, spend_if_active)
+            p_active = trees["p_active"].to_numpy()
+            spend_if_active = trees["expected_spend_if_active"].to_numpy()
+            expected_spend = trees["expected_spend"].to_numpy()
         else:
             if len(boosters) != len(features):
                 raise ValueError("`boosters` must hold the predictions of these very features")
@@ -839,6 +852,22 @@ class ClvModel:
         )
         spend = self.spend_booster_.inplace_predict(inputs, base_margin=spend_base)
         return x, margin.astype("float64"), np.maximum(spend, 0.0).astype("float64")
+
+    def _boosters_alone(
+        self, x: pd.DataFrame, margin: np.ndarray, spend_if_active: np.ndarray
+    ) -> pd.DataFrame:
+        """The boosters' predictions (no blend) from their :meth:`_raw` outputs, at the level."""
+        p_active = _sigmoid(margin + self.level_["churn_logit_shift"])
+        spend_if_active = spend_if_active * self.level_["spend_factor"]
+        no_purchase = x["n_purchase_days"].to_numpy() <= 0
+        p_active = np.where(no_purchase, 0.0, p_active)  # returns-only: no purchase history
+        return pd.DataFrame(
+            {
+                "p_active": p_active,
+                "expected_spend_if_active": spend_if_active,
+                "expected_spend": p_active * spend_if_active,
+            }
+        )
 
     def season_window_start(self) -> pd.Timestamp | None:
         """Start of the window whose season the level was corrected for (the training cutoff),
