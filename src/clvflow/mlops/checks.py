@@ -10,11 +10,18 @@ from clvflow.models.training import SnapshotSettings
 
 
 def check_history(
-    tx: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, snapshots: SnapshotSettings
+    tx: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    snapshots: SnapshotSettings,
+    *,
+    count: bool = True,
 ) -> None:
     """Raise ValueError unless the history before ``cutoff`` holds at least one usable training
     snapshot: a full label window after the snapshot rule's minimum history, and enough
-    customers (:func:`clvflow.features.snapshots.usable_snapshots`), checked before any run starts."""
+    customers (:func:`clvflow.features.snapshots.usable_snapshots`), checked before any run starts.
+    ``count=False``: the history's length only, not the customers (a pass over the rows per
+    candidate snapshot: ``clvflow train`` counts them while its first inputs are built)."""
     first = tx["timestamp"].min().normalize()
     if cutoff <= first:
         raise ValueError(
@@ -34,6 +41,8 @@ def check_history(
             + (f", or --horizon-days {shorter} or less" if shorter >= 1 else "")
             + "."
         )
+    if not count:
+        return
     usable_snapshots(
         tx,
         cutoff,

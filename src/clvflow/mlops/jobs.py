@@ -223,15 +223,15 @@ def training_rows(tx: pd.DataFrame, settings: JobSettings) -> tuple[pd.DataFrame
     """The rows :func:`train_before` learns from (dated before the cutoff) and the cutoff, after
     the checks that need the whole log. A caller that drops ``tx`` then holds only these rows
     through the training (at a million customers the rest of the log is GBs).
+    (:func:`train_before` counts the customers of the snapshots, beside its first inputs.)
 
     Raises:
-        ValueError: cutoff before or after the data, or history too short for one usable
-            snapshot.
+        ValueError: cutoff before or after the data, or history too short for a snapshot.
     """
     cutoff = resolve_cutoff(tx, settings.cutoff)
     check_train_cutoff(tx, cutoff)
     export_target(settings)  # a folder that is not ours is refused whatever the data
-    check_history(tx, cutoff, settings.horizon_days, settings.snapshots)
+    check_history(tx, cutoff, settings.horizon_days, settings.snapshots, count=False)
     return rows_before(tx, cutoff), cutoff
 
 
@@ -279,7 +279,8 @@ def train_before(
     """:func:`train` on the rows and cutoff of :func:`training_rows`.
 
     Raises:
-        ValueError: a registered name / export folder that belongs to other data.
+        ValueError: too few customers for one usable snapshot, or a registered name / export
+            folder that belongs to other data.
     """
     from clvflow.mlops import tracking
 
@@ -309,6 +310,7 @@ def train_before(
             backtest_inputs = pool.submit(
                 lambda: inputs_at(start, threads=threads, days=days[0].result())
             )
+        check_history(past, cutoff, horizon, settings.snapshots)  # (the customers' counts)
         name, export_dir, identity = export_target(settings)
         tracking.configure_tracking()
         tracking.check_registered_model(name, identity)
