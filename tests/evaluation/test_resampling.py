@@ -336,3 +336,36 @@ def test_bootstrap_draws_take_the_judges_point_metrics_only_where_they_are_the_s
     shuffled = {name: pred.sample(frac=1.0, random_state=0) for name, pred in preds.items()}
     own = bootstrap_draws(actual, shuffled, n_resamples=20, seed=2, known=marked)[0]
     assert own == alone[0]  # (another order: computed here, the marked values ignored)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tie_group_sums_are_reduceats_to_the_bit(seed: int) -> None:
+    """Issue 11: the money sums of the tie groups are reduceat's over every group, bit for bit,
+    with reduceat called only over the groups of two or more: groups side by side, a shared
+    group at either end, long groups (numpy's pairwise sums) and sums of values with cents."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    score = np.round(rng.random(n), int(rng.integers(1, 3)))  # (1 or 2 decimals: many ties)
+    if seed % 2:
+        score[-int(rng.integers(1, 20)) :] = score.min() - 1.0  # a shared group at the end
+    spend = np.round(rng.gamma(1.5, 30.0, n), 2) * (rng.random(n) < 0.6)
+    ranking = resampling.Ranking(score)
+    assert not ranking.distinct and len(ranking.shared) > 0
+    counts = rng.integers(0, 4, n).astype(np.uint8)
+    ranked = ranking.ranked(spend)
+    groups = ranking.spend_groups(counts, ranked)
+    want = np.add.reduceat(counts[ranking.order] * ranked, ranking.starts)
+    assert groups.sums.tobytes() == want.tobytes()
+
+
+def test_the_aucs_dot_product_of_counts_is_exact_on_both_paths() -> None:
+    """The AUC's sum of positives x negatives is an integer: BLAS while every partial sum stays
+    below 2**53, 64-bit integers past that (over 2**26 customers)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 200, 5000).astype(np.int32)
+    b = rng.integers(0, 2**30, 5000).astype(np.int32)
+    want = sum(int(x) * int(y) for x, y in zip(a, b, strict=True))
+    assert resampling._exact_dot(a, b, 2**26) == want  # (integers: past 2**53 in all)
+    small = b % 4096
+    want_small = sum(int(x) * int(y) for x, y in zip(a, small, strict=True))
+    assert resampling._exact_dot(a, small, 5000) == want_small

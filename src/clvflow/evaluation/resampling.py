@@ -40,6 +40,11 @@ class Ranking:
         self.distinct = len(self.starts) == len(score)
         #: Each group's last position (where a running sum holds the sums up to that group).
         self.lasts = np.r_[self.starts[1:], len(score)] - 1
+        #: The groups of two or more, and each one's (start, end) in one flat list (the last
+        #: end left out when it is the end of the scores): what ``np.add.reduceat`` sums.
+        self.shared = np.flatnonzero(self.lasts > self.starts)
+        bounds = np.column_stack([self.starts[self.shared], self.lasts[self.shared] + 1]).ravel()
+        self._bounds = bounds[:-1] if len(bounds) and bounds[-1] == len(score) else bounds
         # (running counts and twice them fit 32 bits below 2**30 customers: 8x faster than 64)
         self._int = np.int32 if len(score) < 2**30 else np.int64
 
@@ -56,7 +61,12 @@ class Ranking:
         if self.distinct:
             return SpendGroups(products, running, w_ranked)
         at_ends = running[self.lasts]
-        sums = np.add.reduceat(products, self.starts)
+        # Each group's sum as ``np.add.reduceat(products, self.starts)`` gives it, bit for bit:
+        # a group of one is its value; a larger one is summed by reduceat over its own span
+        # (the same numbers in the same order), without a call per group of one.
+        sums = products[self.starts]
+        if len(self.shared):
+            sums[self.shared] = np.add.reduceat(products, self._bounds)[::2]
         return SpendGroups(sums, at_ends, _steps(at_ends))
 
     def roc_auc(self, w: np.ndarray, flags: np.ndarray) -> float:
@@ -68,16 +78,31 @@ class Ranking:
         pos = w_ranked * flags
         neg = w_ranked - pos
         cum_neg = np.cumsum(neg, dtype=self._int)
-        n_pos, n_neg = int(pos.sum(dtype=np.int64)), int(cum_neg[-1])
         # Twice the pairs a positive does not win: per group, its positives x (the negatives
         # down to the group's end, twice, less the group's own, which tie).
         if self.distinct:  # one customer per group: its negatives are not its positives
+            n_pos, n_neg = int(pos.sum(dtype=np.int64)), int(cum_neg[-1])
             ahead = 2 * int(np.dot(pos.astype(np.int64), cum_neg.astype(np.int64)))
         else:
-            neg_ends = cum_neg[self.lasts].astype(np.int64)
-            pos_groups = _steps(np.cumsum(pos, dtype=self._int)[self.lasts]).astype(np.int64)
-            ahead = int(np.dot(pos_groups, 2 * neg_ends - _steps(neg_ends)))
+            cum_pos = np.cumsum(pos, dtype=self._int)
+            n_pos, n_neg = int(cum_pos[-1]), int(cum_neg[-1])
+            neg_ends = cum_neg[self.lasts]
+            # (twice a group's negatives to its end less its own: those to its end plus those
+            # to the end of the group before)
+            both = neg_ends.copy()
+            np.add(both[1:], neg_ends[:-1], out=both[1:])
+            pos_groups = _steps(cum_pos[self.lasts])
+            ahead = _exact_dot(pos_groups, both, len(w))
         return (2 * n_pos * n_neg - ahead) / 2.0 / float(n_pos * n_neg)
+
+
+def _exact_dot(a: np.ndarray, b: np.ndarray, n: int) -> int:
+    """The dot product of two arrays of counts of ``n`` customers, exactly: in floating point
+    (BLAS) while every product and partial sum is an integer below 2**53 (each term is under
+    2 n**2), else in 64-bit integers."""
+    if n < 2**26:
+        return int(np.dot(a.astype(np.float64), b.astype(np.float64)))
+    return int(np.dot(a.astype(np.int64), b.astype(np.int64)))
 
 
 def _steps(running: np.ndarray) -> np.ndarray:
