@@ -287,11 +287,12 @@ def train_before(
     horizon = settings.horizon_days
     threads = settings.params.n_jobs
     # Inputs that do not depend on the steps before them are built beside those steps on a
-    # second thread when there are threads to spare (else in line, at once): the internal
-    # backtest's snapshots, features and BTYD fits from the start, while the MLflow store and
-    # run are set up and the input is hashed; the refit's from the moment the backtest's
-    # boosters are fitted, while they are judged and bootstrapped. The same inputs either way;
-    # each fit waits for its own. (An error here leaves without waiting for them.)
+    # second thread when there are threads to spare (else on this thread, when needed): the
+    # internal backtest's snapshots, features and BTYD fits from the start, while the
+    # snapshots' customers are counted, the MLflow store and run are set up and the input is
+    # hashed; the refit's from the moment the backtest's boosters are fitted, while they are
+    # judged and bootstrapped. The same inputs either way; each fit waits for its own. (An
+    # error here leaves without waiting for them.)
     with beside(threads) as pool:
         # (the customer-days sorted once, to the cutoff: both inputs' features come from them;
         # dropped once the refit's are built)
