@@ -96,10 +96,9 @@ def test_beside_leaves_at_once_on_an_error_without_waiting_for_the_task() -> Non
     (a train that fails its setup reports it at once); the task still ends on its own."""
     release = threading.Event()
     started = time.perf_counter()
-    with pytest.raises(RuntimeError, match="setup failed"):
-        with beside(2) as pool:
-            task = pool.submit(release.wait, 30)
-            raise RuntimeError("setup failed")
+    with pytest.raises(RuntimeError, match="setup failed"), beside(2) as pool:
+        task = pool.submit(release.wait, 30)
+        raise RuntimeError("setup failed")
     assert time.perf_counter() - started < 5 and not task.done()
     release.set()
     assert task.result(timeout=5) is True
