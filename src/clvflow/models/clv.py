@@ -781,17 +781,14 @@ class ClvModel:
             boosters = fitted[1]
         if boosters is None:
             x, margin, spend_if_active = self._raw(features)
-            trees = self._boosters_alone(x, margin, spend_if_active)
-            p_active = trees["p_active"].to_numpy()
-            spend_if_active = trees["expected_spend_if_active"].to_numpy()
-            expected_spend = trees["expected_spend"].to_numpy()
+            boosters = self._boosters_alone(x, margin, spend_if_active)
+        elif len(boosters) != len(features):
+            raise ValueError("`boosters` must hold the predictions of these very features")
         else:
-            if len(boosters) != len(features):
-                raise ValueError("`boosters` must hold the predictions of these very features")
             x = self._with_btyd(features)
-            p_active = boosters["p_active"].to_numpy(dtype="float64")
-            spend_if_active = boosters["expected_spend_if_active"].to_numpy(dtype="float64")
-            expected_spend = boosters["expected_spend"].to_numpy(dtype="float64")
+        p_active = boosters["p_active"].to_numpy(dtype="float64")
+        spend_if_active = boosters["expected_spend_if_active"].to_numpy(dtype="float64")
+        expected_spend = boosters["expected_spend"].to_numpy(dtype="float64")
         blend = getattr(self, "blend_", Blend())
         if blend.method != "boosters" and self.btyd_ is not None:
             p_active, expected_spend = blend_arrays(
