@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from clvflow.data.textparse import exact_numbers, iso_timestamps
@@ -52,6 +52,7 @@ _timestamp_text = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(text=st.lists(_timestamp_text, min_size=1, max_size=20))
+@example(text=["2000-01-01 00:00:00", "0001-01-01T00:00:00"])  # (a separator mix: pandas NaT)
 def test_iso_timestamps_match_pandas_when_taken(text):
     fast = iso_timestamps(pd.Series(text, dtype="str"))
     if fast is not None:
@@ -112,3 +113,15 @@ def test_plain_iso_timestamps_take_the_fast_path(stamps, layout):
     fast = iso_timestamps(pd.Series(text, dtype="str"))
     assert fast is not None
     np.testing.assert_array_equal(fast.to_numpy(), _pandas_timestamps(text))
+
+
+def test_iso_timestamps_leave_a_mix_of_space_and_t_separators_to_pandas():
+    """Found by the property test above: pandas reads a column in the first value's layout, so a
+    'T' after values with a space is NaT there. The fast path reads one layout only, or none."""
+    mixed = pd.Series(["2000-01-01 00:00:00", "2000-01-02T00:00:00"], dtype="str")
+    assert iso_timestamps(mixed) is None
+    same = pd.Series(["2000-01-01T00:00:00", "2000-01-02T06:30:00"], dtype="str")
+    assert list(iso_timestamps(same)) == [
+        pd.Timestamp("2000-01-01"),
+        pd.Timestamp("2000-01-02 06:30"),
+    ]
