@@ -57,6 +57,7 @@ from clvflow.mlops.settings import (
     default_model_name,
     resolve_cutoff,
 )
+from clvflow.models.clv import ClvModel
 from clvflow.models.tables import (
     evaluation_table,
     summary_metrics,
@@ -64,10 +65,12 @@ from clvflow.models.tables import (
 from clvflow.models.training import (
     BoosterInputs,
     BtydAt,
+    adopt_selection,
     booster_inputs,
+    fit_boosters,
     internal_backtest_possible,
-    refit,
     select_method,
+    trees_found,
 )
 from clvflow.models.training import backtest as run_backtest_computation
 
@@ -286,16 +289,17 @@ def train_before(
 
     horizon = settings.horizon_days
     threads = settings.params.n_jobs
-    # Inputs that do not depend on the steps before them are built beside those steps on a
-    # second thread when there are threads to spare (else on this thread, when needed): the
-    # internal backtest's snapshots, features and BTYD fits from the start, while the
-    # snapshots' customers are counted, the MLflow store and run are set up and the input is
-    # hashed; the refit's from the moment the backtest's boosters are fitted, while they are
-    # judged and bootstrapped. The same inputs either way; each fit waits for its own. (An
-    # error here leaves without waiting for them.)
+    # Work that does not depend on the steps before it runs beside them on a second thread
+    # when there are threads to spare (else on this thread, when needed), in this order: the
+    # internal backtest's inputs (snapshots, features, BTYD fits) while the snapshots'
+    # customers are counted, the MLflow store and run are set up and the input is hashed; the
+    # refit's inputs while the backtest's boosters are fitted; the refit's boosters (they need
+    # only the backtest's tree counts) while the backtest is judged, bootstrapped and logged.
+    # XGBoost leaves a core partly idle, and so does each of those steps alone: side by side
+    # they keep both busy. The same results either way. (An error here leaves without waiting.)
     with beside(threads) as pool:
         # (the customer-days sorted once, to the cutoff: both inputs' features come from them;
-        # dropped once the refit's are built)
+        # dropped once the refit's are built, the last from them)
         days = [pool.submit(customer_days, past, cutoff)]
         inputs_at = partial(
             booster_inputs,
@@ -311,6 +315,15 @@ def train_before(
             backtest_inputs = pool.submit(
                 lambda: inputs_at(start, threads=threads, days=days[0].result())
             )
+
+        def build_refit_inputs() -> BoosterInputs:
+            log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
+            # (threads=1: already beside this thread's work)
+            built = inputs_at(cutoff, threads=1, days=days[0].result())
+            days.clear()  # (0.35 GB at 1M customers)
+            return built
+
+        refit_inputs = pool.submit(build_refit_inputs)
         check_history(past, cutoff, horizon, settings.snapshots)  # (the customers' counts)
         name, export_dir, identity = export_target(settings)
         tracking.configure_tracking()
@@ -331,13 +344,26 @@ def train_before(
                 )
             )
             log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
-            refit_inputs: list[Future[BoosterInputs]] = []
+            refit_boosters: list[Future[tuple[ClvModel, pd.DataFrame]]] = []
 
-            def build_refit_inputs() -> None:
-                log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
-                # (threads=1: already beside this thread's work)
-                refit_inputs.append(
-                    pool.submit(inputs_at, cutoff, threads=1, days=days[0].result())
+            def fit_refit_boosters(backtest_model: ClvModel | None) -> None:
+                n_trees = None if backtest_model is None else trees_found(backtest_model)
+                log.info(
+                    "step 2/3: refit the boosters on the usable snapshots before %s", cutoff.date()
+                )
+                refit_boosters.append(
+                    pool.submit(
+                        lambda: fit_boosters(
+                            past,
+                            cutoff,
+                            horizon,
+                            params=settings.params,
+                            snapshots=settings.snapshots,
+                            btyd_at=btyd_at,
+                            n_trees=n_trees,
+                            inputs=refit_inputs.result(),
+                        )
+                    )
                 )
 
             selection = select_method(
@@ -349,7 +375,7 @@ def train_before(
                 method=settings.method,
                 btyd_at=btyd_at,
                 inputs=None if backtest_inputs is None else backtest_inputs.result,
-                after_fit=build_refit_inputs,
+                after_fit=fit_refit_boosters,
             )
             del backtest_inputs  # (its matrix went with the backtest's fit; the rest goes now)
             metrics: dict[str, float] = {}
@@ -359,23 +385,10 @@ def train_before(
                 metrics = log_backtest(selection.backtest, intervals)
                 log_snapshots(selection.backtest.model, "backtest_snapshots")
             log_selection(selection)
-            log.info("step 2/3: refit on the usable snapshots before %s", cutoff.date())
-            if not refit_inputs:  # (no internal backtest's boosters: nothing to build beside)
-                build_refit_inputs()
-            inputs = refit_inputs.pop().result()
-            days.clear()  # (the refit's inputs were the last built from them: 0.35 GB at 1M)
-            release_free_memory()
-            model, features = refit(
-                past,
-                cutoff,
-                horizon,
-                selection,
-                params=settings.params,
-                snapshots=settings.snapshots,
-                btyd_at=btyd_at,
-                inputs=inputs,
-            )
-            del inputs
+            if not refit_boosters:  # (no internal backtest's boosters: nothing to fit beside)
+                fit_refit_boosters(None)
+            model, features = refit_boosters.pop().result()
+            model = adopt_selection(model, past, cutoff, selection)
             log_snapshots(model, "snapshots")
             log_final_model_facts(model, features, len(past))
             log.info(

@@ -376,7 +376,7 @@ def select_method(
     method: str = "auto",
     btyd_at: BtydAt | None = None,
     inputs: Callable[[], BoosterInputs] | None = None,
-    after_fit: Callable[[], object] | None = None,
+    after_fit: Callable[[ClvModel], object] | None = None,
 ) -> Selection:
     """The internal backtest at ``cutoff - horizon_days`` and the method it chooses.
 
@@ -384,9 +384,9 @@ def select_method(
     forces that method (the backtest still runs and is reported). ``inputs``: gives the
     backtest boosters' inputs (:func:`booster_inputs` at ``cutoff - horizon_days``, same data
     and settings) when they are built already or being built (``clvflow train`` starts them
-    on a second thread while it sets up the run). ``after_fit`` is called once the backtest's
-    boosters are fitted, before they are judged (``clvflow train`` starts the refit's inputs
-    there). Neither is called without an internal backtest.
+    on a second thread while it sets up the run). ``after_fit`` is called with the backtest's
+    model once its boosters are fitted, before they are judged (``clvflow train`` starts the
+    refit's boosters there, with the tree counts found: :func:`trees_found`). Neither is called without an internal backtest.
 
     Returns:
         A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
@@ -421,7 +421,7 @@ def select_method(
         inputs=None if inputs is None else inputs(),
     )
     if after_fit is not None:
-        after_fit()
+        after_fit(model)
     boosters = judge(model, features, past, start)
     if "bgnbd" not in boosters.predictions:
         why = "BG/NBD x Gamma-Gamma could not be fitted at the internal backtest's cutoff"
@@ -495,7 +495,7 @@ def refit(
 ) -> tuple[ClvModel, pd.DataFrame]:
     """The boosters fitted on everything before ``cutoff``, exporting ``selection``'s blend
     (kept in ``model.selection_``), with the tree counts of the internal backtest's early
-    stopping when it had one (:func:`backtest_trees`), else with their own early stopping.
+    stopping when it had one (:func:`trees_found`), else with their own early stopping.
     ``inputs``: :func:`booster_inputs` at ``cutoff`` with the same data and settings, when
     built already.
 
@@ -509,24 +509,30 @@ def refit(
         params=params,
         snapshots=snapshots,
         btyd_at=btyd_at,
-        n_trees=backtest_trees(selection),
+        n_trees=None if selection.backtest is None else trees_found(selection.backtest.model),
         inputs=inputs,
     )
+    return adopt_selection(model, tx, to_day(cutoff, "cutoff"), selection), features
+
+
+def adopt_selection(
+    model: ClvModel, tx: pd.DataFrame, cutoff: pd.Timestamp, selection: Selection
+) -> ClvModel:
+    """``model`` (the refit's boosters, fitted with ``selection``'s tree counts) exporting
+    ``selection``'s blend, with it in ``model.selection_`` and the spend intervals calibrated
+    (:func:`calibrate_intervals`). The second half of :func:`refit`."""
     model.blend_ = selection.blend
     model.selection_ = selection
-    model.spend_calibration_ = calibrate_intervals(model, tx, to_day(cutoff, "cutoff"), selection)
-    return model, features
+    model.spend_calibration_ = calibrate_intervals(model, tx, cutoff, selection)
+    return model
 
 
-def backtest_trees(selection: Selection) -> dict[str, int] | None:
+def trees_found(backtest_model: ClvModel) -> dict[str, int] | None:
     """The tree counts the internal backtest's early stopping found (churn, spend), or None
-    when there was no internal backtest or its boosters did not early-stop (one snapshot)."""
-    if selection.backtest is None:
+    when its boosters did not early-stop (one snapshot)."""
+    if backtest_model.n_trees_source_ != TREES_EARLY_STOPPING:
         return None
-    model = selection.backtest.model
-    if model.n_trees_source_ != TREES_EARLY_STOPPING:
-        return None
-    return dict(model.n_trees_)
+    return dict(backtest_model.n_trees_)
 
 
 def calibrate_intervals(
