@@ -203,30 +203,36 @@ def _train(job: dict) -> dict:
 
 def _record_booster_fits(jobs: Any) -> list[dict]:
     """Record every booster fit of the run (``ClvModel._train``): its phase (inside the train
-    job's ``select_method``: the internal backtest; inside its ``refit``), which booster, whether
-    it early-stops, rows, trees, wall and CPU seconds, in call order."""
+    job's ``select_method``: the internal backtest; inside its ``fit_boosters``: the refit,
+    which runs on the second thread), which booster, whether it early-stops, rows, trees, wall
+    and CPU seconds (the process's: other steps may run beside a fit), in call order."""
+    import threading
+
     from clvflow.models.clv import ClvModel
 
     calls: list[dict] = []
-    phase = [PHASES[0]]
+    where = threading.local()  # (the phase of this thread's current step)
     train = ClvModel._train
 
     def in_phase(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
-            phase[0] = name
-            return step(*args, **kwargs)
+            where.phase = name
+            try:
+                return step(*args, **kwargs)
+            finally:
+                where.phase = None
 
         return run
 
-    jobs.select_method = in_phase("backtest", jobs.select_method)
-    jobs.refit = in_phase("refit", jobs.refit)
+    jobs.select_method = in_phase(PHASES[0], jobs.select_method)
+    jobs.fit_boosters = in_phase(PHASES[1], jobs.fit_boosters)
 
     def recording(self, objective, stacked, y, margin, rows, valid, n_trees):  # type: ignore[no-untyped-def]
         wall, cpu = time.perf_counter(), time.process_time()
         booster, trees = train(self, objective, stacked, y, margin, rows, valid, n_trees)
         calls.append(
             {
-                "phase": phase[0],
+                "phase": getattr(where, "phase", None) or "other",
                 "booster": "churn" if objective["objective"] == "binary:logistic" else "spend",
                 "early_stopping": valid is not None,
                 "rows": len(rows),

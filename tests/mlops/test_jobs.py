@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -412,27 +413,30 @@ def test_training_rows_are_the_rows_before_the_cutoff_checked_on_the_whole_log()
 
 def test_inputs_built_on_a_second_thread_give_the_model_built_in_line(trained, tmp_path):
     """Issue 11: with two threads ``clvflow train`` builds the internal backtest's and the
-    refit's inputs on a second thread, beside the run's setup and the backtest's judging and
-    bootstrap. The exported boosters, every logged metric and the bootstrap intervals are
-    those of a train that builds everything in line on one thread, bit for bit."""
+    refit's inputs on a second thread (beside the run's setup and the backtest's boosters) and
+    fits the refit's boosters there (beside the backtest's judging and bootstrap). The
+    exported boosters, every logged metric and the bootstrap intervals are those of a train
+    that builds everything in line on one thread, bit for bit."""
     import threading
 
     from clvflow.core import cores
     from clvflow.mlops import jobs
 
-    build = jobs.booster_inputs
+    build, fit = jobs.booster_inputs, jobs.fit_boosters
     built_on: dict[str, list[str]] = {}
+    fitted_on: dict[str, list[str]] = {}
     results = {}
     for mode in ("second thread", "in line"):
-        names = built_on.setdefault(mode, [])
+        names, fit_names = built_on.setdefault(mode, []), fitted_on.setdefault(mode, [])
 
-        def recording(*args, _names=names, **kwargs):
+        def recording(*args, _names=names, _call=build, **kwargs):
             _names.append(threading.current_thread().name)
-            return build(*args, **kwargs)
+            return _call(*args, **kwargs)
 
         store = tmp_path / mode.replace(" ", "-")
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(jobs, "booster_inputs", recording)
+            mp.setattr(jobs, "fit_boosters", partial(recording, _names=fit_names, _call=fit))
             if mode == "in line":
                 mp.setattr(jobs, "beside", lambda threads: cores.beside(1))
             mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
@@ -451,6 +455,8 @@ def test_inputs_built_on_a_second_thread_give_the_model_built_in_line(trained, t
     assert len(built_on["second thread"]) == 2  # the backtest's and the refit's
     assert all(name.startswith("clvflow-beside") for name in built_on["second thread"])
     assert built_on["in line"] == ["MainThread", "MainThread"]
+    assert [name[:14] for name in fitted_on["second thread"]] == ["clvflow-beside"]  # the refit
+    assert fitted_on["in line"] == ["MainThread"]
     (metrics, boosters), (want_metrics, want_boosters) = results.values()
     assert len(boosters) == 2 and boosters == want_boosters
     assert any(key.endswith("_ci95_low") for key in metrics) and metrics == want_metrics
