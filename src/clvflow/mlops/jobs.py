@@ -290,13 +290,14 @@ def train_before(
     horizon = settings.horizon_days
     threads = settings.params.n_jobs
     # Work that does not depend on the steps before it runs beside them on a second thread
-    # when there are threads to spare (else on this thread, when needed), in this order: the
-    # internal backtest's inputs (snapshots, features, BTYD fits) while the snapshots'
-    # customers are counted, the MLflow store and run are set up and the input is hashed; the
-    # refit's inputs while the backtest's boosters are fitted; the refit's boosters (they need
-    # only the backtest's tree counts) while the backtest is judged, bootstrapped and logged.
-    # XGBoost leaves a core partly idle, and so does each of those steps alone: side by side
-    # they keep both busy. The same results either way. (An error here leaves without waiting.)
+    # when there are threads to spare (else on this thread, when needed): the internal
+    # backtest's inputs (snapshots, features, BTYD fits) while the snapshots' customers are
+    # counted, the MLflow store and run are set up and the input is hashed; then, once the
+    # backtest's boosters are fitted, the refit's inputs and the refit's boosters (they need
+    # only the backtest's tree counts) while the backtest is judged, bootstrapped and logged:
+    # XGBoost leaves part of a core idle, which the judging fills. The same results either
+    # way. (Not beside the backtest's boosters: the two fits' matrices at once would take GBs
+    # more at a million customers.) An error here leaves without waiting for them.
     with beside(threads) as pool:
         # (the customer-days sorted once, to the cutoff: both inputs' features come from them;
         # dropped once the refit's are built, the last from them)
@@ -315,15 +316,6 @@ def train_before(
             backtest_inputs = pool.submit(
                 lambda: inputs_at(start, threads=threads, days=days[0].result())
             )
-
-        def build_refit_inputs() -> BoosterInputs:
-            log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
-            # (threads=1: already beside this thread's work)
-            built = inputs_at(cutoff, threads=1, days=days[0].result())
-            days.clear()  # (0.35 GB at 1M customers)
-            return built
-
-        refit_inputs = pool.submit(build_refit_inputs)
         check_history(past, cutoff, horizon, settings.snapshots)  # (the customers' counts)
         name, export_dir, identity = export_target(settings)
         tracking.configure_tracking()
@@ -346,25 +338,26 @@ def train_before(
             log.info("step 1/3: internal backtest on the %d days before %s", horizon, cutoff.date())
             refit_boosters: list[Future[tuple[ClvModel, pd.DataFrame]]] = []
 
-            def fit_refit_boosters(backtest_model: ClvModel | None) -> None:
-                n_trees = None if backtest_model is None else trees_found(backtest_model)
+            def fit_refit_boosters(n_trees: dict[str, int] | None) -> tuple[ClvModel, pd.DataFrame]:
+                log.info("building the refit's inputs (snapshots before %s)", cutoff.date())
+                inputs = inputs_at(cutoff, threads=threads, days=days[0].result())
+                days.clear()  # (0.35 GB at 1M customers)
                 log.info(
                     "step 2/3: refit the boosters on the usable snapshots before %s", cutoff.date()
                 )
-                refit_boosters.append(
-                    pool.submit(
-                        lambda: fit_boosters(
-                            past,
-                            cutoff,
-                            horizon,
-                            params=settings.params,
-                            snapshots=settings.snapshots,
-                            btyd_at=btyd_at,
-                            n_trees=n_trees,
-                            inputs=refit_inputs.result(),
-                        )
-                    )
+                return fit_boosters(
+                    past,
+                    cutoff,
+                    horizon,
+                    params=settings.params,
+                    snapshots=settings.snapshots,
+                    btyd_at=btyd_at,
+                    n_trees=n_trees,
+                    inputs=inputs,
                 )
+
+            def refit_beside(backtest_model: ClvModel) -> None:
+                refit_boosters.append(pool.submit(fit_refit_boosters, trees_found(backtest_model)))
 
             selection = select_method(
                 past,
@@ -375,7 +368,7 @@ def train_before(
                 method=settings.method,
                 btyd_at=btyd_at,
                 inputs=None if backtest_inputs is None else backtest_inputs.result,
-                after_fit=fit_refit_boosters,
+                after_fit=refit_beside,
             )
             del backtest_inputs  # (its matrix went with the backtest's fit; the rest goes now)
             metrics: dict[str, float] = {}
@@ -385,9 +378,10 @@ def train_before(
                 metrics = log_backtest(selection.backtest, intervals)
                 log_snapshots(selection.backtest.model, "backtest_snapshots")
             log_selection(selection)
-            if not refit_boosters:  # (no internal backtest's boosters: nothing to fit beside)
-                fit_refit_boosters(None)
-            model, features = refit_boosters.pop().result()
+            if refit_boosters:
+                model, features = refit_boosters.pop().result()
+            else:  # (no internal backtest's boosters: nothing to fit beside)
+                model, features = fit_refit_boosters(None)
             model = adopt_selection(model, past, cutoff, selection)
             log_snapshots(model, "snapshots")
             log_final_model_facts(model, features, len(past))
