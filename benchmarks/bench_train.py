@@ -249,6 +249,13 @@ def _record_booster_fits(jobs: Any) -> list[dict]:
 
 #: The phases of a train's booster fits, in call order: the internal backtest's, then the refit's.
 PHASES = ("backtest", "refit")
+#: Where each phase's fits run (the refit's beside the internal backtest's judging: its CPU
+#: seconds, the process's, include the judging's).
+WHERE = {
+    "backtest": "",
+    "refit": ", beside the judging: CPU with it",
+    "other": "",
+}
 
 
 def _booster_rows(n: int, calls: list[dict]) -> list[Row]:
@@ -267,7 +274,7 @@ def _booster_rows(n: int, calls: list[dict]) -> list[Row]:
                 f"xgboost: {phase} {kind}",
                 sum(c["wall"] for c in group),
                 sum(c["cpu"] for c in group),
-                note=f"churn/spend: {trees} trees, {rows_note} rows (inside train)",
+                note=f"churn/spend: {trees} trees, {rows_note} rows (inside train{WHERE[phase]})",
             )
         )
     return rows

@@ -201,7 +201,7 @@ def test_snapshots_stacked_as_they_are_built_equal_the_stacked_list(threads: int
 
 def test_fit_boosters_equals_the_plain_fit_of_the_stacked_snapshots():
     """Issue 11: ``fit_boosters`` stacks the snapshots as they are built and makes the cutoff's
-    BTYD, MBG/NBD and seasonal fits before the boosters (:func:`clvflow.models.clv.fit_cutoff`);
+    BTYD, MBG/NBD and seasonal fits apart from the boosters (:func:`clvflow.models.clv.fit_cutoff`);
     ``ClvModel.fit`` on the stacked frame makes them after, in one go. Same model: boosters byte
     for byte, BTYD and MBG/NBD fits, level (with its seasonal correction) and predictions."""
     import numpy as np
@@ -295,3 +295,50 @@ def test_predicting_the_frame_fitted_on_takes_the_fits_predictions_bit_for_bit()
         pd.testing.assert_frame_equal(taken, computed, check_exact=True)
     assert calls == [len(fresh), len(fresh)]  # (the trees ran for the copy only)
     assert np.isfinite(taken[["p_active", "expected_spend"]].to_numpy()).all()
+
+
+def test_cutoff_fits_made_beside_the_boosters_are_the_same():
+    """Issue 11: ``cutoff_beside`` makes the features and fits at the cutoff on another thread
+    while the boosters fit (``clvflow train`` with two threads). They are those made in line,
+    and the fitted model is the same, bit for bit; the boosters' half alone cannot complete a
+    model before it is fitted."""
+    import threading
+
+    import numpy as np
+
+    from clvflow.data.simulate import simulate
+    from clvflow.models import training
+    from clvflow.models.clv import ClvModel, ModelParams, NotFittedError
+
+    tx = simulate(1500, start="2021-01-01", as_of="2023-01-01", horizon_days=90, seed=9)
+    past = tx.transactions
+    cutoff = pd.Timestamp("2023-01-01")
+    settings = {
+        "params": ModelParams(n_estimators=5, n_jobs=1),
+        "snapshots": SnapshotSettings(n_snapshots=3, spacing_days=30),
+    }
+    made_on = []
+    fit_cutoff = training.fit_cutoff
+
+    def recording(*args, **kwargs):
+        made_on.append(threading.current_thread().name)
+        return fit_cutoff(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "fit_cutoff", recording)
+        got = training.booster_inputs(past, cutoff, 90, cutoff_beside=True, **settings)
+        want = training.booster_inputs(past, cutoff, 90, **settings)
+        pd.testing.assert_frame_equal(got.features, want.features)
+    assert got.cutoff == want.cutoff and got.cutoff.season is not None
+    assert sorted(name[:14] for name in made_on) == ["MainThread", "clvflow-beside"]
+    models = [training.fit_boosters(past, cutoff, 90, inputs=i)[0] for i in (got, want)]
+    for booster in ("churn_booster_", "spend_booster_"):
+        assert bytes(getattr(models[0], booster).save_raw("ubj")) == bytes(
+            getattr(models[1], booster).save_raw("ubj")
+        )
+    assert models[0].level_ == models[1].level_ and models[0].btyd_ == models[1].btyd_
+    np.testing.assert_array_equal(
+        models[0].predict(want.features).to_numpy(), models[1].predict(want.features).to_numpy()
+    )
+    with pytest.raises(NotFittedError, match="fit_trees first"):
+        ClvModel(90).fit_level(want.features, want.cutoff)

@@ -309,6 +309,8 @@ def train_before(
             params=settings.params,
             snapshots=settings.snapshots,
             btyd_at=btyd_at,
+            # (the cutoff's features and fits on a third thread while the boosters fit)
+            cutoff_beside=threads > 1,
         )
         backtest_inputs: Future[BoosterInputs] | None = None
         if internal_backtest_possible(past, cutoff, horizon, settings.snapshots)[0]:

@@ -577,11 +577,33 @@ class ClvModel:
           iteration) instead: the internal backtest's, judged without a second fit;
         - one snapshot: on it, ``n_estimators`` trees.
         """
+        self.fit_trees(stacked, n_trees=n_trees, early_stopped=early_stopped)
+        if cutoff is None:
+            cutoff = fit_cutoff(
+                cutoff_features,
+                self.horizon_days,
+                self.params,
+                stacked.latest_fit,
+                cutoff_btyd,
+                season_reference,
+            )
+        return self.fit_level(cutoff_features, cutoff)
+
+    def fit_trees(
+        self,
+        stacked: StackedInputs,
+        *,
+        n_trees: dict[str, int] | None = None,
+        early_stopped: bool = False,
+    ) -> ClvModel:
+        """The boosters of :meth:`fit_stacked` (its first half: nothing here needs the cutoff's
+        features or fits, so they can be made beside it); :meth:`fit_level` then completes
+        the model."""
         if n_trees is not None and early_stopped:
             raise ValueError("early_stopped needs the model's own early stopping: give no n_trees")
         p = self.params
-        self._fitted_trees = None
-        rows, latest_fit = stacked.rows, stacked.latest_fit
+        self._fitted_trees: tuple[weakref.ref[pd.DataFrame], pd.DataFrame] | None = None
+        rows = stacked.rows
         snapshots = sorted(rows["snapshot_date"].unique())
         everything = slice(0, len(rows))
         refit = True  # (the final boosters on all snapshots: all but the kept early-stopped ones)
@@ -603,29 +625,37 @@ class ClvModel:
         if refit:
             self.churn_booster_, _ = self._fit_churn(stacked, everything, None, n_churn)
             self.spend_booster_, _ = self._fit_spend(stacked, everything, None, n_spend)
-        if cutoff is None:
-            cutoff = fit_cutoff(
-                cutoff_features,
-                self.horizon_days,
-                p,
-                latest_fit,
-                cutoff_btyd,
-                season_reference,
-            )
+        self.n_trees_ = {"churn": n_churn, "spend": n_spend}
+        self.n_trees_source_ = source
+        self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
+        # (what fit_level needs of the rows, which need not outlive this: the latest snapshot's
+        # labels, for the level when BTYD is unusable at the cutoff)
+        latest = (
+            rows.loc[rows["snapshot_date"] == snapshots[-1], _ROW_COLUMNS] if snapshots else rows
+        )
+        self._trees_fit: tuple[int, pd.DataFrame, bool] | None = (len(rows), latest, early_stopped)
+        return self
+
+    def fit_level(self, cutoff_features: pd.DataFrame, cutoff: CutoffFits) -> ClvModel:
+        """Complete the model after :meth:`fit_trees`: the BTYD fits at the cutoff
+        (:func:`fit_cutoff` of ``cutoff_features``) and the level they anchor."""
+        facts = getattr(self, "_trees_fit", None)
+        if facts is None:
+            raise NotFittedError("fit_level completes fit_trees: call fit_trees first")
+        n_rows, latest, early_stopped = facts
+        self._trees_fit = None
+        n_churn, n_spend = self.n_trees_["churn"], self.n_trees_["spend"]
         self.btyd_, self.long_run_ = cutoff.btyd, cutoff.long_run
         if self.btyd_ is None:
             self.btyd_fallbacks_["cutoff"] = cutoff.btyd_why
         self.blend_ = Blend()
-        self.n_trees_ = {"churn": n_churn, "spend": n_spend}
-        self.n_trees_source_ = source
-        self.snapshots_ = [pd.Timestamp(s).date().isoformat() for s in snapshots]
         self.feature_columns_ = list(FEATURE_COLUMNS)
         self.model_input_columns_ = list(MODEL_INPUT_COLUMNS)
         # floats, and "season" (a dict) when the level was corrected for the season
         self.level_: dict[str, Any] = {"churn_logit_shift": 0.0, "spend_factor": 1.0}
         if self.btyd_ is None:
-            self.level_ = _latest_level(rows)
-        elif p.anchor_to_btyd:
+            self.level_ = _latest_level(latest)
+        elif self.params.anchor_to_btyd:
             raw = self._raw(cutoff_features)
             self.level_ = self._anchor(raw, cutoff.season)
             # (the trees' predictions of the cutoff population, made here anyway: predict()
@@ -633,12 +663,12 @@ class ClvModel:
             self._fitted_trees = (weakref.ref(cutoff_features), self._boosters_alone(*raw))
         log.info(
             "fitted on %d rows from %d snapshots%s; trees churn=%d spend=%d (from %s); level %s",
-            len(rows),
-            len(snapshots),
+            n_rows,
+            len(self.snapshots_),
             " (boosters: the early-stopped ones, without the latest)" if early_stopped else "",
             n_churn,
             n_spend,
-            source,
+            self.n_trees_source_,
             self.level_,
         )
         return self
