@@ -25,8 +25,9 @@ and two floors, each in its own fresh process:
   same number of trees as the trained model) on the same stacked matrix as the refit (built
   first, untimed); the note says whether they came out byte-identical to the exported ones.
 - ``lower bound``: that floor plus the internal backtest's own boosters (timed inside the
-  train): an out-of-time internal backtest needs boosters fitted before its window, so no train
-  that keeps one can fit less.
+  train, where the fits at its cutoff run beside them: a little above their time alone): an
+  out-of-time internal backtest needs boosters fitted before its window, so no train that
+  keeps one can fit less.
 - ``btyd fit``: :func:`clvflow.baselines.fit_btyd` (cold) and lifetimes' ``BetaGeoFitter`` +
   ``GammaGammaFitter`` on the same summary as of the cutoff, as ``make bench-btyd`` does
   (lifetimes under ``CLVFLOW_LIFETIMES_PYTHON``; skipped without it).
@@ -249,11 +250,12 @@ def _record_booster_fits(jobs: Any) -> list[dict]:
 
 #: The phases of a train's booster fits, in call order: the internal backtest's, then the refit's.
 PHASES = ("backtest", "refit")
-#: Where each phase's fits run (the refit's beside the internal backtest's judging: its CPU
-#: seconds, the process's, include the judging's).
+#: What runs beside each phase's fits (their CPU seconds, the process's, include it): the
+#: fits at the cutoff (features, BTYD, MBG/NBD, season; about 10 s of one core at 1M), and
+#: for the refit the internal backtest's judging.
 WHERE = {
-    "backtest": "",
-    "refit": ", beside the judging: CPU with it",
+    "backtest": ", beside its cutoff's fits",
+    "refit": ", beside its cutoff's fits and the judging: CPU with them",
     "other": "",
 }
 

@@ -297,7 +297,8 @@ def train_before(
     # only the backtest's tree counts) while the backtest is judged, bootstrapped and logged:
     # XGBoost leaves part of a core idle, which the judging fills. The same results either
     # way. (Not beside the backtest's boosters: the two fits' matrices at once would take GBs
-    # more at a million customers.) An error here leaves without waiting for them.
+    # more at a million customers.) Each fit's features and fits at its cutoff are made on a
+    # third thread beside its boosters. An error here leaves without waiting for them.
     with beside(threads) as pool:
         # (the customer-days sorted once, to the cutoff: both inputs' features come from them;
         # dropped once the refit's are built, the last from them)
