@@ -102,3 +102,38 @@ def test_beside_leaves_at_once_on_an_error_without_waiting_for_the_task() -> Non
     assert time.perf_counter() - started < 5 and not task.done()
     release.set()
     assert task.result(timeout=5) is True
+
+
+def test_boosting_abandoned_by_an_error_beside_it_stops_at_the_next_round() -> None:
+    """Issue 11: ``clvflow train`` fits the refit's boosters on the second thread; when the
+    first thread fails meanwhile, the boosting stops at its next round instead of running its
+    minutes to the end before the process can exit. Boosting not abandoned runs every round."""
+    import numpy as np
+    import xgboost as xgb
+
+    from clvflow.core.progress import BoostingProgress
+
+    rng = np.random.default_rng(0)
+    data = xgb.DMatrix(rng.normal(size=(200, 3)), label=rng.normal(size=200))
+    params = {"nthread": 1, "max_depth": 2}
+    rounds = 1_000_000  # (hours: it can only end by stopping)
+    started = threading.Event()
+
+    def boost() -> int:
+        started.set()
+        progress = BoostingProgress("test rounds", rounds)
+        booster = xgb.train(params, data, num_boost_round=rounds, callbacks=[progress])
+        return booster.num_boosted_rounds()
+
+    with pytest.raises(RuntimeError, match="judging failed"), beside(2) as pool:
+        task = pool.submit(boost)
+        started.wait(10)
+        raise RuntimeError("judging failed")
+    assert 1 <= task.result(timeout=60) < rounds
+    with beside(2) as pool:  # (a new block: its work is not abandoned)
+        done = pool.submit(
+            lambda: xgb.train(
+                params, data, num_boost_round=7, callbacks=[BoostingProgress("test rounds", 7)]
+            ).num_boosted_rounds()
+        )
+        assert done.result(timeout=60) == 7

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
@@ -93,10 +95,34 @@ class _InLine(Executor):
         return _Later(partial(fn, *args, **kwargs))
 
 
+#: Set on a :func:`beside` thread to its executor's "abandoned" event.
+_ABANDONED: ContextVar[threading.Event | None] = ContextVar("clvflow_abandoned", default=None)
+
+
+def abandoned() -> bool:
+    """Whether the work running on this thread was abandoned: it runs for a :func:`beside`
+    block that was left on an error, so nobody will read its result. Long loops (the boosting
+    rounds: :class:`clvflow.core.progress.BoostingProgress`) stop early then."""
+    event = _ABANDONED.get()
+    return event is not None and event.is_set()
+
+
 class _Beside(ThreadPoolExecutor):
     """One worker thread; leaving its ``with`` block on an error does not wait for the task
-    running there (the error is reported at once; the task ends on its own) and drops those
-    not started."""
+    running there (the error is reported at once; the task is told it is :func:`abandoned`,
+    so that its boosting stops at the next round, and ends on its own) and drops those not
+    started."""
+
+    def __init__(self) -> None:
+        super().__init__(1, thread_name_prefix="clvflow-beside")
+        self._abandoned = threading.Event()
+
+    def submit(self, fn: Callable[..., R], /, *args: object, **kwargs: object) -> Future[R]:
+        return super().submit(self._run, partial(fn, *args, **kwargs))
+
+    def _run(self, task: Callable[[], R]) -> R:
+        _ABANDONED.set(self._abandoned)  # (this executor's one thread: for all its tasks)
+        return task()
 
     def __exit__(
         self,
@@ -106,6 +132,7 @@ class _Beside(ThreadPoolExecutor):
     ) -> bool | None:
         if exc_type is None:
             return super().__exit__(exc_type, exc, tb)
+        self._abandoned.set()
         self.shutdown(wait=False, cancel_futures=True)
         return None
 
@@ -116,5 +143,5 @@ def beside(threads: int) -> Executor:
     the task), else the task runs on the calling thread when its result is first asked for
     (one core: no overlap, and the steps before that keep their order)."""
     if threads > 1:
-        return _Beside(1, thread_name_prefix="clvflow-beside")
+        return _Beside()
     return _InLine()

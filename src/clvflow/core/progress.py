@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import xgboost as xgb
 
+from clvflow.core.cores import abandoned
+
 log = logging.getLogger("clvflow.core.progress")
 
 #: Without a terminal, a progress log line at least this often during a step.
@@ -79,7 +81,8 @@ class BoostingProgress(xgb.callback.TrainingCallback):
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         assert self.bar is not None, "XGBoost calls before_training first"
         self.bar.step()
-        return False
+        # (True stops the boosting: nobody will read the result of abandoned work)
+        return abandoned()
 
     def after_training(self, model: Any) -> Any:
         assert self.bar is not None, "XGBoost calls before_training first"

@@ -412,7 +412,8 @@ def select_method(
     and settings) when they are built already or being built (``clvflow train`` starts them
     on a second thread while it sets up the run). ``after_fit`` is called with the backtest's
     model once its boosters are fitted, before they are judged (``clvflow train`` starts the
-    refit's boosters there, with the tree counts found: :func:`trees_found`). Neither is called without an internal backtest.
+    refit's boosters there, with the tree counts found: :func:`trees_found`). Neither is
+    called without an internal backtest.
 
     Returns:
         A :class:`Selection`; its ``backtest`` is None when the history is too short, and then
