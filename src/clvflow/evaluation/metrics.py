@@ -416,10 +416,12 @@ def _same_sorted_ids(actual: pd.DataFrame, pred: pd.DataFrame) -> bool:
     return bool((ids.array[1:] != ids.array[:-1]).all())  # (strictly: no duplicate)
 
 
-def _checked_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+def _checked_pair(
+    actual: pd.DataFrame, pred: pd.DataFrame, aligned: bool | None = None
+) -> pd.DataFrame:
     """Actuals and predictions joined on customer_id, after :func:`evaluate_predictions`'
-    checks (same errors)."""
-    if _same_sorted_ids(actual, pred):
+    checks (same errors). ``aligned``: :func:`_same_sorted_ids` of the two, when known."""
+    if _same_sorted_ids(actual, pred) if aligned is None else aligned:
         # (the usual case, labels and predictions both sorted by id: the outer join would
         # give these very rows, in this order, after hashing every id three times)
         merged = actual[list(ACTUAL_COLUMNS)].reset_index(drop=True)
@@ -461,14 +463,19 @@ def _joined_pair(actual: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
 def prediction_arrays(actual: pd.DataFrame, pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``pred``'s p_active and expected_spend (float64) in the order of ``actual``'s customers
     (``pred`` holds each of them once)."""
-    if _same_sorted_ids(actual, pred):  # (rows already aligned: no index on the ids)
-        aligned = pred[["p_active", "expected_spend"]]
+    return _prediction_arrays(actual, pred, _same_sorted_ids(actual, pred))
+
+
+def _prediction_arrays(
+    actual: pd.DataFrame, pred: pd.DataFrame, aligned: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`prediction_arrays`, given :func:`_same_sorted_ids` of the two."""
+    if aligned:  # (rows already aligned: no index on the ids)
+        rows = pred[["p_active", "expected_spend"]]
     else:
         order = actual[CUSTOMER_ID].to_numpy()
-        aligned = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
-    return aligned["p_active"].to_numpy(dtype=float), aligned["expected_spend"].to_numpy(
-        dtype=float
-    )
+        rows = pred.set_index(CUSTOMER_ID).loc[order, ["p_active", "expected_spend"]]
+    return rows["p_active"].to_numpy(dtype=float), rows["expected_spend"].to_numpy(dtype=float)
 
 
 # --- uncertainty ------------------------------------------------------------------------------
@@ -495,18 +502,13 @@ def _bootstrap_point(active: np.ndarray, spend: np.ndarray, p: np.ndarray, s: np
 
 
 def _known_point(
-    known: Mapping[str, Mapping[str, float]] | None,
-    name: str,
-    actual: pd.DataFrame,
-    pred: pd.DataFrame,
+    known: Mapping[str, Mapping[str, float]] | None, name: str, aligned: bool
 ) -> dict[str, float] | None:
     """``known[name]``'s :data:`BOOTSTRAP_METRICS` when :func:`evaluate_predictions` computed
-    them on the arrays :func:`_bootstrap_point` gets (the frames' ids in the same order), else
-    None."""
+    them on the arrays :func:`_bootstrap_point` gets (``aligned``: the frames' ids in the same
+    order, :func:`_same_sorted_ids`), else None."""
     metrics = (known or {}).get(name)
-    if metrics is None or any(k not in metrics for k in BOOTSTRAP_METRICS):
-        return None
-    if not _same_sorted_ids(actual, pred):
+    if not aligned or metrics is None or any(k not in metrics for k in BOOTSTRAP_METRICS):
         return None
     return {k: float(metrics[k]) for k in BOOTSTRAP_METRICS}
 
@@ -532,11 +534,13 @@ def bootstrap_draws(
     """
     if n_resamples < 10:
         raise ValueError(f"need n_resamples >= 10 (got {n_resamples})")
-    for pred in preds.values():
-        _checked_pair(actual, pred)  # same checks and messages as the point metrics
+    # (whether each method's ids are the actuals', in order: asked once, a pass over the ids)
+    aligned = {name: _same_sorted_ids(actual, pred) for name, pred in preds.items()}
+    for name, pred in preds.items():
+        _checked_pair(actual, pred, aligned[name])  # same checks and messages as the point metrics
     active = actual["active"].to_numpy(dtype=int)
     spend = actual["spend"].to_numpy(dtype=float)
-    arrays = {name: prediction_arrays(actual, pred) for name, pred in preds.items()}
+    arrays = {name: _prediction_arrays(actual, pred, aligned[name]) for name, pred in preds.items()}
     n = len(actual)
     # Each score is sorted once; a resample is a count per customer (clvflow.evaluation.resampling).
     # (the actuals in each ranking's order: a resample then costs one gather per ranking)
@@ -582,8 +586,7 @@ def bootstrap_draws(
             for name, row in (metrics or {}).items():
                 draws[name].append(row)
     full = {
-        name: _known_point(known, name, actual, preds[name])
-        or _bootstrap_point(active, spend, p, s)
+        name: _known_point(known, name, aligned[name]) or _bootstrap_point(active, spend, p, s)
         for name, (p, s) in arrays.items()
     }
     frames = {name: pd.DataFrame(d, columns=list(BOOTSTRAP_METRICS)) for name, d in draws.items()}
